@@ -1,0 +1,21 @@
+"""minigrad: how large models are trained under memory and compute limits,
+rebuilt from scratch in NumPy to be read and learned from."""
+
+from . import functional, nn, optim
+from .autograd import Function
+from .gradcheck import GradcheckError, gradcheck
+from .serialization import load, save
+from .tensor import (Tensor, arange, cat, enable_grad, full, get_rng, is_grad_enabled,
+                     manual_seed, no_grad, ones, ones_like, rand, randn, stack, tensor, where,
+                     zeros, zeros_like)
+
+float16, float32, float64 = "float16", "float32", "float64"
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng",
+    "cat", "stack", "where", "zeros", "ones", "zeros_like", "ones_like", "randn", "rand",
+    "arange", "full", "gradcheck", "GradcheckError", "Function", "save", "load",
+    "functional", "nn", "optim",
+]

@@ -1,0 +1,45 @@
+"""The ``minigrad`` command: ``tour``, ``exercises`` and ``grade``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="minigrad", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("tour", help="run a short version of every chapter and write its figures")
+    t.add_argument("--out", default=None, help="folder for the figures (default: figures/)")
+    t.add_argument("--quick", action="store_true", help="a sub-minute version")
+    t.add_argument("--only", nargs="*", default=None, help="chapters to run, e.g. ch01 ch03")
+
+    e = sub.add_parser("exercises", help="list exercises or write a student release")
+    esub = e.add_subparsers(dest="action", required=True)
+    esub.add_parser("list", help="chapter, id, points and title of every exercise and question")
+    r = esub.add_parser("release", help="write the student copy with stubs and no hidden tests")
+    r.add_argument("out_dir")
+
+    g = sub.add_parser("grade", help="grade a student copy (default: the current directory)")
+    g.add_argument("path", nargs="?", default=".")
+    g.add_argument("--json", default=None, help="write Gradescope results.json here")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per exercise")
+    g.add_argument("--only", nargs="*", default=None, help="exercise ids to grade")
+
+    args = p.parse_args(argv)
+    if args.command == "tour":
+        from .tour import run_tour
+        run_tour(args.out, quick=args.quick, only=args.only)
+        return 0
+    if args.command == "exercises":
+        from .exercises import cli as ex_cli
+        return ex_cli.exercises(args)
+    if args.command == "grade":
+        from .exercises import cli as ex_cli
+        return ex_cli.grade(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

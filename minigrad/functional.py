@@ -1,0 +1,379 @@
+"""Differentiable functions (import as ``F``), with PyTorch's names and arguments.
+
+The ones that matter for speed or for numerical stability (linear, softmax,
+log_softmax, cross_entropy, layer_norm, gelu) are single graph nodes with a
+hand-derived backward beside the forward; the rest are compositions of
+Tensor ops, so their gradients come for free.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from scipy.special import erf
+
+from .tensor import Tensor, get_rng
+
+__all__ = [
+    "relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "embedding",
+    "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits",
+    "layer_norm", "rms_norm", "dropout", "cosine_similarity", "cosine_embedding_loss",
+]
+
+
+def _t(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _check_float(x: Tensor, fn: str, arg: str = "input"):
+    if x.dtype.kind != "f":
+        raise TypeError(f"{fn}: {arg} must be a floating-point tensor, got dtype {x.dtype}")
+
+
+# ----------------------------------------------------------------------------
+# activations
+# ----------------------------------------------------------------------------
+
+def relu(input: Tensor) -> Tensor:
+    return _t(input).relu()
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return _t(input).sigmoid()
+
+
+def tanh(input: Tensor) -> Tensor:
+    return _t(input).tanh()
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """GELU(x) = x * Phi(x), Phi the standard normal CDF (Hendrycks & Gimpel 2016).
+
+    ``approximate="none"`` uses the exact erf form (PyTorch's default);
+    ``"tanh"`` uses 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+    """
+    x = _t(input)
+    _check_float(x, "gelu")
+    if approximate == "tanh":
+        c = math.sqrt(2 / math.pi)
+        return 0.5 * x * (1 + (c * (x + 0.044715 * x ** 3)).tanh())
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    xd = x.data
+    cdf = 0.5 * (1 + erf(xd / math.sqrt(2)))
+    out = (xd * cdf).astype(xd.dtype, copy=False)
+
+    def backward(g):
+        pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
+        return (g * (cdf + xd * pdf),)  # d/dx x Phi(x) = Phi(x) + x phi(x)
+    return Tensor._make(out, (x,), backward, "gelu")
+
+
+# ----------------------------------------------------------------------------
+# softmax family
+# ----------------------------------------------------------------------------
+
+def softmax(input: Tensor, dim: int = -1) -> Tensor:
+    """softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m), m = max_j x_j.
+
+    Subtracting the max changes nothing mathematically (it cancels) but keeps
+    every exponent <= 0, so exp never overflows. Backward:
+    dx = y * (g - sum(g * y)).
+    """
+    x = _t(input)
+    _check_float(x, "softmax")
+    xd = x.data
+    e = np.exp(xd - xd.max(axis=dim, keepdims=True))
+    y = e / e.sum(axis=dim, keepdims=True)
+
+    def backward(g):
+        return (y * (g - (g * y).sum(axis=dim, keepdims=True)),)
+    return Tensor._make(y, (x,), backward, "softmax")
+
+
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
+    """log_softmax(x) = x - m - log(sum exp(x - m)); backward dx = g - softmax(x) * sum(g)."""
+    x = _t(input)
+    _check_float(x, "log_softmax")
+    xd = x.data
+    z = xd - xd.max(axis=dim, keepdims=True)
+    out = z - np.log(np.exp(z).sum(axis=dim, keepdims=True))
+
+    def backward(g):
+        return (g - np.exp(out) * g.sum(axis=dim, keepdims=True),)
+    return Tensor._make(out, (x,), backward, "log_softmax")
+
+
+# ----------------------------------------------------------------------------
+# layers as functions
+# ----------------------------------------------------------------------------
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x W^T + b.
+
+    Args:
+        input: (..., in_features)
+        weight: (out_features, in_features), PyTorch's layout
+        bias: (out_features,) or None
+    Returns:
+        (..., out_features)
+    """
+    x, W = _t(input), _t(weight)
+    if W.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {W.shape}")
+    if x.ndim == 0 or x.shape[-1] != W.shape[1]:
+        raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
+                         f"{W.shape} (expected last dim {W.shape[1]})")
+    xd, Wd = x.data, W.data
+    out = xd @ Wd.T
+    parents = (x, W)
+    if bias is not None:
+        if bias.shape != (W.shape[0],):
+            raise ValueError(f"linear: bias must have shape ({W.shape[0]},), got {bias.shape}")
+        out += bias.data
+        parents = (x, W, bias)
+
+    def backward(g):
+        g2 = g.reshape(-1, g.shape[-1])           # (N, out), N = prod(leading dims)
+        gx = g @ Wd if x.requires_grad else None  # (..., out) @ (out, in) -> (..., in)
+        gW = g2.T @ xd.reshape(-1, xd.shape[-1]) if W.requires_grad else None  # (out, in)
+        if bias is None:
+            return gx, gW
+        return gx, gW, g2.sum(axis=0)
+    return Tensor._make(out, parents, backward, "linear")
+
+
+def embedding(input, weight: Tensor) -> Tensor:
+    """Rows of ``weight`` picked by integer ``input``: (...) -> (..., embedding_dim)."""
+    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: input must hold integer indices, got dtype {idx.dtype}")
+    n = weight.shape[0]
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"embedding: indices must be in [0, {n}), got range "
+                         f"[{idx.min()}, {idx.max()}]")
+    Wd = weight.data
+    out = Wd[idx]
+
+    def backward(g):
+        gW = np.zeros_like(Wd)
+        np.add.at(gW, idx.reshape(-1), g.reshape(-1, Wd.shape[1]))  # a row used twice gets both
+        return (gW,)
+    return Tensor._make(out, (weight,), backward, "embedding")
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` and scale survivors by 1/(1-p)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    x = _t(input)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    keep = (get_rng().random(x.shape) >= p).astype(x.dtype) / (1.0 - p)
+    return x * keep
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """LayerNorm (Ba et al. 2016) over the last ``len(normalized_shape)`` dims.
+
+    y = (x - mean) / sqrt(var + eps) * weight + bias, with the biased variance.
+    Backward, with xhat the normalized input and gh = g * weight:
+    dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)).
+    """
+    x = _t(input)
+    _check_float(x, "layer_norm")
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = (int(normalized_shape),)
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if x.shape[x.ndim - k:] != normalized_shape:
+        raise ValueError(f"layer_norm: normalized_shape {normalized_shape} does not match the "
+                         f"last dims of input shape {x.shape}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != normalized_shape:
+            raise ValueError(f"layer_norm: {name} must have shape {normalized_shape}, got {p.shape}")
+    axes = tuple(range(x.ndim - k, x.ndim))
+    xd = x.data
+    mu = xd.mean(axis=axes, keepdims=True)
+    xc = xd - mu
+    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + eps)
+    xhat = xc * rstd
+    out = xhat
+    if weight is not None:
+        out = out * weight.data
+    if bias is not None:
+        out = out + bias.data
+    parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
+
+    def backward(g):
+        lead = tuple(range(x.ndim - k))
+        gh = g * weight.data if weight is not None else g
+        gx = rstd * (gh - gh.mean(axis=axes, keepdims=True)
+                     - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
+        grads = [gx]
+        if weight is not None:
+            grads.append((g * xhat).sum(axis=lead))
+        if bias is not None:
+            grads.append(g.sum(axis=lead))
+        return tuple(grads)
+    return Tensor._make(out.astype(xd.dtype, copy=False), parents, backward, "layer_norm")
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
+             eps: float | None = None) -> Tensor:
+    """RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x^2) + eps) * weight.
+
+    ``eps=None`` uses the dtype's machine epsilon, as PyTorch does.
+    """
+    x = _t(input)
+    _check_float(x, "rms_norm")
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = (int(normalized_shape),)
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if x.shape[x.ndim - k:] != normalized_shape:
+        raise ValueError(f"rms_norm: normalized_shape {normalized_shape} does not match the "
+                         f"last dims of input shape {x.shape}")
+    if eps is None:
+        eps = float(np.finfo(x.dtype).eps)
+    dims = tuple(range(x.ndim - k, x.ndim))
+    y = x / ((x * x).mean(dim=dims, keepdim=True) + eps).sqrt()
+    return y * weight if weight is not None else y
+
+
+# ----------------------------------------------------------------------------
+# losses
+# ----------------------------------------------------------------------------
+
+def _reduce(loss: Tensor, reduction: str, fn: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{fn}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def cross_entropy(input: Tensor, target, reduction: str = "mean",
+                  ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy from logits, computed stably in one node.
+
+    loss_n = logsumexp(x_n) - x_n[t_n]; the max is subtracted inside the
+    logsumexp so no exp overflows. Gradient: (softmax(x_n) - onehot(t_n)) / N
+    for the mean.
+
+    Args:
+        input: logits, (N, C) or (C,).
+        target: integer class indices, (N,) or (); entries equal to
+            ``ignore_index`` contribute nothing.
+    """
+    x = _t(input)
+    _check_float(x, "cross_entropy")
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {t.dtype}")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"cross_entropy: input must be (N, C) or (C,), got shape {x.shape}; "
+                         f"reshape (B, T, C) logits to (B*T, C)")
+    squeeze = x.ndim == 1
+    xd = x.data[None] if squeeze else x.data
+    t = t.reshape(1) if squeeze else t
+    N, C = xd.shape
+    if t.shape != (N,):
+        raise ValueError(f"cross_entropy: target shape {t.shape} does not match input shape "
+                         f"{x.shape} (expected ({N},))")
+    valid = t != ignore_index
+    tv = np.where(valid, t, 0)
+    if valid.any() and (tv[valid].min() < 0 or tv[valid].max() >= C):
+        raise IndexError(f"cross_entropy: target values must be in [0, {C}), got range "
+                         f"[{t[valid].min()}, {t[valid].max()}]")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+
+    z = xd - xd.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))        # (N, C)
+    rows = np.arange(N)
+    nll = -logp[rows, tv]
+    if label_smoothing:
+        nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(axis=1)
+    losses = np.where(valid, nll, 0).astype(xd.dtype)
+    n_valid = int(valid.sum())
+    if reduction == "mean":
+        out = np.asarray(losses.sum() / max(n_valid, 1), dtype=xd.dtype)
+    elif reduction == "sum":
+        out = np.asarray(losses.sum(), dtype=xd.dtype)
+    elif reduction == "none":
+        out = losses[0] if squeeze else losses
+    else:
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+    def backward(g):
+        # BEGIN SOLUTION ch2.cross_entropy_backward
+        grad = np.exp(logp)                                         # softmax, (N, C)
+        grad[rows, tv] -= 1 - label_smoothing                       # minus the one-hot target
+        if label_smoothing:
+            grad -= label_smoothing / C
+        grad *= valid[:, None]
+        if reduction == "none":
+            grad *= np.reshape(g, (N, 1))
+        else:
+            grad *= g / max(n_valid, 1) if reduction == "mean" else g
+        # END SOLUTION
+        return (grad[0] if squeeze else grad,)
+    return Tensor._make(out, (x,), backward, "cross_entropy")
+
+
+def nll_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities ``input`` (N, C) at ``target`` (N,)."""
+    x = _t(input)
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if x.ndim != 2 or t.shape != (x.shape[0],):
+        raise ValueError(f"nll_loss: expected input (N, C) and target (N,), got {x.shape} and {t.shape}")
+    return _reduce(-x[np.arange(x.shape[0]), t], reduction, "nll_loss")
+
+
+def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Mean squared error, mean((input - target)^2)."""
+    x, y = _t(input), _t(target)
+    if x.shape != y.shape:
+        raise ValueError(f"mse_loss: input shape {x.shape} and target shape {y.shape} differ")
+    d = x - y
+    return _reduce(d * d, reduction, "mse_loss")
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """BCE from logits, stably: max(x, 0) - x*y + log(1 + exp(-|x|))."""
+    x, y = _t(input), _t(target)
+    if x.shape != y.shape:
+        raise ValueError(f"binary_cross_entropy_with_logits: input shape {x.shape} and target "
+                         f"shape {y.shape} differ")
+    loss = x.relu() - x * y + ((-x.abs()).exp() + 1.0).log()
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """x1 . x2 / max(|x1| |x2|, eps) along ``dim``."""
+    x1, x2 = _t(x1), _t(x2)
+    dot = (x1 * x2).sum(dim)
+    n = ((x1 * x1).sum(dim) * (x2 * x2).sum(dim)).sqrt()
+    return dot / n.clamp(min=eps)
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target, margin: float = 0.0,
+                          reduction: str = "mean") -> Tensor:
+    """1 - cos(x1, x2) for pairs with target 1; max(0, cos - margin) for target -1."""
+    y = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if not np.all(np.isin(y, (-1, 1))):
+        raise ValueError("cosine_embedding_loss: target entries must be 1 or -1")
+    cos = cosine_similarity(input1, input2, dim=-1)
+    pos = 1.0 - cos
+    neg = (cos - margin).relu()
+    from .tensor import where
+    return _reduce(where(y == 1, pos, neg), reduction, "cosine_embedding_loss")
+

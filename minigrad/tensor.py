@@ -1,0 +1,828 @@
+"""Tensor, the computation graph, and reverse-mode differentiation.
+
+A ``Tensor`` wraps a NumPy array (``.data``). Every operation on tensors that
+require a gradient records its inputs (``_parents``) and a ``_backward``
+closure that maps the gradient of the output to the gradients of the inputs.
+``backward()`` visits the graph in reverse topological order, so each node's
+gradient is complete (summed over every use) before it is passed on.
+
+Each op below is written micrograd-style: the forward value, then, a few lines
+later, the local chain rule that sends the gradient back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from collections import namedtuple
+
+import numpy as np
+
+__all__ = [
+    "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng",
+    "cat", "stack", "where", "zeros", "ones", "zeros_like", "ones_like", "randn", "rand",
+    "arange", "full", "unbroadcast",
+]
+
+# ----------------------------------------------------------------------------
+# global switches: gradient recording and the seeded random generator
+# ----------------------------------------------------------------------------
+
+_grad_enabled = True
+_rng = np.random.default_rng(0)
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def _set_grad_enabled(mode: bool):
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, mode
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
+def no_grad():
+    """Context manager: operations inside record no graph (as ``torch.no_grad``)."""
+    return _set_grad_enabled(False)
+
+
+def enable_grad():
+    return _set_grad_enabled(True)
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Seed every random draw minigrad makes (init, dropout, data, sampling)."""
+    global _rng
+    if not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"manual_seed: seed must be a non-negative integer, got {seed!r}")
+    _rng = np.random.default_rng(int(seed))
+    return _rng
+
+
+def get_rng() -> np.random.Generator:
+    """The generator behind every random draw; reset by :func:`manual_seed`."""
+    return _rng
+
+
+# ----------------------------------------------------------------------------
+# broadcasting's gradient
+# ----------------------------------------------------------------------------
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``grad`` back down to ``shape``, undoing NumPy broadcasting.
+
+    A value broadcast along an axis was *used* once per position on that
+    axis, so its gradient is the sum over that axis. Two cases: leading axes
+    that broadcasting prepended, and axes of size 1 that were stretched.
+
+    Args:
+        grad: gradient of the broadcast result, shape ``B``.
+        shape: the operand's shape ``S`` (broadcastable to ``B``).
+    Returns:
+        array of shape ``S``.
+    """
+    # BEGIN SOLUTION ch1.unbroadcast
+    if grad.shape == tuple(shape):
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------
+# the Tensor
+# ----------------------------------------------------------------------------
+
+_FLOAT_KINDS = "f"
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+def _as_array(data, dtype=None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return np.asarray(data, dtype=dtype)
+    arr = np.asarray(data)
+    if arr.dtype == np.float64 and not isinstance(data, np.ndarray) and not isinstance(data, np.generic):
+        arr = arr.astype(np.float32)  # Python floats become float32, as in PyTorch
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed.
+
+    Attributes:
+        data: the values, a ``numpy.ndarray``.
+        grad: ``None`` until ``backward()`` reaches this leaf, then an ndarray
+            of ``data``'s shape and dtype (summed over every use).
+        requires_grad: whether gradients flow to (and through) this tensor.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op",
+                 "_retain", "__weakref__")
+    __array_priority__ = 1000  # ndarray + Tensor -> Tensor.__radd__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        self.data = _as_array(data, dtype)
+        if requires_grad and self.data.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {self.data.dtype}"
+            )
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents = ()
+        self._backward = None
+        self._op = ""
+        self._retain = False
+
+    # -- the graph --------------------------------------------------------------
+    @staticmethod
+    def _make(data: np.ndarray, parents: tuple, backward, op: str) -> "Tensor":
+        """Wrap an op's result; record the graph only if a parent needs a gradient."""
+        out = Tensor.__new__(Tensor)
+        out.data = data
+        out.grad = None
+        out._op = op
+        out._retain = False
+        if _grad_enabled and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = parents
+            out._backward = backward
+        else:
+            out.requires_grad = False
+            out._parents = ()
+            out._backward = None
+        return out
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._backward is None
+
+    def retain_grad(self) -> "Tensor":
+        """Keep ``.grad`` on this non-leaf tensor after backward (for inspection)."""
+        self._retain = True
+        return self
+
+    def backward(self, gradient=None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        Visits nodes in reverse topological order, so a node's gradient is the
+        full sum over all its uses before its ``_backward`` runs.
+
+        Args:
+            gradient: d(loss)/d(self), same shape as ``self``; may be omitted
+                only when ``self`` holds a single element.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad and has no graph "
+                "(create leaves with requires_grad=True, and call outside no_grad())"
+            )
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward: gradient can be omitted only for a single-element tensor, "
+                    f"got shape {self.shape}; pass gradient= of that shape"
+                )
+            g0 = np.ones_like(self.data)
+        else:
+            g0 = np.array(_as_array(gradient), dtype=self.data.dtype)  # a copy: never alias the caller's
+            if g0.shape != self.data.shape:
+                raise ValueError(
+                    f"backward: gradient has shape {g0.shape}, expected {self.data.shape}"
+                )
+
+        # iterative depth-first topological sort (deep graphs would overflow recursion)
+        topo, seen, stack = [], {id(self)}, [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                topo.append(node)
+                continue
+            stack.append((node, True))
+            for p in node._parents:
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    stack.append((p, False))
+
+        grads = {id(self): g0}
+        given = set()  # ids of arrays already stored in some leaf's .grad
+        for node in reversed(topo):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._backward is None or node._retain:
+                node._accumulate(g, given)
+            if node._backward is None:
+                continue
+            for p, pg in zip(node._parents, node._backward(g)):
+                if pg is None or not p.requires_grad:
+                    continue
+                k = id(p)
+                grads[k] = pg if k not in grads else grads[k] + pg
+
+    def _accumulate(self, g: np.ndarray, given: set) -> None:
+        if g.dtype != self.data.dtype:
+            g = g.astype(self.data.dtype)
+        if self.grad is None:
+            # backward closures may pass one array to several inputs (add) or
+            # return views; copy those so an in-place update of one .grad
+            # can never change another's
+            if g.base is not None or id(g) in given or not g.flags.writeable:
+                g = g.copy()
+            given.add(id(g))
+            self.grad = g
+        else:
+            self.grad = self.grad + g
+
+    # -- plain attributes -----------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def size(self, dim=None):
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def numel(self) -> int:
+        return self.data.size
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only one-element tensors convert to a Python number, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = np.array2string(self.data, precision=4, separator=", ", prefix="tensor(")
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        if self.data.dtype != np.float32:
+            extra = f", dtype={self.data.dtype}" + extra
+        return f"tensor({body}{extra})"
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.data)
+
+    __hash__ = object.__hash__
+
+    def detach(self) -> "Tensor":
+        """The same values, cut from the graph (shares memory, as in PyTorch)."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and self.data.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def to(self, dtype) -> "Tensor":
+        """Cast to ``dtype``; the gradient is cast back on the way down."""
+        dtype = np.dtype(dtype)
+        if dtype == self.data.dtype:
+            return self
+        src = self.data.dtype
+        return Tensor._make(self.data.astype(dtype), (self,),
+                            lambda g: (g.astype(src),), "to")
+
+    def float(self) -> "Tensor":
+        return self.to(np.float32)
+
+    def double(self) -> "Tensor":
+        return self.to(np.float64)
+
+    def half(self) -> "Tensor":
+        return self.to(np.float16)
+
+    # -- arithmetic (broadcasting) ---------------------------------------------------
+    def _wrap(self, other) -> "Tensor":
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, numbers.Number):  # a Python scalar takes the tensor's dtype
+            return Tensor(np.asarray(other, dtype=self.data.dtype if self.data.dtype.kind == "f"
+                                     else None))
+        return Tensor(other)
+
+    def _check_broadcast(self, other: "Tensor", op: str):
+        try:
+            return np.broadcast_shapes(self.data.shape, other.data.shape)
+        except ValueError:
+            raise ValueError(
+                f"{op}: shapes {self.shape} and {other.shape} cannot be broadcast together"
+            ) from None
+
+    def __add__(self, other):
+        other = self._wrap(other)
+        a, b = self, other
+        try:
+            out = a.data + b.data
+        except ValueError:
+            self._check_broadcast(other, "add")
+            raise
+
+        def backward(g):
+            return unbroadcast(g, a.data.shape), unbroadcast(g, b.data.shape)
+        return Tensor._make(out, (a, b), backward, "add")
+
+    def __radd__(self, other):
+        return self._wrap(other).__add__(self)
+
+    def __sub__(self, other):
+        other = self._wrap(other)
+        a, b = self, other
+        try:
+            out = a.data - b.data
+        except ValueError:
+            self._check_broadcast(other, "sub")
+            raise
+
+        def backward(g):
+            return (unbroadcast(g, a.data.shape),
+                    -unbroadcast(g, b.data.shape) if b.requires_grad else None)
+        return Tensor._make(out, (a, b), backward, "sub")
+
+    def __rsub__(self, other):
+        return self._wrap(other).__sub__(self)
+
+    def __mul__(self, other):
+        other = self._wrap(other)
+        a, b = self, other
+        try:
+            out = a.data * b.data
+        except ValueError:
+            self._check_broadcast(other, "mul")
+            raise
+
+        def backward(g):
+            return (unbroadcast(g * b.data, a.data.shape) if a.requires_grad else None,
+                    unbroadcast(g * a.data, b.data.shape) if b.requires_grad else None)
+        return Tensor._make(out, (a, b), backward, "mul")
+
+    def __rmul__(self, other):
+        return self._wrap(other).__mul__(self)
+
+    def __truediv__(self, other):
+        other = self._wrap(other)
+        a, b = self, other
+        try:
+            out = a.data / b.data
+        except ValueError:
+            self._check_broadcast(other, "div")
+            raise
+
+        def backward(g):
+            # d(a/b)/da = 1/b ; d(a/b)/db = -a/b^2
+            return (unbroadcast(g / b.data, a.data.shape) if a.requires_grad else None,
+                    unbroadcast(-g * out / b.data, b.data.shape) if b.requires_grad else None)
+        return Tensor._make(out, (a, b), backward, "div")
+
+    def __rtruediv__(self, other):
+        return self._wrap(other).__truediv__(self)
+
+    def __pow__(self, exponent):
+        a = self
+        if isinstance(exponent, numbers.Number):
+            p = exponent
+            out = a.data ** p
+
+            def backward(g):
+                return (g * (p * a.data ** (p - 1)),)  # d(x^p)/dx = p x^(p-1)
+            return Tensor._make(out, (a,), backward, "pow")
+        b = self._wrap(exponent)
+        out = a.data ** b.data
+
+        def backward_t(g):
+            ga = unbroadcast(g * b.data * a.data ** (b.data - 1), a.data.shape) if a.requires_grad else None
+            gb = unbroadcast(g * out * np.log(a.data), b.data.shape) if b.requires_grad else None
+            return ga, gb
+        return Tensor._make(out, (a, b), backward_t, "pow")
+
+    def __rpow__(self, base):
+        return self._wrap(base).__pow__(self)
+
+    def __neg__(self):
+        return Tensor._make(-self.data, (self,), lambda g: (-g,), "neg")
+
+    def __matmul__(self, other):
+        other = self._wrap(other)
+        a, b = self, other
+        A, B = a.data, b.data
+        if A.ndim == 0 or B.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        # treat vectors as (1, k) and (k, 1) matrices, as NumPy and PyTorch do
+        A2 = A[None, :] if A.ndim == 1 else A
+        B2 = B[:, None] if B.ndim == 1 else B
+        if A2.shape[-1] != B2.shape[-2]:
+            raise ValueError(
+                f"matmul: shapes {a.shape} and {b.shape} do not align "
+                f"({A2.shape[-1]} != {B2.shape[-2]})"
+            )
+        try:
+            out2 = A2 @ B2  # (..., n, k) @ (..., k, m) -> (..., n, m)
+        except ValueError:
+            raise ValueError(
+                f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast"
+            ) from None
+        out = out2
+        if A.ndim == 1:
+            out = out[..., 0, :]
+        if B.ndim == 1:
+            out = out[..., 0]
+
+        def backward(g):
+            g2 = g.reshape(out2.shape)
+            ga = gb = None
+            if a.requires_grad:  # dL/dA = dL/dOut @ B^T, summed over broadcast batch dims
+                ga = unbroadcast(g2 @ np.swapaxes(B2, -1, -2), A2.shape).reshape(A.shape)
+            if b.requires_grad:  # dL/dB = A^T @ dL/dOut
+                gb = unbroadcast(np.swapaxes(A2, -1, -2) @ g2, B2.shape).reshape(B.shape)
+            return ga, gb
+        return Tensor._make(out, (a, b), backward, "matmul")
+
+    def __rmatmul__(self, other):
+        return self._wrap(other).__matmul__(self)
+
+    # -- comparisons give plain boolean tensors (no gradient) --------------------------------
+    def __eq__(self, other):  # noqa: D105
+        return Tensor(self.data == _as_array(other))
+
+    def __ne__(self, other):
+        return Tensor(self.data != _as_array(other))
+
+    def __lt__(self, other):
+        return Tensor(self.data < _as_array(other))
+
+    def __le__(self, other):
+        return Tensor(self.data <= _as_array(other))
+
+    def __gt__(self, other):
+        return Tensor(self.data > _as_array(other))
+
+    def __ge__(self, other):
+        return Tensor(self.data >= _as_array(other))
+
+    # -- elementwise functions -----------------------------------------------------
+    def exp(self):
+        out = np.exp(self.data)
+        return Tensor._make(out, (self,), lambda g: (g * out,), "exp")
+
+    def log(self):
+        x = self.data
+        return Tensor._make(np.log(x), (self,), lambda g: (g / x,), "log")
+
+    def sqrt(self):
+        out = np.sqrt(self.data)
+        return Tensor._make(out, (self,), lambda g: (g / (2 * out),), "sqrt")
+
+    def tanh(self):
+        out = np.tanh(self.data)
+        return Tensor._make(out, (self,), lambda g: (g * (1 - out * out),), "tanh")
+
+    def sigmoid(self):
+        x = self.data
+        # split by sign so exp never overflows: 1/(1+e^-x) for x>=0, e^x/(1+e^x) otherwise
+        e = np.exp(-np.abs(x))
+        out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return Tensor._make(out, (self,), lambda g: (g * out * (1 - out),), "sigmoid")
+
+    def relu(self):
+        x = self.data
+        out = np.maximum(x, 0)
+        return Tensor._make(out, (self,), lambda g: (g * (x > 0),), "relu")
+
+    def abs(self):
+        x = self.data
+        return Tensor._make(np.abs(x), (self,), lambda g: (g * np.sign(x),), "abs")
+
+    def clamp(self, min=None, max=None):
+        x = self.data
+        out = np.clip(x, min, max)
+        inside = np.ones(x.shape, dtype=bool)
+        if min is not None:
+            inside &= x >= min
+        if max is not None:
+            inside &= x <= max
+        return Tensor._make(out, (self,), lambda g: (g * inside,), "clamp")
+
+    # -- reductions ------------------------------------------------------------------
+    def _dims(self, dim):
+        if dim is None:
+            return tuple(range(self.data.ndim))
+        dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+        nd = self.data.ndim
+        for d in dims:
+            if not -max(nd, 1) <= d < max(nd, 1):
+                raise IndexError(f"dim {d} is out of range for a tensor of {nd} dimensions")
+        return tuple(d % nd for d in dims) if nd else ()
+
+    def _expand_back(self, g, dims, keepdim):
+        """Broadcast a reduced gradient back over the reduced dims."""
+        if not keepdim:
+            g = np.expand_dims(g, dims)
+        return np.broadcast_to(g, self.data.shape)
+
+    def sum(self, dim=None, keepdim: bool = False):
+        dims = self._dims(dim)
+        out = np.sum(self.data, axis=dims, keepdims=keepdim)
+        return Tensor._make(np.asarray(out), (self,),
+                            lambda g: (self._expand_back(g, dims, keepdim),), "sum")
+
+    def mean(self, dim=None, keepdim: bool = False):
+        dims = self._dims(dim)
+        n = int(np.prod([self.data.shape[d] for d in dims])) if dims else 1
+        out = np.mean(self.data, axis=dims, keepdims=keepdim)
+        return Tensor._make(np.asarray(out, dtype=self.data.dtype), (self,),
+                            lambda g: (self._expand_back(g / n, dims, keepdim),), "mean")
+
+    def var(self, dim=None, keepdim: bool = False, correction: int = 1):
+        mu = self.mean(dim, keepdim=True)
+        dims = self._dims(dim)
+        n = int(np.prod([self.data.shape[d] for d in dims])) if dims else 1
+        return ((self - mu) ** 2).sum(dim, keepdim=keepdim) / max(n - correction, 1)
+
+    def amax(self, dim=None, keepdim: bool = False):
+        """Maximum over ``dim``; the gradient is shared equally among ties."""
+        dims = self._dims(dim)
+        x = self.data
+        out = np.max(x, axis=dims, keepdims=True)
+
+        def backward(g):
+            hit = x == out
+            share = hit / hit.sum(axis=dims, keepdims=True)
+            return (share * (g if keepdim else np.expand_dims(g, dims)),)
+        res = out if keepdim else np.squeeze(out, axis=dims)
+        return Tensor._make(np.asarray(res), (self,), backward, "amax")
+
+    def max(self, dim=None, keepdim: bool = False):
+        """``max()`` -> the maximum; ``max(dim)`` -> ``(values, indices)`` as in PyTorch."""
+        if dim is None:
+            return self.amax()
+        d = self._dims(dim)[0]
+        x = self.data
+        idx = np.argmax(x, axis=d)
+        idx_k = np.expand_dims(idx, d)
+        vals = np.take_along_axis(x, idx_k, axis=d)
+
+        def backward(g):
+            gx = np.zeros_like(x)
+            np.put_along_axis(gx, idx_k, g if keepdim else np.expand_dims(g, d), axis=d)
+            return (gx,)
+        values = Tensor._make(vals if keepdim else np.squeeze(vals, d), (self,), backward, "max")
+        return MaxResult(values, Tensor(idx_k if keepdim else idx))
+
+    def min(self, dim=None, keepdim: bool = False):
+        if dim is None:
+            return -((-self).amax())
+        r = (-self).max(dim, keepdim)
+        return MaxResult(-r.values, r.indices)
+
+    def argmax(self, dim=None, keepdim: bool = False):
+        if dim is None:
+            return Tensor(np.argmax(self.data))
+        return Tensor(np.argmax(self.data, axis=dim, keepdims=keepdim))
+
+    # -- shape ---------------------------------------------------------------------
+    def reshape(self, *shape):
+        if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
+            shape = tuple(shape[0])
+        src = self.data.shape
+        try:
+            out = self.data.reshape(shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {src} "
+                             f"({self.data.size} elements) into {tuple(shape)}") from None
+        return Tensor._make(out, (self,), lambda g: (g.reshape(src),), "reshape")
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        s = self.data.shape
+        if not s:
+            return self.reshape(1)
+        start, end = start_dim % len(s), end_dim % len(s)
+        return self.reshape(s[:start] + (-1,) + s[end + 1:])
+
+    def unsqueeze(self, dim: int):
+        d = dim % (self.data.ndim + 1)
+        return self.reshape(self.data.shape[:d] + (1,) + self.data.shape[d:])
+
+    def squeeze(self, dim=None):
+        s = self.data.shape
+        if dim is None:
+            return self.reshape(tuple(n for n in s if n != 1))
+        d = dim % max(len(s), 1)
+        return self.reshape(s[:d] + s[d + 1:]) if s and s[d] == 1 else self
+
+    def expand(self, *shape):
+        if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
+            shape = tuple(shape[0])
+        lead = len(shape) - self.data.ndim
+        shape = tuple(self.data.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+        out = np.broadcast_to(self.data, shape)
+        src = self.data.shape
+        return Tensor._make(out, (self,), lambda g: (unbroadcast(g, src),), "expand")
+
+    def transpose(self, dim0: int, dim1: int):
+        out = np.swapaxes(self.data, dim0, dim1)
+        return Tensor._make(out, (self,), lambda g: (np.swapaxes(g, dim0, dim1),), "transpose")
+
+    def permute(self, *dims):
+        if len(dims) == 1 and not isinstance(dims[0], numbers.Integral):
+            dims = tuple(dims[0])
+        if sorted(d % self.data.ndim for d in dims) != list(range(self.data.ndim)):
+            raise ValueError(f"permute: dims {dims} are not a permutation of {self.data.ndim} dimensions")
+        inverse = np.argsort([d % self.data.ndim for d in dims])
+        out = np.transpose(self.data, dims)
+        return Tensor._make(out, (self,), lambda g: (np.transpose(g, inverse),), "permute")
+
+    @property
+    def T(self):
+        return self.permute(tuple(reversed(range(self.data.ndim))))
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    def contiguous(self):
+        return self
+
+    def __getitem__(self, index):
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        x = self.data
+        out = x[index]
+        advanced = _is_advanced(index)
+
+        def backward(g):
+            gx = np.zeros_like(x)
+            if advanced:
+                np.add.at(gx, index, g)  # repeated indices each add their share
+            else:
+                gx[index] = g
+            return (gx,)
+        return Tensor._make(out, (self,), backward, "getitem")
+
+    def masked_fill(self, mask, value: float):
+        """Positions where ``mask`` is True take ``value``; their gradient is zero."""
+        m = _as_array(mask)
+        if m.dtype != np.bool_:
+            raise TypeError(f"masked_fill: mask must be boolean, got dtype {m.dtype}")
+        try:
+            out = np.where(m, np.asarray(value, dtype=self.data.dtype), self.data)
+        except ValueError:
+            raise ValueError(f"masked_fill: mask of shape {m.shape} does not broadcast "
+                             f"to the tensor's shape {self.shape}") from None
+        if out.shape != self.data.shape:
+            raise ValueError(f"masked_fill: mask of shape {m.shape} would enlarge the tensor "
+                             f"of shape {self.shape}")
+        src = self.data.shape
+        return Tensor._make(out, (self,), lambda g: (unbroadcast(np.where(m, 0, g), src),),
+                            "masked_fill")
+
+    # -- in-place helpers used by optimizers (no graph) ------------------------------
+    def zero_(self):
+        self.data[...] = 0
+        return self
+
+    def copy_(self, src):
+        self.data[...] = _as_array(src)
+        return self
+
+    # functional aliases, as in PyTorch
+    def softmax(self, dim: int = -1):
+        from . import functional as F
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1):
+        from . import functional as F
+        return F.log_softmax(self, dim)
+
+
+def _is_advanced(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (list, np.ndarray)) for p in parts)
+
+
+# ----------------------------------------------------------------------------
+# constructors and multi-input functions
+# ----------------------------------------------------------------------------
+
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+    """Build a tensor from a list, scalar or array (copies, as ``torch.tensor``)."""
+    arr = np.array(_as_array(data, dtype), copy=True)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def _shape(shape):
+    return tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else shape
+
+
+def zeros(*shape, dtype=np.float32, requires_grad=False):
+    return Tensor(np.zeros(_shape(shape), dtype=dtype), requires_grad)
+
+
+def ones(*shape, dtype=np.float32, requires_grad=False):
+    return Tensor(np.ones(_shape(shape), dtype=dtype), requires_grad)
+
+
+def full(shape, fill_value, dtype=np.float32, requires_grad=False):
+    return Tensor(np.full(shape, fill_value, dtype=dtype), requires_grad)
+
+
+def zeros_like(t: Tensor, requires_grad=False):
+    return Tensor(np.zeros_like(t.data), requires_grad)
+
+
+def ones_like(t: Tensor, requires_grad=False):
+    return Tensor(np.ones_like(t.data), requires_grad)
+
+
+def randn(*shape, dtype=np.float32, requires_grad=False):
+    """Standard normal samples from the seeded generator (see :func:`manual_seed`)."""
+    return Tensor(_rng.standard_normal(_shape(shape)).astype(dtype), requires_grad)
+
+
+def rand(*shape, dtype=np.float32, requires_grad=False):
+    return Tensor(_rng.random(_shape(shape)).astype(dtype), requires_grad)
+
+
+def arange(*args, dtype=None):
+    return Tensor(np.arange(*args, dtype=dtype))
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    """Concatenate along ``dim``; the gradient is split back into the pieces."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    arrays = [t.data for t in tensors]
+    try:
+        out = np.concatenate(arrays, axis=dim)
+    except ValueError:
+        raise ValueError(f"cat: shapes {[a.shape for a in arrays]} differ outside dim {dim}") from None
+    bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1]
+    return Tensor._make(out, tuple(tensors), lambda g: tuple(np.split(g, bounds, axis=dim)), "cat")
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    """Stack equal-shaped tensors along a new ``dim``."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all tensors must have one shape, got {sorted(shapes)}")
+    out = np.stack([t.data for t in tensors], axis=dim)
+    n = len(tensors)
+
+    def backward(g):
+        return tuple(np.take(g, i, axis=dim) for i in range(n))
+    return Tensor._make(out, tuple(tensors), backward, "stack")
+
+
+def where(condition, input, other) -> Tensor:
+    """``input`` where ``condition`` is True, else ``other`` (both may broadcast)."""
+    c = _as_array(condition)
+    if c.dtype != np.bool_:
+        raise TypeError(f"where: condition must be boolean, got dtype {c.dtype}")
+    x = input if isinstance(input, Tensor) else Tensor(np.asarray(input, dtype=_float_of(other)))
+    y = other if isinstance(other, Tensor) else Tensor(np.asarray(other, dtype=x.dtype))
+    out = np.where(c, x.data, y.data)
+
+    def backward(g):
+        return (unbroadcast(np.where(c, g, 0), x.shape) if x.requires_grad else None,
+                unbroadcast(np.where(c, 0, g), y.shape) if y.requires_grad else None)
+    return Tensor._make(out, (x, y), backward, "where")
+
+
+def _float_of(t):
+    return t.dtype if isinstance(t, Tensor) else np.float32
