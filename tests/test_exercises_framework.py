@@ -11,8 +11,15 @@ import pytest
 
 from minigrad.exercises import all_exercises, all_questions
 from minigrad.exercises.answers import AnswerError, evaluate, grade_question, load_answers
-from minigrad.exercises.fences import (FenceError, find_regions, region_body, replace_region,
-                                       scan_package, strip_hidden, stub_text)
+from minigrad.exercises.fences import (
+    FenceError,
+    find_regions,
+    region_body,
+    replace_region,
+    scan_package,
+    strip_hidden,
+    stub_text,
+)
 from minigrad.exercises.grade import grade, gradescope_json, report
 from minigrad.exercises.registry import Question
 from minigrad.exercises.release import check_catalog, release, source_root

@@ -31,8 +31,8 @@ def exercises(args) -> int:
 
 
 def grade(args) -> int:
-    from .grade import gradescope_json, report
     from .grade import grade as run_grade
+    from .grade import gradescope_json, report
 
     rows = run_grade(args.path, timeout=args.timeout, only=args.only)
     report(rows)

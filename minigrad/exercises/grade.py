@@ -214,4 +214,4 @@ def gradescope_json(rows) -> dict:
     }
 
 
-__all__ = ["grade", "report", "gradescope_json", "Result"]
+__all__ = ["Result", "grade", "gradescope_json", "report"]
