@@ -145,28 +145,36 @@ class Tensor:
 
     # -- the graph --------------------------------------------------------------
     @staticmethod
-    def _make(data: np.ndarray, parents: tuple, backward, op: str) -> "Tensor":
-        """Wrap an op's result; record the graph only if a parent needs a gradient."""
-        out = Tensor.__new__(Tensor)
+    def _make(data: np.ndarray, parents: tuple, backward, op: str) -> Tensor:
+        """Wrap an op's result; record the graph only if a parent needs a gradient.
+
+        As in PyTorch, an integer or boolean result (argmax, a cast to int)
+        never requires grad: it has no derivative to carry.
+        """
+        if type(data) is not np.ndarray:  # NumPy turns 0-d results into scalars
+            data = np.asarray(data)
+        out = _new_tensor(Tensor)
         out.data = data
         out.grad = None
         out._op = op
         out._retain = False
-        if _grad_enabled and any(p.requires_grad for p in parents):
-            out.requires_grad = True
-            out._parents = parents
-            out._backward = backward
-        else:
-            out.requires_grad = False
-            out._parents = ()
-            out._backward = None
+        out.requires_grad = False
+        out._parents = ()
+        out._backward = None
+        if _grad_enabled and data.dtype.kind == "f":
+            for p in parents:  # a plain loop: this runs once per op, so it is kept cheap
+                if p.requires_grad:
+                    out.requires_grad = True
+                    out._parents = parents
+                    out._backward = backward
+                    break
         return out
 
     @property
     def is_leaf(self) -> bool:
         return self._backward is None
 
-    def retain_grad(self) -> "Tensor":
+    def retain_grad(self) -> Tensor:
         """Keep ``.grad`` on this non-leaf tensor after backward (for inspection)."""
         self._retain = True
         return self
@@ -200,34 +208,25 @@ class Tensor:
                     f"backward: gradient has shape {g0.shape}, expected {self.data.shape}"
                 )
 
-        # iterative depth-first topological sort (deep graphs would overflow recursion)
-        topo, seen, stack = [], {id(self)}, [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                topo.append(node)
-                continue
-            stack.append((node, True))
-            for p in node._parents:
-                if p.requires_grad and id(p) not in seen:
-                    seen.add(id(p))
-                    stack.append((p, False))
-
-        grads = {id(self): g0}
-        given = set()  # ids of arrays already stored in some leaf's .grad
-        for node in reversed(topo):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if node._backward is None or node._retain:
+        grads = {id(self): g0}  # id(node) -> d(self)/d(node), summed over uses so far
+        given = set()           # ids of arrays already stored in some leaf's .grad
+        for node in reversed(_topological_order(self)):
+            g = grads.pop(id(node))  # complete: every consumer of node came earlier
+            backward = node._backward
+            if backward is None or node._retain:
                 node._accumulate(g, given)
-            if node._backward is None:
+            if backward is None:
                 continue
-            for p, pg in zip(node._parents, node._backward(g)):
+            for p, pg in zip(node._parents, backward(g)):
                 if pg is None or not p.requires_grad:
                     continue
+                if pg.shape != p.data.shape:
+                    raise RuntimeError(
+                        f"backward of {node._op!r}: gradient of shape {pg.shape} for an "
+                        f"input of shape {p.data.shape} (a backward must unbroadcast)"
+                    )
                 k = id(p)
-                grads[k] = pg if k not in grads else grads[k] + pg
+                grads[k] = grads[k] + pg if k in grads else pg
 
     def _accumulate(self, g: np.ndarray, given: set) -> None:
         if g.dtype != self.data.dtype:
@@ -242,6 +241,16 @@ class Tensor:
             self.grad = g
         else:
             self.grad = self.grad + g
+
+    # NumPy interop: np.asarray(t) gives t.data; ndarray (op) Tensor defers to
+    # Tensor's reflected op (so the result stays in the graph); ufuncs refuse
+    # tensors instead of silently building object arrays
+    __array_ufunc__ = None
+
+    def __array__(self, dtype=None, copy=None):
+        if copy:
+            return np.array(self.data, dtype=dtype, copy=True)
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
     # -- plain attributes -----------------------------------------------------------
     @property
@@ -293,17 +302,17 @@ class Tensor:
 
     __hash__ = object.__hash__
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """The same values, cut from the graph (shares memory, as in PyTorch)."""
         return Tensor(self.data)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         if requires_grad and self.data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.dtype}")
         self.requires_grad = requires_grad
         return self
 
-    def to(self, dtype) -> "Tensor":
+    def to(self, dtype) -> Tensor:
         """Cast to ``dtype``; the gradient is cast back on the way down."""
         dtype = np.dtype(dtype)
         if dtype == self.data.dtype:
@@ -312,25 +321,32 @@ class Tensor:
         return Tensor._make(self.data.astype(dtype), (self,),
                             lambda g: (g.astype(src),), "to")
 
-    def float(self) -> "Tensor":
+    def float(self) -> Tensor:
         return self.to(np.float32)
 
-    def double(self) -> "Tensor":
+    def double(self) -> Tensor:
         return self.to(np.float64)
 
-    def half(self) -> "Tensor":
+    def half(self) -> Tensor:
         return self.to(np.float16)
 
     # -- arithmetic (broadcasting) ---------------------------------------------------
-    def _wrap(self, other) -> "Tensor":
+    def _wrap(self, other) -> Tensor:
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, numbers.Number):  # a Python scalar takes the tensor's dtype
-            return Tensor(np.asarray(other, dtype=self.data.dtype if self.data.dtype.kind == "f"
-                                     else None))
+        if isinstance(other, numbers.Number):
+            # a Python scalar takes the tensor's dtype (float32 * 2.0 stays float32);
+            # a float scalar with an integer tensor gives float32, as in PyTorch
+            kind = self.data.dtype.kind
+            if kind == "f" or (kind in "iu" and isinstance(other, numbers.Integral)):
+                dtype = self.data.dtype
+            else:
+                dtype = np.float32 if isinstance(other, numbers.Real) and not isinstance(
+                    other, numbers.Integral) else None
+            return Tensor(np.asarray(other, dtype=dtype))
         return Tensor(other)
 
-    def _check_broadcast(self, other: "Tensor", op: str):
+    def _check_broadcast(self, other: Tensor, op: str):
         try:
             return np.broadcast_shapes(self.data.shape, other.data.shape)
         except ValueError:
@@ -413,6 +429,8 @@ class Tensor:
             out = a.data ** p
 
             def backward(g):
+                if p == 0:  # x^0 = 1 is constant; avoid 0 * 0^-1 = nan at x = 0
+                    return (np.zeros_like(g),)
                 return (g * (p * a.data ** (p - 1)),)  # d(x^p)/dx = p x^(p-1)
             return Tensor._make(out, (a,), backward, "pow")
         b = self._wrap(exponent)
@@ -457,6 +475,7 @@ class Tensor:
             out = out[..., 0]
 
         def backward(g):
+            # BEGIN SOLUTION ch1.matmul_backward
             g2 = g.reshape(out2.shape)
             ga = gb = None
             if a.requires_grad:  # dL/dA = dL/dOut @ B^T, summed over broadcast batch dims
@@ -464,6 +483,7 @@ class Tensor:
             if b.requires_grad:  # dL/dB = A^T @ dL/dOut
                 gb = unbroadcast(np.swapaxes(A2, -1, -2) @ g2, B2.shape).reshape(B.shape)
             return ga, gb
+            # END SOLUTION
         return Tensor._make(out, (a, b), backward, "matmul")
 
     def __rmatmul__(self, other):
@@ -555,6 +575,9 @@ class Tensor:
                             lambda g: (self._expand_back(g, dims, keepdim),), "sum")
 
     def mean(self, dim=None, keepdim: bool = False):
+        if self.data.dtype.kind != "f":
+            raise TypeError(f"mean: input must be floating point, got dtype {self.dtype} "
+                            f"(as in PyTorch; use .float().mean())")
         dims = self._dims(dim)
         n = int(np.prod([self.data.shape[d] for d in dims])) if dims else 1
         out = np.mean(self.data, axis=dims, keepdims=keepdim)
@@ -567,6 +590,9 @@ class Tensor:
         n = int(np.prod([self.data.shape[d] for d in dims])) if dims else 1
         return ((self - mu) ** 2).sum(dim, keepdim=keepdim) / max(n - correction, 1)
 
+    def std(self, dim=None, keepdim: bool = False, correction: int = 1):
+        return self.var(dim, keepdim=keepdim, correction=correction).sqrt()
+
     def amax(self, dim=None, keepdim: bool = False):
         """Maximum over ``dim``; the gradient is shared equally among ties."""
         dims = self._dims(dim)
@@ -574,7 +600,7 @@ class Tensor:
         out = np.max(x, axis=dims, keepdims=True)
 
         def backward(g):
-            hit = x == out
+            hit = (x == out).astype(x.dtype)
             share = hit / hit.sum(axis=dims, keepdims=True)
             return (share * (g if keepdim else np.expand_dims(g, dims)),)
         res = out if keepdim else np.squeeze(out, axis=dims)
@@ -644,9 +670,16 @@ class Tensor:
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
             shape = tuple(shape[0])
         lead = len(shape) - self.data.ndim
-        shape = tuple(self.data.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
-        out = np.broadcast_to(self.data, shape)
         src = self.data.shape
+        if lead < 0 or any(n == -1 for n in shape[:lead]):
+            raise ValueError(f"expand: cannot expand shape {src} to {tuple(shape)} "
+                             f"(-1 is only allowed for existing dims)")
+        shape = tuple(src[i - lead] if n == -1 else n for i, n in enumerate(shape))
+        try:
+            out = np.broadcast_to(self.data, shape)
+        except ValueError:
+            raise ValueError(f"expand: cannot expand shape {src} to {shape} (only size-1 "
+                             f"dims can grow)") from None
         return Tensor._make(out, (self,), lambda g: (unbroadcast(g, src),), "expand")
 
     def transpose(self, dim0: int, dim1: int):
@@ -727,7 +760,37 @@ class Tensor:
         return F.log_softmax(self, dim)
 
 
+_new_tensor = object.__new__
+
+
+def _topological_order(root: Tensor) -> list:
+    """Nodes that lead to ``root`` (requiring grad), each after all its parents.
+
+    Iterative depth-first search: a node is appended only once every parent
+    has been (post-order), so reversed, every node comes after all the nodes
+    that consume it. Marking a node when it is *expanded* (not when pushed)
+    matters: marking on push lets a node be emitted before a parent that was
+    pushed earlier but expanded later, and its gradient would be incomplete.
+    Iterative, because deep graphs (long RNN-like chains) overflow recursion.
+    """
+    topo, expanded, stack = [], set(), [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            topo.append(node)
+            continue
+        if id(node) in expanded:
+            continue
+        expanded.add(id(node))
+        stack.append((node, True))
+        for p in node._parents:
+            if p.requires_grad and id(p) not in expanded:
+                stack.append((p, False))
+    return topo
+
+
 def _is_advanced(index) -> bool:
+
     parts = index if isinstance(index, tuple) else (index,)
     return any(isinstance(p, (list, np.ndarray)) for p in parts)
 
@@ -781,9 +844,7 @@ def arange(*args, dtype=None):
 
 def cat(tensors, dim: int = 0) -> Tensor:
     """Concatenate along ``dim``; the gradient is split back into the pieces."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("cat: expected a non-empty sequence of tensors")
+    tensors = _tensor_list(tensors, "cat")
     arrays = [t.data for t in tensors]
     try:
         out = np.concatenate(arrays, axis=dim)
@@ -795,9 +856,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
 
 def stack(tensors, dim: int = 0) -> Tensor:
     """Stack equal-shaped tensors along a new ``dim``."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: expected a non-empty sequence of tensors")
+    tensors = _tensor_list(tensors, "stack")
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all tensors must have one shape, got {sorted(shapes)}")
@@ -809,7 +868,18 @@ def stack(tensors, dim: int = 0) -> Tensor:
     return Tensor._make(out, tuple(tensors), backward, "stack")
 
 
+def _tensor_list(tensors, fn: str) -> list:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{fn}: expected a non-empty sequence of tensors")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{fn}: tensors[{i}] is a {type(t).__name__}, expected a Tensor")
+    return tensors
+
+
 def where(condition, input, other) -> Tensor:
+
     """``input`` where ``condition`` is True, else ``other`` (both may broadcast)."""
     c = _as_array(condition)
     if c.dtype != np.bool_:
