@@ -60,6 +60,10 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     out.backward(R.astype(out.dtype))
     analytic = [inputs[i].grad if inputs[i].grad is not None else np.zeros_like(inputs[i].data)
                 for i in checked]
+    for slot, i in enumerate(checked):
+        if analytic[slot].shape != inputs[i].shape:
+            raise GradcheckError(f"gradcheck: input {i} has shape {inputs[i].shape} but its "
+                                 f"gradient has shape {analytic[slot].shape}")
 
     def L() -> float:
         from .tensor import no_grad
@@ -68,16 +72,17 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
 
     for slot, i in enumerate(checked):
         x = inputs[i].data
-        numeric = np.zeros_like(x)
-        flat, nflat = x.reshape(-1), numeric.reshape(-1)
-        for j in range(flat.size):
-            orig = flat[j]
-            flat[j] = orig + eps
+        numeric = np.zeros(x.shape)
+        # index x itself (not x.reshape(-1), a copy when x is a non-contiguous view)
+        for j in np.ndindex(x.shape):
+            orig = x[j]
+            x[j] = orig + eps
             up = L()
-            flat[j] = orig - eps
+            x[j] = orig - eps
             down = L()
-            flat[j] = orig
-            nflat[j] = (up - down) / (2 * eps)
+            x[j] = orig
+            numeric[j] = (up - down) / (2 * eps)
+
         err = np.abs(analytic[slot] - numeric)
         tol = atol + rtol * np.abs(numeric)
         if np.any(~(err <= tol)):  # also catches NaN

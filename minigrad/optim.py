@@ -171,8 +171,13 @@ class WarmupCosineLR:
     """Linear warmup from 0 to the base lr over ``warmup_steps``, then cosine decay
     to ``min_lr`` at ``total_steps``:
 
-    lr(t) = base * t / warmup                                    t < warmup
-    lr(t) = min + (base - min) * (1 + cos(pi * (t - w) / (T - w))) / 2   after
+    lr(t) = base * (t + 1) / w                                    t < w
+    lr(t) = min + (base - min) * (1 + cos(pi * (t - w) / (T - w))) / 2   w <= t <= T
+    lr(t) = min                                                   t > T
+
+    with t the number of ``step()`` calls so far, w = ``warmup_steps`` and
+    T = ``total_steps``. Warmup starts at base / w rather than 0, so the first
+    update is not wasted, and reaches base at t = w - 1.
     """
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr: float = 0.0):
@@ -181,7 +186,10 @@ class WarmupCosineLR:
                              f"got warmup_steps={warmup_steps}, total_steps={total_steps}")
         self.optimizer = optimizer
         self.warmup_steps, self.total_steps, self.min_lr = warmup_steps, total_steps, min_lr
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        # PyTorch's convention: the group's initial lr is kept as "initial_lr", so a
+        # second scheduler on the same optimizer does not take a scheduled lr as its base
+        self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
+
         self.last_step = 0
         self._apply()
 
@@ -209,8 +217,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> floa
 
     Returns the total norm before clipping (as ``torch.nn.utils.clip_grad_norm_``).
     """
-    if isinstance(parameters, Tensor):
-        parameters = [parameters]
+    # a list, not the caller's iterator: model.parameters() is a generator, and
+    # it is walked twice (norm, then scaling)
+    parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return 0.0

@@ -37,9 +37,14 @@ def save(state_dict, path) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            # the .npz layout (a zip of one .npy per key) written directly, rather
+            # than np.savez(**arrays), where a key named "file" would clash
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for k, arr in arrays.items():
+                    with zf.open(k + ".npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, arr, allow_pickle=False)
             f.flush()
-            os.fsync(f.fileno())
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -47,12 +52,16 @@ def save(state_dict, path) -> None:
         raise
 
 
-def load(path) -> "OrderedDict[str, np.ndarray]":
+def load(path) -> OrderedDict[str, np.ndarray]:
     """Read a file written by :func:`save`; a truncated or foreign file raises ValueError."""
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array, not an archive
+            raise ValueError(f"load: {path} is a single array, not a minigrad checkpoint (.npz)")
+        with z:
             if _MAGIC_KEY not in z.files or str(z[_MAGIC_KEY]) != str(_FORMAT):
+
                 raise ValueError(f"load: {path} is not a minigrad checkpoint (no format marker)")
             return OrderedDict((k, z[k]) for k in z.files if k != _MAGIC_KEY)
     except (zipfile.BadZipFile, EOFError, OSError) as e:

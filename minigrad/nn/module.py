@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from ..tensor import Tensor
 
 
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
 class Parameter(Tensor):
+
     """A tensor that is a trainable weight: ``requires_grad=True`` by default and
     found by :meth:`Module.parameters`."""
 
@@ -41,6 +45,10 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  f"before assigning {name!r}")
+        if name in self._buffers and (value is None or isinstance(value, np.ndarray)):
+            self._buffers[name] = value  # reassigning a buffer keeps it a buffer, as in PyTorch
+            object.__setattr__(self, name, value)
+            return
         for d in (self._parameters, self._modules, self._buffers):
             d.pop(name, None)
         if isinstance(value, Parameter):
@@ -68,10 +76,15 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def named_modules(self, prefix: str = ""):
+    def named_modules(self, prefix: str = "", memo=None):
+        """Every module below (and including) this one, each once, with its dotted name."""
+        memo = set() if memo is None else memo
+        if id(self) in memo:  # a module reused in two places is listed once
+            return
+        memo.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
     def modules(self):
         for _, m in self.named_modules():
@@ -116,7 +129,7 @@ class Module:
         return self
 
     # -- state -----------------------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Name -> a copy of every parameter and buffer array."""
         sd = OrderedDict()
         for mname, m in self.named_modules():
@@ -127,7 +140,12 @@ class Module:
         return sd
 
     def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy arrays into the parameters and buffers; shapes must match exactly."""
+        """Copy arrays into the parameters and buffers; shapes must match exactly.
+
+        Every key and shape is checked before anything is copied, so a failed
+        load leaves the model as it was. Returns ``(missing_keys,
+        unexpected_keys)`` (empty when ``strict``), as PyTorch does.
+        """
         own = {}
         for mname, m in self.named_modules():
             for kind in ("_parameters", "_buffers"):
@@ -137,6 +155,7 @@ class Module:
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        copies = []
         for key, (m, kind, name) in own.items():
             if key not in state_dict:
                 continue
@@ -147,8 +166,10 @@ class Module:
             if src.shape != dst_arr.shape:
                 raise ValueError(f"load_state_dict: {key} has shape {src.shape} in the state dict "
                                  f"but {dst_arr.shape} in the model")
+            copies.append((dst_arr, src))
+        for dst_arr, src in copies:
             dst_arr[...] = src
-        return missing, unexpected
+        return IncompatibleKeys(missing, unexpected)
 
     # -- printing ----------------------------------------------------------------------
     def extra_repr(self) -> str:
