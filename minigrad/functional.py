@@ -12,7 +12,6 @@ import math
 import numbers
 
 import numpy as np
-from scipy.special import erf
 
 from .tensor import Tensor, get_rng
 
@@ -61,6 +60,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
         return 0.5 * x * (1 + (c * (x + 0.044715 * x ** 3)).tanh())
     if approximate != "none":
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    from scipy.special import erf  # here, not at import: scipy.special costs ~0.4 s to import
     xd = x.data
     cdf = 0.5 * (1 + erf(xd / math.sqrt(2)))
     out = (xd * cdf).astype(xd.dtype, copy=False)
@@ -121,7 +121,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         (..., out_features)
     """
     x, W = _t(input), _t(weight)
+    bias = None if bias is None else _t(bias)
     if W.ndim != 2:
+
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {W.shape}")
     if x.ndim == 0 or x.shape[-1] != W.shape[1]:
         raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
@@ -173,7 +175,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    keep = (get_rng().random(x.shape) >= p).astype(x.dtype) / (1.0 - p)
+    # the mask is drawn in float32 whatever x's dtype: half the bytes of float64 draws
+    keep = (get_rng().random(x.shape, dtype=np.float32) >= p).astype(x.dtype)
+    keep /= np.asarray(1.0 - p, dtype=x.dtype)  # survivors scaled so E[output] = input
     return x * keep
 
 
@@ -239,6 +243,8 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     if x.shape[x.ndim - k:] != normalized_shape:
         raise ValueError(f"rms_norm: normalized_shape {normalized_shape} does not match the "
                          f"last dims of input shape {x.shape}")
+    if weight is not None and tuple(weight.shape) != normalized_shape:
+        raise ValueError(f"rms_norm: weight must have shape {normalized_shape}, got {weight.shape}")
     if eps is None:
         eps = float(np.finfo(x.dtype).eps)
     dims = tuple(range(x.ndim - k, x.ndim))
@@ -260,7 +266,7 @@ def _reduce(loss: Tensor, reduction: str, fn: str) -> Tensor:
     raise ValueError(f"{fn}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def cross_entropy(input: Tensor, target, reduction: str = "mean",
+def cross_entropy(input: Tensor, target, *, reduction: str = "mean",
                   ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy from logits, computed stably in one node.
 
@@ -329,16 +335,30 @@ def cross_entropy(input: Tensor, target, reduction: str = "mean",
     return Tensor._make(out, (x,), backward, "cross_entropy")
 
 
-def nll_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of log-probabilities ``input`` (N, C) at ``target`` (N,)."""
+def nll_loss(input: Tensor, target, *, reduction: str = "mean",
+             ignore_index: int = -100) -> Tensor:
+    """Negative log-likelihood: loss_n = -input[n, target_n], for log-probabilities
+    ``input`` (N, C) and integer ``target`` (N,); ``cross_entropy`` = log_softmax + this.
+    Entries equal to ``ignore_index`` are left out (also from the mean's count).
+    """
     x = _t(input)
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     if x.ndim != 2 or t.shape != (x.shape[0],):
         raise ValueError(f"nll_loss: expected input (N, C) and target (N,), got {x.shape} and {t.shape}")
-    return _reduce(-x[np.arange(x.shape[0]), t], reduction, "nll_loss")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: target must hold integer class indices, got dtype {t.dtype}")
+    valid = t != ignore_index
+    tv = np.where(valid, t, 0)
+    if tv.size and (tv.min() < 0 or tv.max() >= x.shape[1]):
+        raise IndexError(f"nll_loss: target values must be in [0, {x.shape[1]}), got range "
+                         f"[{tv.min()}, {tv.max()}]")
+    picked = -x[np.arange(x.shape[0]), tv] * valid.astype(x.dtype)  # (N,)
+    if reduction == "mean":
+        return picked.sum() / max(int(valid.sum()), 1)
+    return _reduce(picked, reduction, "nll_loss")
 
 
-def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+def mse_loss(input: Tensor, target, *, reduction: str = "mean") -> Tensor:
     """Mean squared error, mean((input - target)^2)."""
     x, y = _t(input), _t(target)
     if x.shape != y.shape:
@@ -347,13 +367,27 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     return _reduce(d * d, reduction, "mse_loss")
 
 
-def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "mean") -> Tensor:
-    """BCE from logits, stably: max(x, 0) - x*y + log(1 + exp(-|x|))."""
+def binary_cross_entropy_with_logits(input: Tensor, target, *, reduction: str = "mean") -> Tensor:
+    """BCE from logits, stably, in one node.
+
+    loss = -(y log s(x) + (1 - y) log(1 - s(x))), s the sigmoid, rewritten as
+    max(x, 0) - x*y + log(1 + exp(-|x|)) so no exp overflows. Gradients:
+    dx = s(x) - y, dy = -x. (One node rather than relu/abs pieces, whose
+    one-sided derivatives at x = 0 would give -y instead of 0.5 - y there.)
+    """
     x, y = _t(input), _t(target)
+    _check_float(x, "binary_cross_entropy_with_logits")
     if x.shape != y.shape:
         raise ValueError(f"binary_cross_entropy_with_logits: input shape {x.shape} and target "
                          f"shape {y.shape} differ")
-    loss = x.relu() - x * y + ((-x.abs()).exp() + 1.0).log()
+    xd, yd = x.data, y.data.astype(x.dtype, copy=False)
+    e = np.exp(-np.abs(xd))
+    elem = np.maximum(xd, 0) - xd * yd + np.log1p(e)
+    s = np.where(xd >= 0, 1 / (1 + e), e / (1 + e))  # sigmoid, split by sign as in Tensor.sigmoid
+
+    def backward(g):
+        return g * (s - yd), (-g * xd if y.requires_grad else None)
+    loss = Tensor._make(elem, (x, y), backward, "bce_with_logits")
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
