@@ -1,0 +1,240 @@
+"""The hot loops of chapter 6, twice: a NumPy reference written for reading,
+and a numba kernel with the same signature and bit-identical results.
+
+Every function writes into preallocated outputs (``q``, ``absmax``, ``out``),
+so the two versions are interchangeable and the caller owns the memory.
+Inputs are flat, contiguous arrays; the last block may be partial.
+
+Which version runs is chosen per operation from measurements
+(``benchmarks/bench_quant.py``, 2 cores): numba wins where one pass over the
+data replaces several NumPy passes with temporaries (blockwise quantize:
+abs, max, multiply, round, cast); NumPy wins where it is already one
+streaming pass (blockwise dequantize with ``out=``). ``FAST`` records the
+choice; ``use("reference")`` switches every operation to NumPy for teaching
+and testing.
+
+This module imports numba, so :mod:`minigrad.quant` imports it only when a
+kernel is first needed: ``import minigrad`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["get", "use", "FAST",
+           "quantize_blockwise_int_reference", "quantize_blockwise_int_numba",
+           "dequantize_blockwise_int_reference", "dequantize_blockwise_int_numba",
+           "quantize_4bit_reference", "quantize_4bit_numba",
+           "dequantize_4bit_reference", "dequantize_4bit_numba",
+           "stochastic_round_reference", "stochastic_round_numba"]
+
+
+def _split(n: int, blocksize: int):
+    """(number of full blocks, length of the partial last block)."""
+    return n // blocksize, n % blocksize
+
+
+def _inverse(absmax: np.ndarray, numerator) -> np.ndarray:
+    """numerator / absmax as float32, 0 where absmax is 0 (an all-zero block stays zero)."""
+    inv = np.zeros_like(absmax)
+    np.divide(np.float32(numerator), absmax, out=inv, where=absmax > 0)
+    return inv
+
+
+# ----------------------------------------------------------------------------
+# blockwise integer (absmax) quantization
+# ----------------------------------------------------------------------------
+
+def quantize_blockwise_int_reference(x, blocksize, qmax, q, absmax):
+    """absmax[b] = max|x in block b|;  q = clip(rint(x * (Q / absmax[b])), -Q, Q).
+
+    Args:
+        x: (n,) float32.  blocksize: int.  qmax: Q = 2^(bits-1) - 1.
+        q: (n,) int8, written.  absmax: (ceil(n / blocksize),) float32, written.
+    """
+    full, rem = _split(x.size, blocksize)
+    head = x[: full * blocksize].reshape(full, blocksize)       # (n,) -> (blocks, blocksize)
+    absmax[:full] = np.abs(head).max(axis=1) if full else absmax[:0]
+    if rem:
+        absmax[full] = np.abs(x[full * blocksize:]).max()
+    inv = _inverse(absmax, qmax)                                 # Q / absmax, per block
+    t = head * inv[:full, None]
+    q[: full * blocksize] = np.clip(np.rint(t), -qmax, qmax).reshape(-1)
+    if rem:
+        q[full * blocksize:] = np.clip(np.rint(x[full * blocksize:] * inv[full]), -qmax, qmax)
+
+
+@njit(cache=True, parallel=True)
+def quantize_blockwise_int_numba(x, blocksize, qmax, q, absmax):
+    n = x.size
+    nblocks = (n + blocksize - 1) // blocksize
+    Q = np.float32(qmax)
+    for b in prange(nblocks):
+        start = b * blocksize
+        stop = min(start + blocksize, n)
+        m = np.float32(0.0)
+        for i in range(start, stop):
+            a = abs(x[i])
+            if a > m:
+                m = a
+        absmax[b] = m
+        inv = Q / m if m > 0 else np.float32(0.0)
+        for i in range(start, stop):
+            v = np.rint(x[i] * inv)
+            q[i] = np.int8(min(max(v, -Q), Q))
+
+
+def dequantize_blockwise_int_reference(q, absmax, blocksize, qmax, out):
+    """out = q * (absmax[b] / Q), one multiply per element, streamed into ``out``."""
+    full, rem = _split(q.size, blocksize)
+    scale = absmax / np.float32(qmax)                            # (blocks,) float32
+    if full:
+        np.multiply(q[: full * blocksize].reshape(full, blocksize), scale[:full, None],
+                    out=out[: full * blocksize].reshape(full, blocksize))
+    if rem:
+        np.multiply(q[full * blocksize:], scale[full], out=out[full * blocksize:])
+
+
+@njit(cache=True, parallel=True)
+def dequantize_blockwise_int_numba(q, absmax, blocksize, qmax, out):
+    n = q.size
+    nblocks = (n + blocksize - 1) // blocksize
+    Q = np.float32(qmax)
+    for b in prange(nblocks):
+        scale = absmax[b] / Q
+        for i in range(b * blocksize, min((b + 1) * blocksize, n)):
+            out[i] = np.float32(q[i]) * scale
+
+
+# ----------------------------------------------------------------------------
+# 4-bit code-book quantization (NF4 / FP4), two codes per byte
+# ----------------------------------------------------------------------------
+
+def quantize_4bit_reference(x, blocksize, mids, order, packed, absmax):
+    """Nearest code of x / absmax[b], packed two per byte (first value in the high nibble).
+
+    The nearest entry of a sorted code book is found by counting the
+    midpoints below the value (``searchsorted``): 15 comparisons, no
+    16-way distance table.
+
+    Args:
+        x: (n,) float32.  blocksize: int.
+        mids: (k-1,) float32, midpoints between consecutive sorted codes.
+        order: (k,) uint8, code index of each sorted position.
+        packed: (ceil(n / 2),) uint8, written.  absmax: (blocks,) float32, written.
+    """
+    n = x.size
+    full, rem = _split(n, blocksize)
+    absmax[:full] = np.abs(x[: full * blocksize].reshape(full, blocksize)).max(axis=1) \
+        if full else absmax[:0]
+    if rem:
+        absmax[full] = np.abs(x[full * blocksize:]).max()
+    inv = _inverse(absmax, 1.0)
+    scaled = np.zeros(2 * packed.size, np.float32)               # an odd tail pads with 0.0
+    scaled[:n] = x * np.repeat(inv, blocksize)[:n]               # every value in [-1, 1]
+    idx = order[np.searchsorted(mids, scaled, side="left")]      # (2m,) codes 0..15
+    packed[:] = (idx[0::2] << 4) | idx[1::2]
+
+
+@njit(cache=True, parallel=True)
+def quantize_4bit_numba(x, blocksize, mids, order, packed, absmax):
+    n = x.size
+    nblocks = (n + blocksize - 1) // blocksize
+    inv = np.zeros(nblocks, np.float32)
+    for b in prange(nblocks):
+        m = np.float32(0.0)
+        for i in range(b * blocksize, min((b + 1) * blocksize, n)):
+            a = abs(x[i])
+            if a > m:
+                m = a
+        absmax[b] = m
+        inv[b] = np.float32(1.0) / m if m > 0 else np.float32(0.0)
+    k = mids.size
+    for j in prange(packed.size):
+        byte = 0
+        for h in range(2):
+            i = 2 * j + h
+            v = x[i] * inv[i // blocksize] if i < n else np.float32(0.0)
+            pos = 0
+            while pos < k and mids[pos] < v:   # mids are sorted: count those below v
+                pos += 1
+            byte = (byte << 4) | order[pos]
+        packed[j] = byte
+
+
+def dequantize_4bit_reference(packed, absmax, code, blocksize, out):
+    """out[i] = code[nibble i] * absmax[i // blocksize]; high nibble first."""
+    n = out.size
+    idx = np.empty(2 * packed.size, np.uint8)
+    idx[0::2] = packed >> 4
+    idx[1::2] = packed & 0x0F
+    np.multiply(code[idx[:n]], np.repeat(absmax, blocksize)[:n], out=out)
+
+
+@njit(cache=True, parallel=True)
+def dequantize_4bit_numba(packed, absmax, code, blocksize, out):
+    n = out.size
+    for j in prange(packed.size):
+        byte = packed[j]
+        i = 2 * j
+        out[i] = code[byte >> 4] * absmax[i // blocksize]
+        if i + 1 < n:
+            out[i + 1] = code[byte & 0x0F] * absmax[(i + 1) // blocksize]
+
+
+# ----------------------------------------------------------------------------
+# stochastic rounding to integers
+# ----------------------------------------------------------------------------
+
+def stochastic_round_reference(x, u, out):
+    """out = floor(x + u), u ~ U[0, 1): rounds up with probability frac(x).
+
+    The sum is formed in float64 (``u`` is float64) so the fraction of a
+    float32 ``x`` is not rounded away before the floor.
+    """
+    out[:] = np.floor(x + u)
+
+
+@njit(cache=True, parallel=True)
+def stochastic_round_numba(x, u, out):
+    for i in prange(x.size):
+        out[i] = np.floor(np.float64(x[i]) + u[i])
+
+
+# ----------------------------------------------------------------------------
+# which version runs
+# ----------------------------------------------------------------------------
+
+# chosen from benchmarks/bench_quant.py (64M float32 values, 2 cores)
+FAST = {
+    "quantize_blockwise_int": quantize_blockwise_int_numba,
+    "dequantize_blockwise_int": dequantize_blockwise_int_reference,
+    "quantize_4bit": quantize_4bit_numba,
+    "dequantize_4bit": dequantize_4bit_numba,
+    "stochastic_round": stochastic_round_reference,
+}
+REFERENCE = {name: globals()[f"{name}_reference"] for name in FAST}
+NUMBA = {name: globals()[f"{name}_numba"] for name in FAST}
+_TABLES = {"fast": FAST, "reference": REFERENCE, "numba": NUMBA}
+_backend = "fast"
+
+
+def get(name: str):
+    """The implementation of operation ``name`` under the current backend."""
+    return _TABLES[_backend][name]
+
+
+@contextlib.contextmanager
+def use(backend: str):
+    """Run the block with ``backend``: "fast" (measured best), "reference" (NumPy) or "numba"."""
+    global _backend
+    if backend not in _TABLES:
+        raise ValueError(f"kernels.use: backend must be one of {sorted(_TABLES)}, got {backend!r}")
+    prev, _backend = _backend, backend
+    try:
+        yield
+    finally:
+        _backend = prev
