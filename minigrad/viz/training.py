@@ -24,10 +24,12 @@ def _smooth(values, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def _curves(ax, curves: dict, smooth: int, log: bool):
+def _curves(ax, curves: dict, smooth, log: bool):
     lo, hi = np.inf, -np.inf
     for i, (name, values) in enumerate(curves.items()):
         values = getattr(values, "loss", values)  # a training.History or a list
+        if smooth is None:  # about 30 windows across the run
+            smooth = max(1, len(values) // 30)
         color = _COLORS[i % len(_COLORS)]
         if smooth > 1:
             ax.plot(values, color=color, alpha=0.2, lw=0.8)
@@ -43,10 +45,11 @@ def _curves(ax, curves: dict, smooth: int, log: bool):
     ax.legend()
 
 
-def plot_loss_curves(curves: dict, title: str = "Training loss", smooth: int = 10,
+def plot_loss_curves(curves: dict, title: str = "Training loss", smooth: int | None = None,
                      log: bool = True):
     """Loss per step for each named run (a list of floats or a ``History``),
-    faint raw values under a ``smooth``-step moving average."""
+    faint raw values under a ``smooth``-step moving average (``None``: about
+    a thirtieth of the run)."""
     if not curves:
         raise ValueError("plot_loss_curves: curves is empty")
     fig, ax = new_figure()
@@ -109,7 +112,7 @@ def plot_regression_fit(model, X, y, title: str = "Regression fit"):
 
 
 def plot_optimizer_comparison(results: dict, title: str = "Optimizers on the same problem",
-                              smooth: int = 10):
+                              smooth: int | None = None):
     """Left: loss curves per optimizer. Right: bytes of optimizer state per parameter.
 
     Args:
