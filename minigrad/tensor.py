@@ -335,15 +335,12 @@ class Tensor:
         if isinstance(other, Tensor):
             return other
         if isinstance(other, numbers.Number):
-            # a Python scalar takes the tensor's dtype (float32 * 2.0 stays float32);
-            # a float scalar with an integer tensor gives float32, as in PyTorch
+            # a Python scalar takes the tensor's dtype (float32 * 2.0 stays float32,
+            # int32 + 1 stays int32), as in PyTorch
             kind = self.data.dtype.kind
-            if kind == "f" or (kind in "iu" and isinstance(other, numbers.Integral)):
-                dtype = self.data.dtype
-            else:
-                dtype = np.float32 if isinstance(other, numbers.Real) and not isinstance(
-                    other, numbers.Integral) else None
-            return Tensor(np.asarray(other, dtype=dtype))
+            same = kind == "f" or (kind in "iu" and isinstance(other, numbers.Integral))
+            return Tensor(np.asarray(other, dtype=self.data.dtype if same else None))
+
         return Tensor(other)
 
     def _check_broadcast(self, other: Tensor, op: str):
@@ -652,8 +649,12 @@ class Tensor:
         s = self.data.shape
         if not s:
             return self.reshape(1)
-        start, end = start_dim % len(s), end_dim % len(s)
+        start, end = self._dims(start_dim)[0], self._dims(end_dim)[0]
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"for shape {s}")
         return self.reshape(s[:start] + (-1,) + s[end + 1:])
+
 
     def unsqueeze(self, dim: int):
         d = dim % (self.data.ndim + 1)
