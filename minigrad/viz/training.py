@@ -7,8 +7,8 @@ import numpy as np
 
 from . import new_figure
 
-__all__ = ["plot_loss_curves", "plot_decision_boundary", "plot_regression_fit",
-           "plot_optimizer_comparison"]
+__all__ = ["plot_activations", "plot_loss_curves", "plot_decision_boundary",
+           "plot_regression_fit", "plot_optimizer_comparison"]
 
 _COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
 
@@ -43,6 +43,27 @@ def _curves(ax, curves: dict, smooth, log: bool):
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss" + (" (log scale)" if log else ""))
     ax.legend()
+
+
+def plot_activations(x, values: dict, grads: dict, title: str = "Activation functions"):
+    """Left: each activation f(x); right: its derivative f'(x) (from backward).
+
+    Args:
+        x: (N,) points; values, grads: name -> (N,) arrays.
+    """
+    fig, (ax0, ax1) = new_figure(1, 2, size=(5.2, 4.0))
+    for i, name in enumerate(values):
+        color = _COLORS[i % len(_COLORS)]
+        ax0.plot(x, values[name], color=color, lw=2, label=name)
+        ax1.plot(x, grads[name], color=color, lw=2, label=name)
+    ax0.set_title(title)
+    ax0.set_xlabel("x")
+    ax0.set_ylabel("f(x)")
+    ax0.legend()
+    ax1.set_title("Their derivatives (from backward)")
+    ax1.set_xlabel("x")
+    ax1.set_ylabel("f'(x)")
+    return fig
 
 
 def plot_loss_curves(curves: dict, title: str = "Training loss", smooth: int | None = None,
