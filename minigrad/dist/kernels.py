@@ -1,0 +1,142 @@
+"""The wire: move one message from a sender's array into a receiver's, packet by packet.
+
+A message travels as packets. Each packet is packed into the sender's
+packet buffer (an explicit copy, as a network card would read it), a
+checksum is taken, the packet may be damaged on the way (fault injection
+flips one bit), and the receiver verifies the checksum while it reduces the
+packet into its own array. A damaged packet is reported, never summed
+silently.
+
+Why packets: a whole 8 MB message copied into a buffer and read back costs
+two extra passes over memory; a packet of ``packet_elems`` elements stays in
+cache between pack and receive, so the explicit copy is almost free. NCCL
+slices its ring chunks the same way.
+
+Checksum of a packet: the wrapping sum and the XOR of its machine words (the
+bit patterns, so -0.0 and NaN count too). A flipped bit changes one word by
++-2**k, which changes both. Both vectorize, unlike CRC32.
+
+Each numba kernel ``name`` has a NumPy ``name_reference`` with the same
+signature, written for reading; tests check that they agree on odd sizes.
+numba is imported on first use, so ``import minigrad`` stays fast.
+
+``op``: 0 copy, 1 add, 2 max.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OP_COPY, OP_SUM, OP_MAX = 0, 1, 2
+_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def words(a: np.ndarray) -> np.ndarray:
+    """The bit patterns of a contiguous 1-D array, as unsigned words of its itemsize."""
+    return a.view(_WORDS[a.dtype.itemsize])
+
+
+# ----------------------------------------------------------------------------
+# NumPy reference (what the notebook shows)
+# ----------------------------------------------------------------------------
+
+def checksum_reference(w: np.ndarray) -> tuple:
+    """(sum of the words mod 2**64, XOR of the words) of ``w``, shape (n,)."""
+    return int(w.sum(dtype=np.uint64)), int(np.bitwise_xor.reduce(w.astype(np.uint64), initial=0))
+
+
+def transfer_reference(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray,
+                       buf: np.ndarray, buf_words: np.ndarray, op: int,
+                       flip_word: int, flip_mask: int) -> int:
+    """dst = op(dst, src), sent through ``buf`` one packet of ``len(buf)`` elements at a time.
+
+    Args:
+        src, dst: (n,) arrays of one dtype; ``src_words = words(src)``.
+        buf: (packet,) the sender's packet buffer; ``buf_words = words(buf)``.
+        op: 0 copy, 1 add, 2 max.
+        flip_word: index into the message (or -1): that word is XOR-ed with
+            ``flip_mask`` on the wire, after the checksum was taken.
+    Returns:
+        -1 if every packet arrived intact, else the index of the first
+        damaged packet (dst is then partly updated).
+    """
+    packet = buf.shape[0]
+    for k, lo in enumerate(range(0, src.shape[0], packet)):
+        hi = min(lo + packet, src.shape[0])
+        m, mw = buf[:hi - lo], buf_words[:hi - lo]
+        m[:] = src[lo:hi]                                   # pack
+        sent = checksum_reference(src_words[lo:hi])
+        if lo <= flip_word < hi:                            # the wire flips a bit
+            mw[flip_word - lo] ^= mw.dtype.type(flip_mask)
+        if checksum_reference(mw) != sent:                  # the receiver checks first
+            return k
+        if op == OP_COPY:
+            dst[lo:hi] = m
+        elif op == OP_SUM:
+            dst[lo:hi] += m
+        else:
+            np.maximum(dst[lo:hi], m, out=dst[lo:hi])
+    return -1
+
+
+# ----------------------------------------------------------------------------
+# numba kernel (what runs)
+# ----------------------------------------------------------------------------
+
+_compiled = {}
+
+
+def _jit():
+    if _compiled:
+        return _compiled
+    from numba import njit
+
+    @njit(cache=True)
+    def checksum(w):
+        s = np.uint64(0)
+        x = np.uint64(0)
+        for i in range(w.shape[0]):
+            v = np.uint64(w[i])
+            s += v
+            x ^= v
+        return s, x
+
+    @njit(cache=True)
+    def transfer(src, src_words, dst, buf, buf_words, op, flip_word, flip_mask):
+        # each loop touches as few arrays as possible: a loop that reads one view
+        # of a buffer while writing another cannot be vectorized (possible aliasing)
+        packet = buf.shape[0]
+        n = src.shape[0]
+        k = 0
+        for lo in range(0, n, packet):
+            hi = min(lo + packet, n)
+            m = hi - lo
+            s_part, d_part = src[lo:hi], dst[lo:hi]
+            sent = checksum(src_words[lo:hi])
+            for i in range(m):                       # pack
+                buf[i] = s_part[i]
+            if lo <= flip_word < hi:                 # the wire flips a bit
+                buf_words[flip_word - lo] ^= flip_mask
+            if checksum(buf_words[:m]) != sent:      # still in cache: verify it
+                return k
+            if op == 1:
+                for i in range(m):
+                    d_part[i] += buf[i]
+            elif op == 2:
+                for i in range(m):
+                    d_part[i] = max(d_part[i], buf[i])
+            else:
+                for i in range(m):
+                    d_part[i] = buf[i]
+            k += 1
+        return -1
+
+    _compiled.update(transfer=transfer, checksum=checksum)
+    return _compiled
+
+
+def transfer(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray, buf: np.ndarray,
+             buf_words: np.ndarray, op: int, flip_word: int, flip_mask: int) -> int:
+    """numba twin of :func:`transfer_reference` (same arguments, same result)."""
+    return int(_jit()["transfer"](src, src_words, dst, buf, buf_words, op, flip_word,
+                                  buf_words.dtype.type(flip_mask)))
