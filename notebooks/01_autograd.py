@@ -78,7 +78,7 @@ L.backward()
 fig = draw_graph(L, names=dict(a=a, b=b, c=c, d=d, e=e, L=L),
                  title="L = tanh(a*b + a)^2 after L.backward()")
 savefig(fig, "ch01_graph")
-fig
+fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
 # ## 3. Backward in reverse topological order

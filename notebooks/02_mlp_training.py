@@ -65,7 +65,7 @@ for name, f in acts.items():
     values[name], grads[name] = y.data, x.grad
 fig = plot_activations(xs, values, grads)
 savefig(fig, "ch02_activations")
-fig
+fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
 # ## 2. The three ingredients, on two moons
@@ -89,12 +89,12 @@ print(f"test accuracy: {accuracy(model, Xte, yte):.3f} after {hist.steps} steps"
 # %%
 fig = plot_decision_boundary(model, Xte, yte, "MLP 2-32-32-2 on two moons (test points)")
 savefig(fig, "ch02_moons_boundary")
-fig
+fig  # noqa: B018  (shows the figure in the notebook)
 
 # %%
 fig = plot_loss_curves({"Adam, lr=1e-2": hist}, "Two moons: training loss")
 savefig(fig, "ch02_moons_loss")
-fig
+fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
 # Three spiral arms are harder. A model with no hidden layer, `MLP([2, 3])`,
@@ -112,7 +112,7 @@ print(f"linear model test accuracy: {accuracy(linear, Xs_te, ys_te):.3f}  (chanc
 print(f"MLP 2-64-64-3 test accuracy: {accuracy(deep, Xs_te, ys_te):.3f}")
 fig = plot_decision_boundary(deep, Xs, ys, "MLP 2-64-64-3 on three spirals")
 savefig(fig, "ch02_spirals_boundary")
-fig
+fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
 # ## 3. Losses
@@ -129,7 +129,7 @@ mse = float(np.mean((predict(reg, Xr) - yr) ** 2))
 print(f"final MSE {mse:.4f}; the noise alone gives 0.1^2 = {0.1 ** 2:.4f}")
 fig = plot_regression_fit(reg, Xr, yr, "MLP fit to sin(x) with MSE")
 savefig(fig, "ch02_regression")
-fig
+fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
 # ### Classification: cross-entropy from logits
@@ -169,7 +169,7 @@ print(f"before: mean cos same class {mean_cos(embed, True):+.3f}, "
 # the training step written out: both points of a pair go through the same network
 opt = optim.Adam(embed.parameters(), lr=1e-2)
 pairs = np.concatenate([X1, X2], axis=1)             # (P, 4): both points of each pair
-for epoch in range(10):
+for _ in range(10):                                  # 10 epochs
     for xb, tb in iterate_minibatches(pairs, tgt, batch_size=64):
         e1 = embed(minigrad.tensor(xb[:, :2]))       # (B, 8)
         e2 = embed(minigrad.tensor(xb[:, 2:]))       # (B, 8)
@@ -207,7 +207,7 @@ for name, r in res.items():
           f"{r['state_bytes_per_param']:>7g}")
 fig = plot_optimizer_comparison(res, "Optimizers on three spirals")
 savefig(fig, "ch02_optimizers")
-fig
+fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
 # At scale those bytes dominate. With mixed precision the optimizer also keeps
