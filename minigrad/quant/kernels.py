@@ -153,16 +153,30 @@ def quantize_4bit_numba(x, blocksize, mids, order, packed, absmax):
         absmax[b] = m
         inv[b] = np.float32(1.0) / m if m > 0 else np.float32(0.0)
     k = mids.size
-    for j in prange(packed.size):
-        byte = 0
-        for h in range(2):
-            i = 2 * j + h
-            v = x[i] * inv[i // blocksize] if i < n else np.float32(0.0)
-            pos = 0
-            while pos < k and mids[pos] < v:   # mids are sorted: count those below v
-                pos += 1
-            byte = (byte << 4) | order[pos]
-        packed[j] = byte
+    # parallel over chunks of bytes (a byte's two values may straddle two blocks);
+    # inside a chunk, track the block with a countdown instead of dividing per value
+    chunk = 4096
+    for c in prange((packed.size + chunk - 1) // chunk):
+        i = 2 * c * chunk
+        stop = min(2 * (c + 1) * chunk, 2 * packed.size)
+        b = i // blocksize
+        left = (b + 1) * blocksize - i
+        s = inv[b]
+        while i < stop:
+            byte = 0
+            for _ in range(2):
+                v = x[i] * s if i < n else np.float32(0.0)
+                pos = 0
+                for t in range(k):      # count the midpoints below v, without branches
+                    pos += mids[t] < v
+                byte = (byte << 4) | order[pos]
+                i += 1
+                left -= 1
+                if left == 0 and i < n:
+                    b += 1
+                    s = inv[b]
+                    left = blocksize
+            packed[(i >> 1) - 1] = byte
 
 
 def dequantize_4bit_reference(packed, absmax, code, blocksize, out):
@@ -214,7 +228,7 @@ FAST = {
     "dequantize_blockwise_int": dequantize_blockwise_int_reference,
     "quantize_4bit": quantize_4bit_numba,
     "dequantize_4bit": dequantize_4bit_numba,
-    "stochastic_round": stochastic_round_reference,
+    "stochastic_round": stochastic_round_numba,
 }
 REFERENCE = {name: globals()[f"{name}_reference"] for name in FAST}
 NUMBA = {name: globals()[f"{name}_numba"] for name in FAST}

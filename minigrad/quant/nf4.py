@@ -99,7 +99,9 @@ def code_midpoints(code) -> tuple[np.ndarray, np.ndarray]:
 
 
 def nearest_code(v, code) -> np.ndarray:
-    """Index of the nearest entry of ``code`` for every value of ``v`` (ties: lower index).
+    """Index of the nearest entry of ``code`` for every value of ``v``.
+
+    A value exactly on a (float32) midpoint between two codes gets the lower one.
 
     Args:
         v: float array, any shape (values already divided by their absmax).

@@ -163,8 +163,8 @@ def _train(model, x, y, steps, lr):
         opt.step()
 
 
-def ptq_vs_qat(bits: int = 2, seed: int = 0, hidden: int = 32, steps: int = 400,
-               qat_steps: int = 300, lr: float = 1e-2) -> dict:
+def ptq_vs_qat(bits: int = 2, seed: int = 0, hidden: int = 32, steps: int = 200,
+               qat_steps: int = 150, lr: float = 1e-2, n: int = 600) -> dict:
     """Train an MLP in float, quantize it after training (PTQ) and with QAT; test accuracies.
 
     QAT starts from the trained float weights and fine-tunes with
@@ -176,8 +176,8 @@ def ptq_vs_qat(bits: int = 2, seed: int = 0, hidden: int = 32, steps: int = 400,
     """
     manual_seed(seed)
     rng = get_rng()
-    x, y = make_rings(1200, rng=rng)
-    xt, yt = make_rings(1200, rng=rng)
+    x, y = make_rings(n, rng=rng)        # training set
+    xt, yt = make_rings(n, rng=rng)      # test set
     model = MLP([2, hidden, hidden, 3])
     _train(model, x, y, steps, lr)
     float_state = model.state_dict()
