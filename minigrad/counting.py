@@ -68,35 +68,39 @@ def _rms_norm(m, x_shape, y_shape):
     return (3 + (m.weight is not None)) * _numel(y_shape)
 
 
-# module type -> (kind, flops(module, input_shape, output_shape)); per-element costs:
+# module type -> (kind, flops(module, input_shape, output_shape), children counted apart);
+# per-element costs:
 # ReLU max(x, 0) = 1; Tanh 1 evaluation; Sigmoid 1/(1+exp(-x)) = neg, exp, add, div = 4;
 # GELU x * 0.5 * (1 + erf(x / sqrt 2)) = div, erf, add, mul, mul = 5;
 # Dropout counted in eval mode (the identity) = 0; Embedding is a row lookup = 0.
 _RULES = {
-    nn.Linear: ("linear", _linear),
-    nn.Embedding: ("linear", lambda m, x, y: 0),
-    nn.ReLU: ("nonlinear", lambda m, x, y: _numel(y)),
-    nn.Tanh: ("nonlinear", lambda m, x, y: _numel(y)),
-    nn.Sigmoid: ("nonlinear", lambda m, x, y: 4 * _numel(y)),
-    nn.GELU: ("nonlinear", lambda m, x, y: 5 * _numel(y)),
-    nn.LayerNorm: ("nonlinear", _layer_norm),
-    nn.RMSNorm: ("nonlinear", _rms_norm),
-    nn.Dropout: ("nonlinear", lambda m, x, y: 0),
-    nn.Identity: ("nonlinear", lambda m, x, y: 0),
+    nn.Linear: ("linear", _linear, False),
+    nn.Embedding: ("linear", lambda m, x, y: 0, False),
+    nn.ReLU: ("nonlinear", lambda m, x, y: _numel(y), False),
+    nn.Tanh: ("nonlinear", lambda m, x, y: _numel(y), False),
+    nn.Sigmoid: ("nonlinear", lambda m, x, y: 4 * _numel(y), False),
+    nn.GELU: ("nonlinear", lambda m, x, y: 5 * _numel(y), False),
+    nn.LayerNorm: ("nonlinear", _layer_norm, False),
+    nn.RMSNorm: ("nonlinear", _rms_norm, False),
+    nn.Dropout: ("nonlinear", lambda m, x, y: 0, False),
+    nn.Identity: ("nonlinear", lambda m, x, y: 0, False),
 }
 
 
-def register(module_type: type, kind: str, flops) -> None:
+def register(module_type: type, kind: str, flops, children: bool = False) -> None:
     """Teach :func:`count` a layer type: ``flops(module, input_shape, output_shape) -> int``.
 
-    A registered module is counted as one unit (its children are not visited),
-    so an attention module can register the FLOPs of its softmax as well.
+    By default a registered module is one unit (its children are not visited).
+    With ``children=True`` its child modules get their own rows and the rule
+    counts only the module's own work and direct parameters: an attention
+    module registers its scores, softmax and weighted sum as ``"nonlinear"``
+    while its projections are counted as the ``Linear`` layers they are.
     """
     if kind not in ("linear", "nonlinear"):
         raise ValueError(f"register: kind must be 'linear' or 'nonlinear', got {kind!r}")
     if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
         raise TypeError(f"register: module_type must be a Module subclass, got {module_type!r}")
-    _RULES[module_type] = (kind, flops)
+    _RULES[module_type] = (kind, flops, children)
 
 
 def _rule(m):
@@ -110,6 +114,9 @@ def _units(model, prefix=""):
     """(name, module) of every module :func:`count` attributes work to."""
     if _rule(model) is not None:
         yield prefix or type(model).__name__, model
+        if _rule(model)[2]:  # registered with children=True
+            for name, child in model.named_children():
+                yield from _units(child, f"{prefix}.{name}" if prefix else name)
         return
     children = list(model.named_children())
     if not children or model._parameters:
@@ -131,7 +138,8 @@ def count(model, input_shape, dtype=np.float32) -> list:
         model: a Module built from layers with a rule (see :func:`register`).
         input_shape: e.g. ``(batch, in_features)``.
     Returns:
-        one :class:`LayerCount` per call, in call order. A layer's parameters
+        one :class:`LayerCount` per call, in the order the calls return (a
+        module registered with ``children=True`` after its children). A layer's parameters
         are counted at its first call only, so the params column sums to the
         model's parameter count.
     """
@@ -140,7 +148,7 @@ def count(model, input_shape, dtype=np.float32) -> list:
     if not all(isinstance(n, numbers.Integral) and n >= 1 for n in input_shape):
         raise ValueError(f"count: input_shape must be positive integers, got {input_shape!r}")
     units = list(_units(model))
-    first = units[0][1]
+    first = next((m for _, m in units if not _rule(m)[2]), units[0][1])
     x = np.zeros(tuple(input_shape), np.int64 if isinstance(first, nn.Embedding) else dtype)
 
     calls, seen = [], set()
@@ -150,8 +158,9 @@ def count(model, input_shape, dtype=np.float32) -> list:
 
         def recorded(*args, **kwargs):
             out = forward(*args, **kwargs)
-            kind, rule = _rule(m)
-            params = 0 if id(m) in seen else sum(p.numel() for p in m.parameters())
+            kind, rule, children = _rule(m)
+            own = m._parameters.values() if children else m.parameters()
+            params = 0 if id(m) in seen else sum(p.numel() for p in own if p is not None)
             seen.add(id(m))
             in_shape, out_shape = tuple(args[0].shape), tuple(out.shape)
             calls.append(LayerCount(name, type(m).__name__, kind, int(params),

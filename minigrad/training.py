@@ -105,7 +105,7 @@ def fit(model, optimizer, X, y, loss_fn=F.cross_entropy, epochs: int = 1, batch_
     Raises:
         FloatingPointError: naming the step where the loss became NaN or inf.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: works in terminals and notebooks without widgets
 
     if not isinstance(epochs, numbers.Integral) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}")

@@ -104,6 +104,31 @@ def test_unknown_layer_is_an_error_naming_it_and_register_fixes_it():
         counting._RULES.pop(Mystery)
 
 
+def test_register_with_children_counts_own_work_apart_from_child_layers():
+    class Scaled(nn.Module):
+        """A projection (a child Linear) followed by its own softmax over 4 outputs."""
+
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(3, 4)
+            self.temperature = Parameter(np.ones(1, np.float32))
+
+        def forward(self, x):
+            return (self.proj(x) / self.temperature).softmax(-1)
+
+    counting.register(Scaled, "nonlinear", lambda m, x, y: 5 * int(np.prod(y)), children=True)
+    try:
+        model = nn.Sequential(Scaled(), nn.Linear(4, 2))
+        counts = counting.count(model, (2, 3))
+    finally:
+        counting._RULES.pop(Scaled)
+    assert [(c.name, c.kind) for c in counts] == [("0.proj", "linear"), ("0", "nonlinear"),
+                                                   ("1", "linear")]
+    assert [c.params for c in counts] == [16, 1, 10]            # the parent keeps only its own
+    assert counts[1].flops == 5 * 2 * 4
+    assert sum(c.params for c in counts) == model.num_parameters()
+
+
 @pytest.mark.parametrize("call, exc, match", [
     (lambda: counting.count(nn.Linear(2, 2), (0, 2)), ValueError, "input_shape"),
     (lambda: counting.count("model", (1, 2)), TypeError, "must be a Module"),
