@@ -1,0 +1,389 @@
+"""The FlashAttention loops compiled with numba: what runs by default.
+
+Each public function here has the signature of its NumPy twin in
+``reference.py`` and computes the same thing; read that file for the
+algorithm, this one for how it is made fast on a CPU:
+
+- ``flash_forward`` multiplies whole tiles through BLAS (``np.dot`` inside
+  numba calls SciPy's BLAS) and computes exp with a small polynomial that
+  the compiler turns into SIMD instructions (numba's ``math.exp`` is a libm
+  call per element: it does not vectorize without Intel's SVML).
+- ``flash_forward_scalar`` is the same tiling written as plain scalar loops
+  with ``math.exp``: the version one writes first, kept to show that the
+  loop order is not what makes it fast, the arithmetic per instruction is.
+
+Importing this module compiles nothing; the first call compiles (or loads
+from numba's on-disk cache) and takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpositive",
+           "PARALLEL"]
+
+#: Run batch*heads in parallel (prange). Set from benchmarks/bench_flash.py on 2 cores.
+PARALLEL = True
+
+# reassociation lets the compiler vectorize row sums; no 'nnan'/'ninf': masked scores are -inf
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+# ----------------------------------------------------------------------------
+# a vectorizable exp
+# ----------------------------------------------------------------------------
+
+def _exp_constants(dtype):
+    """Constants of :func:`_exp_rows` in ``dtype`` (so float32 math stays float32).
+
+    exp(x) = 2^n * exp(t), n = round(x / ln 2), t = x - n ln 2 in [-ln2/2, ln2/2]
+    (ln 2 split in a high and a low part so n * hi is exact: Cody & Waite);
+    exp(t) by its Taylor series to degree 12 (error < 2e-16 on that range);
+    2^n built directly in the exponent bits of an integer of the float's width.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        hi, lo, itype = 0.693359375, -2.12194440e-4, np.int32
+    else:
+        hi, lo, itype = 6.93147180369123816490e-01, 1.90821492927058770002e-10, np.int64
+    bias = 127 if dtype == np.float32 else 1023          # exponent bias
+    x_min = -(bias + 1) * hi                             # below this, 2^n leaves the normal range
+    taylor = [1 / math.factorial(n) for n in range(12, -1, -1)]     # highest degree first (Horner)
+    coef = np.array([1 / math.log(2), hi, lo, 0.5, x_min] + taylor, dtype=dtype)
+    return coef, np.empty(0, itype)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _exp_rows(s, shift, coef, iproto, rowsum):
+    """In place: s[r, c] = exp(s[r, c] - shift[r]) for s - shift <= 0; rowsum[r] = sum_c.
+
+    Results below the smallest normal number (and exp(-inf)) are exactly 0.
+    s: (R, C) C-contiguous; shift, rowsum: (R,); coef, iproto from _exp_constants.
+    """
+    mant = 23 if iproto.itemsize == 4 else 52            # fraction bits of float32 / float64
+    bias = 127 if iproto.itemsize == 4 else 1023         # exponent bias
+    bits = np.empty(s.shape[1], iproto.dtype)
+    scale2n = bits.view(s.dtype)                         # the same bytes read as floats: 2^n
+    # constants read from a typed array, so float32 arithmetic stays float32 (twice the lanes)
+    inv_ln2, hi, lo, half, x_min = coef[0], coef[1], coef[2], coef[3], coef[4]
+    c12, c11, c10, c9, c8, c7, c6 = coef[5], coef[6], coef[7], coef[8], coef[9], coef[10], coef[11]
+    c5, c4, c3, c2, c1, c0 = coef[12], coef[13], coef[14], coef[15], coef[16], coef[17]
+    for r in range(s.shape[0]):
+        row = s[r]
+        sh = shift[r]
+        for c in range(row.size):                        # vectorizes: no calls, no branches
+            x = max(row[c] - sh, x_min)
+            n = np.floor(x * inv_ln2 + half)
+            t = x - n * hi - n * lo
+            row[c] = ((((((((((((c12 * t + c11) * t + c10) * t + c9) * t + c8) * t + c7) * t
+                             + c6) * t + c5) * t + c4) * t + c3) * t + c2) * t + c1) * t + c0)
+            e = np.int32(n) + bias                       # biased exponent of 2^n
+            bits[c] = (e << mant) if e > 0 else 0        # 0 when 2^n is below the normal range
+        rowsum[r] = 0
+        total = rowsum[r]                                # a zero of the array's dtype
+        for c in range(row.size):
+            row[c] *= scale2n[c]
+            total += row[c]
+        rowsum[r] = total
+
+
+def exp_nonpositive(x):
+    """exp(x) for x <= 0 by the kernels' polynomial; a NumPy-facing handle for tests."""
+    x = np.ascontiguousarray(x)
+    coef, iproto = _exp_constants(x.dtype)
+    out = x.reshape(1, -1).copy()
+    _exp_rows(out, np.zeros(1, x.dtype), coef, iproto, np.zeros(1, x.dtype))
+    return out.reshape(x.shape)
+
+
+# ----------------------------------------------------------------------------
+# forward, BLAS tiles
+# ----------------------------------------------------------------------------
+
+@njit(cache=True)
+def _mask_causal(s, i0, j0):
+    """Set s[r, c] = -inf where column j0 + c is after row i0 + r (a tile crossing the diagonal)."""
+    for r in range(s.shape[0]):
+        for c in range(max(i0 + r + 1 - j0, 0), s.shape[1]):
+            s[r, c] = -np.inf
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _running_max(s, m_old, m_new, shift):
+    """m_new = max(m_old, rowmax(s)); shift = m_new, or 0 for a row that has seen only -inf."""
+    for r in range(s.shape[0]):
+        row = s[r]
+        mx = m_old[r]
+        for c in range(row.size):
+            mx = max(mx, row[c])
+        m_new[r] = mx
+        shift[r] = mx if mx > -np.inf else 0.0           # exp(-inf - 0) = 0, never -inf - -inf
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _forward_head_q_outer(q, k, v, o, lse, scale, is_causal, bq, bk, coef, iproto):
+    """FlashAttention-2 order for one head. q (L, E), k (S, E), v (S, Ev) -> o, lse in place."""
+    L, S, Ev = q.shape[0], k.shape[0], v.shape[1]
+    dt = q.dtype
+    n_kv = (S + bk - 1) // bk
+    skipped = 0
+    for i0 in range(0, L, bq):
+        i1 = min(i0 + bq, L)
+        nq = i1 - i0
+        qi = q[i0:i1] * scale                            # (nq, E), scaled once per block
+        m = np.full(nq, -np.inf, dt)
+        m_new = np.empty(nq, dt)
+        shift = np.empty(nq, dt)
+        l = np.zeros(nq, dt)
+        rowsum = np.empty(nq, dt)
+        acc = np.zeros((nq, Ev), dt)
+        j_end = min(S, i1) if is_causal else S
+        for j0 in range(0, j_end, bk):
+            j1 = min(j0 + bk, S)
+            s = np.dot(qi, k[j0:j1].T)                   # (nq, E) @ (E, nk) -> (nq, nk), BLAS
+            if is_causal and j1 - 1 > i0:                # this tile crosses the diagonal
+                _mask_causal(s, i0, j0)
+            _running_max(s, m, m_new, shift)
+            _exp_rows(s, shift, coef, iproto, rowsum)    # s becomes P~ = exp(S - m_new)
+            pv = np.dot(s, v[j0:j1])                     # (nq, nk) @ (nk, Ev) -> (nq, Ev)
+            for r in range(nq):
+                alpha = math.exp(m[r] - shift[r])        # one exp per row: libm is fine
+                l[r] = alpha * l[r] + rowsum[r]
+                for e in range(Ev):
+                    acc[r, e] = alpha * acc[r, e] + pv[r, e]
+                m[r] = m_new[r]
+        skipped += n_kv - (j_end + bk - 1) // bk
+        for r in range(nq):
+            inv = 1.0 / l[r]
+            for e in range(Ev):
+                o[i0 + r, e] = acc[r, e] * inv
+            lse[i0 + r] = m[r] + math.log(l[r])
+    return skipped
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _forward_head_kv_outer(q, k, v, o, lse, scale, is_causal, bq, bk, coef, iproto):
+    """FlashAttention-1 order for one head: m, l and normalized O go back to "HBM" each tile."""
+    L, S, Ev = q.shape[0], k.shape[0], v.shape[1]
+    dt = q.dtype
+    m = np.full(L, -np.inf, dt)
+    l = np.zeros(L, dt)
+    o[:] = 0
+    m_new = np.empty(bq, dt)
+    shift = np.empty(bq, dt)
+    rowsum = np.empty(bq, dt)
+    skipped = 0
+    for j0 in range(0, S, bk):
+        j1 = min(j0 + bk, S)
+        for i0 in range(0, L, bq):
+            i1 = min(i0 + bq, L)
+            if is_causal and j0 > i1 - 1:
+                skipped += 1
+                continue
+            nq = i1 - i0
+            s = np.dot(q[i0:i1] * scale, k[j0:j1].T)   # (nq, nk)
+            if is_causal and j1 - 1 > i0:
+                _mask_causal(s, i0, j0)
+            _running_max(s, m[i0:i1], m_new, shift)
+            _exp_rows(s, shift, coef, iproto, rowsum)
+            pv = np.dot(s, v[j0:j1])                     # (nq, Ev)
+            for r in range(nq):
+                alpha = math.exp(m[i0 + r] - shift[r])
+                l_new = alpha * l[i0 + r] + rowsum[r]
+                for e in range(Ev):                      # un-normalize, update, re-normalize
+                    o[i0 + r, e] = (alpha * l[i0 + r] * o[i0 + r, e] + pv[r, e]) / l_new
+                l[i0 + r] = l_new
+                m[i0 + r] = m_new[r]
+    for r in range(L):
+        lse[r] = m[r] + math.log(l[r])
+    return skipped
+
+
+@njit(cache=True, parallel=True)
+def _forward_parallel(q, k, v, o, lse, scale, is_causal, bq, bk, q_outer, coef, iproto):
+    skipped = np.zeros(q.shape[0], np.int64)
+    for h in prange(q.shape[0]):                         # heads are independent
+        if q_outer:
+            skipped[h] = _forward_head_q_outer(q[h], k[h], v[h], o[h], lse[h], scale, is_causal,
+                                               bq, bk, coef, iproto)
+        else:
+            skipped[h] = _forward_head_kv_outer(q[h], k[h], v[h], o[h], lse[h], scale, is_causal,
+                                                bq, bk, coef, iproto)
+    return skipped[0] if q.shape[0] else 0
+
+
+@njit(cache=True)
+def _forward_serial(q, k, v, o, lse, scale, is_causal, bq, bk, q_outer, coef, iproto):
+    skipped = 0
+    for h in range(q.shape[0]):
+        if q_outer:
+            skipped = _forward_head_q_outer(q[h], k[h], v[h], o[h], lse[h], scale, is_causal,
+                                            bq, bk, coef, iproto)
+        else:
+            skipped = _forward_head_kv_outer(q[h], k[h], v[h], o[h], lse[h], scale, is_causal,
+                                             bq, bk, coef, iproto)
+    return skipped
+
+
+def flash_forward(q, k, v, scale, is_causal, block_q, block_k, q_outer):
+    """numba twin of :func:`minigrad.flash.reference.flash_forward_reference` (same arguments, same results)."""
+    BH, L, _ = q.shape
+    o = np.empty((BH, L, v.shape[2]), q.dtype)
+    lse = np.empty((BH, L), q.dtype)
+    coef, iproto = _exp_constants(q.dtype)
+    run = _forward_parallel if PARALLEL else _forward_serial
+    skipped = run(q, k, v, o, lse, q.dtype.type(scale), bool(is_causal), int(block_q),
+                  int(block_k), bool(q_outer), coef, iproto)
+    return o, lse, int(skipped)
+
+
+# ----------------------------------------------------------------------------
+# forward, scalar loops (the slow first version, for comparison)
+# ----------------------------------------------------------------------------
+
+@njit(cache=True)
+def _forward_head_scalar(q, k, v, o, lse, scale, is_causal, bq, bk):
+    """FlashAttention-2 order, every dot product and exp an explicit scalar loop."""
+    L, S, E, Ev = q.shape[0], k.shape[0], q.shape[1], v.shape[1]
+    dt = q.dtype
+    s = np.empty((bq, bk), dt)
+    acc = np.empty((bq, Ev), dt)
+    m = np.empty(bq, dt)
+    l = np.empty(bq, dt)
+    n_kv = (S + bk - 1) // bk
+    skipped = 0
+    for i0 in range(0, L, bq):
+        i1 = min(i0 + bq, L)
+        m[:] = -np.inf
+        l[:] = 0
+        acc[:] = 0
+        j_end = min(S, i1) if is_causal else S
+        for j0 in range(0, j_end, bk):
+            j1 = min(j0 + bk, S)
+            for r in range(i1 - i0):
+                mx = m[r]
+                for c in range(j1 - j0):
+                    if is_causal and j0 + c > i0 + r:
+                        s[r, c] = -np.inf
+                    else:
+                        dot = 0.0
+                        for e in range(E):
+                            dot += q[i0 + r, e] * k[j0 + c, e]
+                        s[r, c] = dot * scale
+                    mx = max(mx, s[r, c])
+                alpha = math.exp(m[r] - mx)
+                l[r] *= alpha
+                for e in range(Ev):
+                    acc[r, e] *= alpha
+                for c in range(j1 - j0):
+                    p = math.exp(s[r, c] - mx)
+                    l[r] += p
+                    for e in range(Ev):
+                        acc[r, e] += p * v[j0 + c, e]
+                m[r] = mx
+        skipped += n_kv - (j_end + bk - 1) // bk
+        for r in range(i1 - i0):
+            for e in range(Ev):
+                o[i0 + r, e] = acc[r, e] / l[r]
+            lse[i0 + r] = m[r] + math.log(l[r])
+    return skipped
+
+
+@njit(cache=True, parallel=True)
+def _forward_scalar_parallel(q, k, v, o, lse, scale, is_causal, bq, bk):
+    skipped = np.zeros(q.shape[0], np.int64)
+    for h in prange(q.shape[0]):
+        skipped[h] = _forward_head_scalar(q[h], k[h], v[h], o[h], lse[h], scale, is_causal, bq, bk)
+    return skipped[0] if q.shape[0] else 0
+
+
+@njit(cache=True)
+def _forward_scalar_serial(q, k, v, o, lse, scale, is_causal, bq, bk):
+    skipped = 0
+    for h in range(q.shape[0]):
+        skipped = _forward_head_scalar(q[h], k[h], v[h], o[h], lse[h], scale, is_causal, bq, bk)
+    return skipped
+
+
+def flash_forward_scalar(q, k, v, scale, is_causal, block_q, block_k, q_outer=True):
+    """Scalar-loop twin of the reference forward (FlashAttention-2 order only)."""
+    if not q_outer:
+        raise ValueError("flash_forward_scalar: only the q_outer loop order is written as scalar loops")
+    BH, L, _ = q.shape
+    o = np.empty((BH, L, v.shape[2]), q.dtype)
+    lse = np.empty((BH, L), q.dtype)
+    run = _forward_scalar_parallel if PARALLEL else _forward_scalar_serial
+    skipped = run(q, k, v, o, lse, q.dtype.type(scale), bool(is_causal), int(block_q), int(block_k))
+    return o, lse, int(skipped)
+
+
+# ----------------------------------------------------------------------------
+# backward
+# ----------------------------------------------------------------------------
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _backward_head(q, k, v, o, lse, do, dq, dk, dv, scale, is_causal, bq, bk, coef, iproto):
+    """FlashAttention-2 backward for one head: K/V block outer, Q block inner; grads in place."""
+    L, S, E, Ev = q.shape[0], k.shape[0], q.shape[1], v.shape[1]
+    dt = q.dtype
+    delta = np.empty(L, dt)
+    for r in range(L):                                   # delta = rowsum(dO * O)
+        t = do[r, 0] * 0
+        for e in range(Ev):
+            t += do[r, e] * o[r, e]
+        delta[r] = t
+    qs = q * scale                                       # (L, E): S = qs K^T and dK = dS^T qs
+    dq[:] = 0
+    rowsum = np.empty(bq, dt)
+    for j0 in range(0, S, bk):
+        j1 = min(j0 + bk, S)
+        kj, vj = k[j0:j1], v[j0:j1]
+        dkj = np.zeros((j1 - j0, E), dt)
+        dvj = np.zeros((j1 - j0, Ev), dt)
+        i_start = (j0 // bq) * bq if is_causal else 0
+        for i0 in range(i_start, L, bq):
+            i1 = min(i0 + bq, L)
+            nq = i1 - i0
+            p = np.dot(qs[i0:i1], kj.T)                  # (nq, nk) scores, recomputed
+            if is_causal and j1 - 1 > i0:
+                _mask_causal(p, i0, j0)
+            _exp_rows(p, lse[i0:i1], coef, iproto, rowsum)   # P = exp(S - lse)
+            doi = do[i0:i1]
+            dvj += np.dot(p.T, doi)                      # (nk, nq) @ (nq, Ev)
+            dp = np.dot(doi, vj.T)                       # (nq, Ev) @ (Ev, nk) -> (nq, nk)
+            for r in range(nq):                          # dS = P * (dP - delta), in dp
+                d = delta[i0 + r]
+                for c in range(j1 - j0):
+                    dp[r, c] = p[r, c] * (dp[r, c] - d)
+            dq[i0:i1] += np.dot(dp, kj) * scale          # (nq, nk) @ (nk, E)
+            dkj += np.dot(dp.T, qs[i0:i1])               # (nk, nq) @ (nq, E)
+        dk[j0:j1] = dkj
+        dv[j0:j1] = dvj
+
+
+@njit(cache=True, parallel=True)
+def _backward_parallel(q, k, v, o, lse, do, dq, dk, dv, scale, is_causal, bq, bk, coef, iproto):
+    for h in prange(q.shape[0]):
+        _backward_head(q[h], k[h], v[h], o[h], lse[h], do[h], dq[h], dk[h], dv[h], scale,
+                       is_causal, bq, bk, coef, iproto)
+
+
+@njit(cache=True)
+def _backward_serial(q, k, v, o, lse, do, dq, dk, dv, scale, is_causal, bq, bk, coef, iproto):
+    for h in range(q.shape[0]):
+        _backward_head(q[h], k[h], v[h], o[h], lse[h], do[h], dq[h], dk[h], dv[h], scale,
+                       is_causal, bq, bk, coef, iproto)
+
+
+def flash_backward(q, k, v, o, lse, do, scale, is_causal, block_q, block_k):
+    """numba twin of :func:`minigrad.flash.reference.flash_backward_reference`."""
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    coef, iproto = _exp_constants(q.dtype)
+    run = _backward_parallel if PARALLEL else _backward_serial
+    run(q, k, v, o, lse, do, dq, dk, dv, q.dtype.type(scale), bool(is_causal), int(block_q),
+        int(block_k), coef, iproto)
+    return dq, dk, dv
