@@ -310,7 +310,7 @@ class VirtualCluster:
         work.wait()
         return None
 
-    def communicate(self, transfers, op: str = "copy", kind: str = "comm", label: str = "") -> None:
+    def communicate(self, transfers, op: str = "copy", kind: str = "comm", label: str = "") -> list:
         """One step of a collective: point-to-point messages that travel at the same time.
 
         Each transfer ``(src, dst, src_array, dst_array)`` sends ``src_array``
@@ -321,12 +321,13 @@ class VirtualCluster:
 
         Time: a message starts when its sender's comm stream, its sender's
         send port and its receiver's receive port are all free, and lasts
-        ``alpha + nbytes / beta``. Raises :class:`MessageLostError` or
-        :class:`ChecksumError` when a fault hits a message.
+        ``alpha + nbytes / beta``. Returns each message's arrival time.
+        Raises :class:`MessageLostError` or :class:`ChecksumError` when a
+        fault hits a message.
         """
         code = {"copy": kernels.OP_COPY, "sum": kernels.OP_SUM, "max": kernels.OP_MAX}[op]
         start_clock = {r: self.gpus[r].comm_clock for t in transfers for r in t[:2]}
-        send_free, recv_free, finish = {}, {}, dict(start_clock)
+        send_free, recv_free, finish, arrivals = {}, {}, dict(start_clock), []
         for src, dst, a, b in transfers:
             nbytes = a.nbytes
             start = max(start_clock[src], send_free.get(src, 0.0), recv_free.get(dst, 0.0))
@@ -334,6 +335,7 @@ class VirtualCluster:
             send_free[src] = recv_free[dst] = start + dur
             finish[src] = max(finish[src], start + dur)
             finish[dst] = max(finish[dst], start + dur)
+            arrivals.append(start + dur)
             self.trace.append(Event(src, "comm", start, dur, kind, label or f"-> {dst}"))
             self.stats.bytes_sent[src] += nbytes
             self.stats.bytes_received[dst] += nbytes
@@ -341,6 +343,7 @@ class VirtualCluster:
             self._deliver(src, dst, a, b, code, kind)
         for r, t in finish.items():
             self.gpus[r].comm_clock = t
+        return arrivals
 
     def _deliver(self, src, dst, a, b, code, kind):
         if a.shape != b.shape or a.dtype != b.dtype:

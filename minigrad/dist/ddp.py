@@ -97,29 +97,37 @@ def _layers(model):
     return list(model)
 
 
-def forward_layers(layers, x, cluster, rank, gpu_tag=""):
-    """Run layers one by one, each on a leaf input; returns (inputs, outputs) per layer."""
+def forward_layer(layer, k, x, cluster, rank, tag=""):
+    """Layer k on input array x as a leaf (so its gradient can be read); returns (leaf, output).
+
+    Charges the forward FLOPs to GPU ``rank`` and books the output as activations.
+    """
+    h_in = Tensor(x, requires_grad=k > 0 and np.asarray(x).dtype.kind == "f")
+    out = layer(h_in)
+    rows = int(np.prod(h_in.shape[:-1]))
+    cluster.compute(rank, layer_flops(layer, rows, h_in.shape[-1]), "forward", f"L{k}")
+    cluster.gpus[rank].alloc(f"{tag}act{k}", out.data, "activations")
+    return h_in, out
+
+
+def forward_layers(layers, x, cluster, rank, tag=""):
+    """Run layers one by one (see :func:`forward_layer`); returns (inputs, outputs) per layer."""
     ins, outs = [], []
-    h = Tensor(x)
     for k, layer in enumerate(layers):
-        h_in = Tensor(h.data, requires_grad=k > 0)   # a leaf, so its gradient can be read
-        out = layer(h_in)
-        rows = int(np.prod(h_in.shape[:-1]))
-        cluster.compute(rank, layer_flops(layer, rows, h_in.shape[-1]), "forward", f"L{k}")
-        cluster.gpus[rank].alloc(f"{gpu_tag}act{k}", out.data, "activations")
+        h_in, out = forward_layer(layer, k, x, cluster, rank, tag)
         ins.append(h_in)
         outs.append(out)
-        h = out
+        x = out.data
     return ins, outs
 
 
-def backward_layer(layers, k, ins, outs, grad, cluster, rank, gpu_tag=""):
+def backward_layer(layer, k, h_in, out, grad, cluster, rank, tag=""):
     """Backward of layer k alone; returns the gradient for layer k - 1's output."""
-    outs[k].backward(grad)
-    rows = int(np.prod(ins[k].shape[:-1]))
-    cluster.compute(rank, 2 * layer_flops(layers[k], rows, ins[k].shape[-1]), "backward", f"L{k}")
-    cluster.gpus[rank].free(f"{gpu_tag}act{k}")
-    return ins[k].grad
+    out.backward(grad)
+    rows = int(np.prod(h_in.shape[:-1]))
+    cluster.compute(rank, 2 * layer_flops(layer, rows, h_in.shape[-1]), "backward", f"L{k}")
+    cluster.gpus[rank].free(f"{tag}act{k}")
+    return h_in.grad
 
 
 def loss_and_grad(out: Tensor, y, loss_fn):
@@ -205,7 +213,8 @@ class DistributedDataParallel:
         for k in reversed(range(len(self.layers[0]))):        # backward, layer by layer
             for r in self.ranks:
                 ins, outs, g = state[r]
-                state[r][2] = backward_layer(self.layers[r], k, ins, outs, g, self.cluster, r, "ddp.")
+                state[r][2] = backward_layer(self.layers[r][k], k, ins[k], outs[k], g, self.cluster, r,
+                                             "ddp.")
             for b, layer_ids in enumerate(self.buckets):
                 if layer_ids[-1] == k and self.overlap:          # this bucket just completed
                     works.append(self._sync_bucket(b, synced, flats))

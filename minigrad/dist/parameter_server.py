@@ -41,7 +41,7 @@ class ParameterServer:
             ins, outs = forward_layers(layers, xs[r], self.cluster, r, "ps.")
             loss, g = loss_and_grad(outs[-1], ys[r], loss_fn)
             for k in reversed(range(len(layers))):
-                g = backward_layer(layers, k, ins, outs, g, self.cluster, r, "ps.")
+                g = backward_layer(layers[k], k, ins[k], outs[k], g, self.cluster, r, "ps.")
             losses.append(loss)
             grads.append(flatten([q.grad for q in rep.parameters()]))
         # push: every worker's gradient goes to the server, which averages them
