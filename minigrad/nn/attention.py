@@ -1,0 +1,200 @@
+"""Multi-head attention, with grouped-query and multi-query variants and a KV cache.
+
+Each of H query heads attends with its own slice of the projections
+(Vaswani et al. 2017). With ``num_kv_heads`` = H_kv < H, groups of H / H_kv
+query heads share one key/value head: grouped-query attention (GQA, Ainslie
+et al. 2023); H_kv = 1 is multi-query attention (MQA, Shazeer 2019). Query and
+output projections are unchanged; the key/value projections, and the KV
+cache, shrink by H / H_kv.
+
+``attn_impl`` picks how softmax(Q K^T / sqrt(D)) V is computed, with the same
+result to rounding:
+    "naive": Tensor ops one by one (the (L, S) weights are visible in the graph),
+    "sdpa":  ``F.scaled_dot_product_attention``, one fused node (default),
+    "flash": ``minigrad.flash.flash_attention``, tiled (chapter 4).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import functional as F
+from ..tensor import Tensor
+from .layers import Linear
+from .module import Module
+
+__all__ = ["MultiHeadAttention", "attention_param_count", "ATTN_IMPLS"]
+
+ATTN_IMPLS = ("naive", "sdpa", "flash")
+
+
+def attention_param_count(embed_dim: int, num_heads: int, num_kv_heads: int | None = None,
+                          bias: bool = True) -> int:
+    """Parameters of :class:`MultiHeadAttention`: q and o are (C, C), k and v (C, H_kv * D).
+
+    With D = C / H: 2 C^2 + 2 C * H_kv * D weights, plus 2 C + 2 H_kv * D biases.
+    """
+    num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+    _check_heads("attention_param_count", embed_dim, num_heads, num_kv_heads)
+    kv_dim = num_kv_heads * (embed_dim // num_heads)
+    weights = 2 * embed_dim * embed_dim + 2 * embed_dim * kv_dim
+    return weights + (2 * embed_dim + 2 * kv_dim if bias else 0)
+
+
+def _check_heads(fn, embed_dim, num_heads, num_kv_heads):
+    for name, v in (("embed_dim", embed_dim), ("num_heads", num_heads),
+                    ("num_kv_heads", num_kv_heads)):
+        if not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{fn}: {name} must be a positive integer, got {v!r}")
+    if embed_dim % num_heads:
+        raise ValueError(f"{fn}: num_heads {num_heads} must divide embed_dim {embed_dim} "
+                         f"(remainder {embed_dim % num_heads})")
+    if num_heads % num_kv_heads:
+        raise ValueError(f"{fn}: num_kv_heads {num_kv_heads} must divide num_heads {num_heads} "
+                         f"(remainder {num_heads % num_kv_heads})")
+
+
+class MultiHeadAttention(Module):
+    """Self-attention with H query heads and H_kv key/value heads.
+
+    Args:
+        embed_dim: C, the model width; head_dim D = C / num_heads.
+        num_heads: H, query heads.
+        num_kv_heads: H_kv (divides H); None means H (plain multi-head),
+            1 gives multi-query attention.
+        bias: whether the four projections have biases.
+        is_causal: token i attends tokens j <= i only (decoder).
+        attn_impl: "naive", "sdpa" or "flash" (see the module docstring).
+        dropout: dropout on the attention weights, in training mode ("sdpa" only).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, num_kv_heads: int | None = None,
+                 bias: bool = True, is_causal: bool = False, attn_impl: str = "sdpa",
+                 dropout: float = 0.0, dtype=np.float32):
+        super().__init__()
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        _check_heads("MultiHeadAttention", embed_dim, num_heads, num_kv_heads)
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"MultiHeadAttention: attn_impl must be one of {ATTN_IMPLS}, "
+                             f"got {attn_impl!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MultiHeadAttention: dropout must be in [0, 1), got {dropout}")
+        self.embed_dim, self.num_heads, self.num_kv_heads = embed_dim, num_heads, num_kv_heads
+        self.head_dim = embed_dim // num_heads
+        self.is_causal, self.attn_impl, self.dropout = is_causal, attn_impl, dropout
+        kv_dim = num_kv_heads * self.head_dim
+        self.q_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
+        self.k_proj = Linear(embed_dim, kv_dim, bias=bias, dtype=dtype)
+        self.v_proj = Linear(embed_dim, kv_dim, bias=bias, dtype=dtype)
+        self.o_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
+
+    def extra_repr(self):
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
+                f"num_kv_heads={self.num_kv_heads}, is_causal={self.is_causal}, "
+                f"attn_impl={self.attn_impl!r}")
+
+    # -- the three projections, split into heads -------------------------------------
+    def _qkv(self, x: Tensor):
+        if x.ndim != 3 or x.shape[-1] != self.embed_dim:
+            raise ValueError(f"MultiHeadAttention: x must be (B, T, {self.embed_dim}), "
+                             f"got shape {x.shape}")
+        B, T, _ = x.shape
+        H, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
+        q = self.q_proj(x).reshape(B, T, H, D).transpose(1, 2)      # (B, T, C) -> (B, H, T, D)
+        k = self.k_proj(x).reshape(B, T, Hkv, D).transpose(1, 2)    # (B, T, Hkv*D) -> (B, Hkv, T, D)
+        v = self.v_proj(x).reshape(B, T, Hkv, D).transpose(1, 2)    # (B, T, Hkv*D) -> (B, Hkv, T, D)
+        return q, k, v
+
+    def _mask(self, attn_mask, L: int, past: int):
+        """The mask to hand to SDPA, and whether SDPA's own top-left causal mask will do."""
+        if not self.is_causal:
+            return attn_mask, False
+        if attn_mask is None and past == 0:
+            return None, True                          # prefill/training: is_causal=True
+        if attn_mask is None and L == 1:
+            return None, False                         # one new token sees every cached key
+        # queries are positions past..past+L-1 of S = past + L keys: the causal
+        # triangle is aligned to the bottom-right, query i sees keys j <= past + i
+        allowed = F.causal_mask(L, past + L) if past == 0 else \
+            np.arange(past + L)[None, :] <= past + np.arange(L)[:, None]
+        if attn_mask is None:
+            return allowed, False
+        m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        if m.dtype == np.bool_:
+            return m & allowed, False
+        return m + np.where(allowed, 0.0, -np.inf).astype(m.dtype), False
+
+    def forward(self, x: Tensor, attn_mask=None, kv_cache=None, layer_idx: int = 0) -> Tensor:
+        """Self-attention of ``x`` (B, T, C) -> (B, T, C).
+
+        Args:
+            attn_mask: bool (True = may attend) or float (added), broadcastable
+                to (B, H, T, S), e.g. a key-padding mask of shape (B, 1, 1, S).
+            kv_cache: a :class:`~minigrad.nn.KVCache`; this layer's keys and
+                values are appended at slot ``layer_idx`` and the queries
+                attend to everything cached (S = past + T).
+        """
+        q, k, v = self._qkv(x)
+        B, _, T, _ = q.shape
+        past = 0
+        if kv_cache is not None:
+            past = kv_cache.length(layer_idx)
+            k, v = kv_cache.update(layer_idx, k, v)                 # (B, Hkv, past + T, D)
+            k, v = k.to(q.dtype), v.to(q.dtype)
+        mask, causal = self._mask(attn_mask, T, past)
+        y = self._attend(q, k, v, mask, causal)                     # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, self.embed_dim)         # (B, H, T, D) -> (B, T, C)
+        return self.o_proj(y)
+
+    def _attend(self, q, k, v, mask, causal: bool) -> Tensor:
+        n_rep = self.num_heads // self.num_kv_heads
+        if self.attn_impl == "sdpa":
+            p = self.dropout if self.training else 0.0
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
+                                                  is_causal=causal, enable_gqa=n_rep > 1)
+        if self.attn_impl == "flash":
+            if mask is not None:
+                raise ValueError("MultiHeadAttention: attn_impl='flash' takes no attn_mask (only "
+                                 "causal, and not while a KV cache holds earlier positions with "
+                                 "more than one new token); use attn_impl='sdpa'")
+            from ..flash import flash_attention  # chapter 4; imported only when used
+            return flash_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep),
+                                   is_causal=causal, scale=1.0 / math.sqrt(self.head_dim),
+                                   block_size_q=64, block_size_k=64)
+        return self._naive(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask, causal)[0]
+
+    def _naive(self, q, k, v, mask, causal: bool, dropout: bool = True):
+        """softmax(q k^T / sqrt(D) + mask) v, op by op; returns (output, weights)."""
+        L, S = q.shape[-2], k.shape[-2]
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B,H,L,D)@(B,H,D,S) -> (B,H,L,S)
+        if causal:
+            mask = F.causal_mask(L, S)
+        dead = None
+        if mask is not None:
+            m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+            if m.dtype == np.bool_:
+                att = att.masked_fill(~m, float("-inf"))
+                dead = ~m.any(axis=-1, keepdims=True)           # rows with no key to attend
+                att = att.masked_fill(dead, 0.0) if dead.any() else att
+            else:
+                att = att + Tensor(m.astype(att.dtype))
+        att = F.softmax(att, dim=-1)
+        if dead is not None and dead.any():
+            att = att.masked_fill(dead, 0.0)                     # zeros, as SDPA gives
+        if dropout and self.training and self.dropout:
+            att = F.dropout(att, self.dropout)
+        return att @ v, att                                      # (B,H,L,S)@(B,H,S,D) -> (B,H,L,D)
+
+    def attention_weights(self, x: Tensor, attn_mask=None) -> np.ndarray:
+        """The attention weights softmax(q k^T / sqrt(D) + mask), (B, H, T, T), for plotting."""
+        from ..tensor import no_grad
+        with no_grad():
+            q, k, v = self._qkv(x)
+            n_rep = self.num_heads // self.num_kv_heads
+            mask, causal = self._mask(attn_mask, q.shape[2], 0)
+            _, att = self._naive(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask, causal,
+                                 dropout=False)
+        return att.data
