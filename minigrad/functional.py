@@ -19,6 +19,7 @@ __all__ = [
     "relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "embedding",
     "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits",
     "layer_norm", "rms_norm", "dropout", "cosine_similarity", "cosine_embedding_loss",
+    "scaled_dot_product_attention", "causal_mask", "repeat_kv",
 ]
 
 
@@ -215,6 +216,7 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
 
     def backward(g):
+        # BEGIN SOLUTION ch2.layer_norm_backward
         lead = tuple(range(x.ndim - k))
         gh = g * weight.data if weight is not None else g
         gx = rstd * (gh - gh.mean(axis=axes, keepdims=True)
@@ -225,6 +227,7 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
         if bias is not None:
             grads.append(g.sum(axis=lead))
         return tuple(grads)
+        # END SOLUTION
     return Tensor._make(out.astype(xd.dtype, copy=False), parents, backward, "layer_norm")
 
 
@@ -411,3 +414,201 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target, margin: float 
     from .tensor import where
     return _reduce(where(y == 1, pos, neg), reduction, "cosine_embedding_loss")
 
+
+
+# ----------------------------------------------------------------------------
+# attention (chapter 3)
+# ----------------------------------------------------------------------------
+
+def causal_mask(L: int, S: int) -> np.ndarray:
+    """Boolean (L, S) mask, True where query i may attend key j, i.e. j <= i.
+
+    Top-left aligned, as PyTorch's ``is_causal=True`` (``torch.ones(L, S).tril()``):
+    query 0 sees key 0 only, whatever S is. When decoding with a KV cache the
+    queries are the *last* L of S positions, so the model shifts the mask
+    itself (see ``nn.MultiHeadAttention``).
+    """
+    for name, n in (("L", L), ("S", S)):
+        if not isinstance(n, numbers.Integral) or n < 0:
+            raise ValueError(f"causal_mask: {name} must be a non-negative integer, got {n!r}")
+    # BEGIN SOLUTION ch3.causal_mask
+    return np.arange(S)[None, :] <= np.arange(L)[:, None]   # (1, S) <= (L, 1) -> (L, S)
+    # END SOLUTION
+
+
+def _repeat_heads(x: np.ndarray, n_rep: int) -> np.ndarray:
+    """(..., H_kv, S, E) -> (..., H_kv * n_rep, S, E); output head h is input head h // n_rep."""
+    # BEGIN SOLUTION ch3.repeat_kv
+    return np.repeat(x, n_rep, axis=-3)
+    # END SOLUTION
+
+
+def _sum_head_groups(g: np.ndarray, n_rep: int) -> np.ndarray:
+    """Backward of :func:`_repeat_heads`: a key head used by n_rep query heads gets their sum."""
+    *lead, H, S, E = g.shape
+    return g.reshape(*lead, H // n_rep, n_rep, S, E).sum(axis=-3)
+
+
+def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
+    """Repeat each key/value head ``n_rep`` times along dim -3 (grouped-query attention).
+
+    Query head h reads key/value head h // n_rep (Ainslie et al. 2023), exactly
+    ``torch.repeat_interleave(x, n_rep, dim=-3)``. Backward: the gradient of the
+    n_rep copies is summed back into the one head they came from.
+
+    Args:
+        x: (..., H_kv, S, E)
+    Returns:
+        (..., H_kv * n_rep, S, E)
+    """
+    x = _t(x)
+    if not isinstance(n_rep, numbers.Integral) or n_rep < 1:
+        raise ValueError(f"repeat_kv: n_rep must be a positive integer, got {n_rep!r}")
+    if x.ndim < 3:
+        raise ValueError(f"repeat_kv: x must be (..., H_kv, S, E), got shape {x.shape}")
+    if n_rep == 1:
+        return x
+    return Tensor._make(_repeat_heads(x.data, n_rep), (x,),
+                        lambda g: (_sum_head_groups(g, n_rep),), "repeat_kv")
+
+
+def _attn_bias(attn_mask, is_causal: bool, L: int, S: int, score_shape: tuple, dtype):
+    """The additive (..., L, S) bias of SDPA: 0 where attending is allowed, -inf elsewhere,
+    or a float mask as given. None when there is nothing to add."""
+    if is_causal:
+        return np.where(causal_mask(L, S), 0.0, -np.inf).astype(dtype)
+    if attn_mask is None:
+        return None
+    m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+    try:
+        full = np.broadcast_shapes(m.shape, score_shape)
+    except ValueError:
+        full = None
+    if full != tuple(score_shape):
+        raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {m.shape} does not "
+                         f"broadcast to the score shape {tuple(score_shape)} (..., L={L}, S={S})")
+    if m.dtype == np.bool_:
+        return np.where(m, 0.0, -np.inf).astype(dtype)   # True = may attend
+    if m.dtype.kind != "f":
+        raise TypeError(f"scaled_dot_product_attention: attn_mask must be bool (True = may "
+                        f"attend) or float (added to the scores), got dtype {m.dtype}")
+    return m.astype(dtype, copy=False)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None, enable_gqa: bool = False) -> Tensor:
+    """Attention(Q, K, V) = softmax(Q K^T * scale + mask) V (Vaswani et al. 2017), one graph node.
+
+    With PyTorch's semantics: ``scale`` defaults to 1/sqrt(E); a boolean
+    ``attn_mask`` is True where a query *may* attend; a float mask is added to
+    the scores; ``is_causal`` masks with the top-left aligned lower triangle
+    ``tril(ones(L, S))``; ``enable_gqa`` lets H_q be a multiple of H_kv, query
+    head h reading key/value head h // (H_q / H_kv) (Ainslie et al. 2023).
+
+    A row with every key masked gives an output of zeros (and zero gradient),
+    never NaN; PyTorch before 2.5 gave NaN there (its math backend now also
+    gives zeros).
+
+    Backward, with P the attention weights and dO the output gradient:
+    dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dO * O)) (the softmax
+    Jacobian; rowsum(dP * P) = rowsum(dO * O)); dQ = scale dS K; dK = scale dS^T Q.
+
+    Args:
+        query: (..., H_q, L, E)   (any leading dims; H only matters for GQA)
+        key:   (..., H_kv, S, E)
+        value: (..., H_kv, S, Ev)
+        attn_mask: bool or float, broadcastable to (..., H_q, L, S); or None.
+        dropout_p: probability of zeroing an attention weight (drawn from
+            ``minigrad.get_rng()``); survivors are scaled by 1/(1 - p).
+        is_causal: mask key j > query i (may not be combined with attn_mask).
+        scale: multiplies the scores; default 1/sqrt(E).
+        enable_gqa: allow H_q = n_rep * H_kv.
+    Returns:
+        (..., H_q, L, Ev)
+    """
+    fn = "scaled_dot_product_attention"
+    q, k, v = _t(query), _t(key), _t(value)
+    for name, x in (("query", q), ("key", k), ("value", v)):
+        _check_float(x, fn, name)
+        if x.ndim < 2:
+            raise ValueError(f"{fn}: {name} must have at least 2 dims (..., seq, features), "
+                             f"got shape {x.shape}")
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"{fn}: query and key feature sizes differ: query {q.shape} has "
+                         f"E={q.shape[-1]}, key {k.shape} has E={k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"{fn}: key and value lengths differ: key {k.shape} has "
+                         f"S={k.shape[-2]}, value {v.shape} has S={v.shape[-2]}")
+    if is_causal and attn_mask is not None:
+        raise ValueError(f"{fn}: pass either attn_mask or is_causal=True, not both")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"{fn}: dropout_p must be in [0, 1), got {dropout_p}")
+    L, E = q.shape[-2:]
+    S = k.shape[-2]
+    scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
+
+    qd, kd, vd = q.data, k.data, v.data
+    n_rep = 1
+    if enable_gqa and q.ndim >= 3 and k.ndim >= 3 and q.shape[-3] != k.shape[-3]:
+        Hq, Hkv = q.shape[-3], k.shape[-3]
+        if Hq % Hkv or v.shape[-3] != Hkv:
+            raise ValueError(f"{fn}: with enable_gqa the query heads must be a multiple of the "
+                             f"key/value heads; got H_q={Hq}, H_k={Hkv}, H_v={v.shape[-3]}")
+        n_rep = Hq // Hkv
+        kd, vd = _repeat_heads(kd, n_rep), _repeat_heads(vd, n_rep)
+    try:
+        batch = np.broadcast_shapes(qd.shape[:-2], kd.shape[:-2], vd.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{fn}: leading dims of query {q.shape}, key {k.shape} and value "
+                         f"{v.shape} do not broadcast (different head counts need "
+                         f"enable_gqa=True)") from None
+    bias = _attn_bias(attn_mask, is_causal, L, S, batch + (L, S), qd.dtype)
+
+    # forward: scores, mask, stable softmax, weighted sum of values (in place: one (L, S) buffer)
+    kT = np.swapaxes(kd, -1, -2)
+    P = qd @ kT                                     # (..., L, E) @ (..., E, S) -> (..., L, S)
+    P *= scale
+    if bias is not None:
+        P += bias                                   # -inf where masked; broadcasts over (...)
+    m = P.max(axis=-1, keepdims=True)
+    m[m == -np.inf] = 0.0                           # a fully masked row: exp(-inf - 0) = 0, no NaN
+    P -= m                                          # subtract the row max so exp never overflows
+    np.exp(P, out=P)
+    denom = P.sum(axis=-1, keepdims=True)
+    denom[denom == 0] = 1.0                         # fully masked rows stay all-zero
+    P /= denom
+    keep = None
+    Pd = P
+    if dropout_p > 0.0:
+        keep = (get_rng().random(P.shape) >= dropout_p).astype(P.dtype) / (1.0 - dropout_p)
+        Pd = P * keep
+    out = Pd @ vd                                   # (..., L, S) @ (..., S, Ev) -> (..., L, Ev)
+
+    mask_t = attn_mask if (isinstance(attn_mask, Tensor) and attn_mask.requires_grad) else None
+    parents = (q, k, v) + ((mask_t,) if mask_t is not None else ())
+
+    def backward(dO):
+        from .tensor import unbroadcast
+        # BEGIN SOLUTION ch3.sdpa_backward
+        dV = np.swapaxes(Pd, -1, -2) @ dO           # (..., S, L) @ (..., L, Ev) -> (..., S, Ev)
+        dP = dO @ np.swapaxes(vd, -1, -2)           # (..., L, Ev) @ (..., Ev, S) -> (..., L, S)
+        if keep is not None:
+            dP *= keep                              # dropout's mask and 1/(1-p), on the way back
+        D = (dO * out).sum(axis=-1, keepdims=True)  # rowsum(dP * P) = rowsum(dO * O), (..., L, 1)
+        dP -= D
+        dP *= P                                     # dS = P * (dP - D): softmax backward, in place
+        dS = dP                                     # gradient of the masked scores (..., L, S)
+        dQ = (dS @ kd) * scale                      # (..., L, S) @ (..., S, E) -> (..., L, E)
+        dK = (np.swapaxes(dS, -1, -2) @ qd) * scale  # (..., S, L) @ (..., L, E) -> (..., S, E)
+        # END SOLUTION
+        dQ = unbroadcast(dQ, q.shape)
+        dK, dV = unbroadcast(dK, kd.shape), unbroadcast(dV, vd.shape)
+        if n_rep > 1:
+            dK, dV = _sum_head_groups(dK, n_rep), _sum_head_groups(dV, n_rep)
+        grads = (dQ if q.requires_grad else None, dK if k.requires_grad else None,
+                 dV if v.requires_grad else None)
+        if mask_t is not None:
+            grads += (unbroadcast(dS, mask_t.shape),)
+        return grads
+    return Tensor._make(out, parents, backward, "sdpa")
