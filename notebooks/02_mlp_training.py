@@ -83,7 +83,7 @@ model = nn.MLP([2, 32, 32, 2])
 print(model)
 print("parameters:", model.num_parameters(), "= closed form", counting.mlp_parameters([2, 32, 32, 2]))
 
-hist = fit(model, optim.Adam(model.parameters(), lr=1e-2), Xtr, ytr, epochs=40, batch_size=32)
+hist = fit(model, optim.Adam(model.parameters(), lr=1e-2), Xtr, ytr, epochs=30, batch_size=32)
 print(f"test accuracy: {accuracy(model, Xte, yte):.3f} after {hist.steps} steps")
 
 # %%
@@ -199,7 +199,7 @@ opts = {
     "Adam": lambda p: optim.Adam(p, lr=1e-2),
     "AdamW": lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.05),
 }
-res = compare_optimizers(lambda: nn.MLP([2, 64, 64, 3]), opts, Xs_tr, ys_tr, epochs=40)
+res = compare_optimizers(lambda: nn.MLP([2, 64, 64, 3]), opts, Xs_tr, ys_tr, epochs=30)
 print(f"{'optimizer':>9}  {'final loss':>10}  {'test acc':>8}  {'state bytes':>11}  {'B/param':>7}")
 for name, r in res.items():
     print(f"{name:>9}  {r['history'].epoch_loss[-1]:>10.4f}  "
