@@ -75,9 +75,20 @@ def test_matmul_backward_batched_passes_gradcheck():
 
 # BEGIN HIDDEN TESTS
 @pytest.mark.exercise("ch1.unbroadcast", points=1)
-def test_unbroadcast_keeps_an_unbroadcast_gradient():
-    g = minigrad.get_rng().standard_normal((3, 4))
-    np.testing.assert_array_equal(unbroadcast(g, (3, 4)), g)
+def test_broadcasting_ops_pass_gradcheck_and_size_one_axes_survive():
+    """mul, div, sub and where all send their gradients through unbroadcast; an axis of
+    size 1 in both shapes must stay (not be squeezed), and equal shapes pass through."""
+    rng = minigrad.get_rng()
+    a = minigrad.tensor(rng.standard_normal((3, 1, 4)), requires_grad=True)
+    b = minigrad.tensor(rng.standard_normal((2, 1)), requires_grad=True)
+    c = minigrad.tensor(rng.uniform(1, 2, 4), requires_grad=True)
+    assert minigrad.gradcheck(lambda a, b, c: (a * b - c) / c, (a, b, c))
+    cond = rng.random((3, 2, 4)) < 0.5
+    assert minigrad.gradcheck(lambda a, b: minigrad.where(cond, a, b), (a, b))
+    g = rng.standard_normal((5, 1, 3))
+    assert unbroadcast(g, (1, 3)).shape == (1, 3)
+    np.testing.assert_allclose(unbroadcast(g, (1, 3)), g.sum(axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(unbroadcast(g, (5, 1, 3)), g)
 
 
 @pytest.mark.exercise("ch1.matmul_backward", points=1)
