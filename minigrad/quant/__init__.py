@@ -12,7 +12,8 @@ beside their NumPy references; it (and numba) is imported on first use.
 
 from .absmax import absmax_qmax, dequantize_absmax, quantize_absmax
 from .affine import dequantize_affine, quantize_affine
-from .blockwise import QuantState, blockwise_absmax, dequantize_blockwise, quantize_blockwise
+from .blockwise import (QuantState, blocksize_sweep, blockwise_absmax, dequantize_blockwise,
+                        quantize_blockwise)
 from .double import compress_statistics, scale_bits_per_value
 from .int8_matmul import accumulator_bits, int8_linear, int8_matmul
 from .linear import QuantLinear
@@ -26,7 +27,7 @@ from .stochastic import accumulate_updates, round_nearest, stochastic_round
 __all__ = [
     "quantize_absmax", "dequantize_absmax", "absmax_qmax",
     "quantize_affine", "dequantize_affine",
-    "QuantState", "quantize_blockwise", "dequantize_blockwise", "blockwise_absmax",
+    "QuantState", "quantize_blockwise", "dequantize_blockwise", "blockwise_absmax", "blocksize_sweep",
     "compress_statistics", "scale_bits_per_value",
     "create_normal_map", "get_4bit_type", "NF4_OFFSET", "nearest_code", "code_midpoints",
     "pack_4bit", "unpack_4bit", "quantize_4bit", "dequantize_4bit",

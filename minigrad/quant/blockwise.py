@@ -24,7 +24,8 @@ import numpy as np
 from ._checks import as_float_array, check_bits, check_blocksize
 from .absmax import absmax_qmax
 
-__all__ = ["QuantState", "quantize_blockwise", "dequantize_blockwise", "blockwise_absmax"]
+__all__ = ["QuantState", "quantize_blockwise", "dequantize_blockwise", "blockwise_absmax",
+           "blocksize_sweep"]
 
 
 @dataclass
@@ -160,3 +161,23 @@ def dequantize_blockwise(q, state: QuantState, out: np.ndarray | None = None) ->
     if out is not None:
         return out
     return flat.reshape(state.shape).astype(state.dtype, copy=False)
+
+
+def blocksize_sweep(x, blocksizes, bits: int = 8) -> dict:
+    """Mean and max |x - x_hat| of blockwise quantization at each block size, plus per tensor.
+
+    Returns:
+        {"blocksize": list, "mean": list, "max": list, "per_tensor_mean": float,
+        "per_tensor_max": float}: the numbers behind "error vs block size".
+    """
+    x = as_float_array(x, "blocksize_sweep")
+    out = {"blocksize": list(blocksizes), "mean": [], "max": []}
+    for b in blocksizes:
+        q, st = quantize_blockwise(x, b, bits)
+        err = np.abs(x - dequantize_blockwise(q, st))
+        out["mean"].append(float(err.mean()))
+        out["max"].append(float(err.max()))
+    q, st = quantize_blockwise(x, x.size, bits)       # one block = one scale per tensor
+    err = np.abs(x - dequantize_blockwise(q, st))
+    out["per_tensor_mean"], out["per_tensor_max"] = float(err.mean()), float(err.max())
+    return out
