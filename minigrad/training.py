@@ -95,7 +95,7 @@ def fit(model, optimizer, X, y, loss_fn=F.cross_entropy, epochs: int = 1, batch_
 
     Args:
         model: a Module mapping (B, n_features) to outputs ``loss_fn`` accepts.
-        optimizer: an ``minigrad.optim`` optimizer over (some of) its parameters.
+        optimizer: a ``minigrad.optim`` optimizer over (some of) its parameters.
         X, y: arrays with the same number of rows.
         loss_fn: ``loss_fn(output, target) -> scalar Tensor`` (``F.cross_entropy``,
             ``F.mse_loss``, ...).
