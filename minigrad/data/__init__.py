@@ -3,3 +3,4 @@
 
 from .toy import (make_blobs, make_circles, make_moons, make_pairs, make_sine,  # noqa: F401
                   make_spirals, train_test_split)
+from .addition import IGNORE_INDEX, AdditionTask, CharTokenizer  # noqa: F401
