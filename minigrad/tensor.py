@@ -13,7 +13,9 @@ later, the local chain rule that sends the gradient back.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import numbers
+import operator
 from collections import namedtuple
 
 import numpy as np
@@ -87,8 +89,9 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
         array of shape ``S``.
     """
     # BEGIN SOLUTION ch1.unbroadcast
-    if grad.shape == tuple(shape):
+    if grad.shape == shape:  # nothing was broadcast (the common case, so checked first)
         return grad
+
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
@@ -126,7 +129,7 @@ class Tensor:
         requires_grad: whether gradients flow to (and through) this tensor.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op",
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_seq",
                  "_retain", "__weakref__")
     __array_priority__ = 1000  # ndarray + Tensor -> Tensor.__radd__
 
@@ -142,6 +145,7 @@ class Tensor:
         self._backward = None
         self._op = ""
         self._retain = False
+        self._seq = next(_creation_counter)
 
     # -- the graph --------------------------------------------------------------
     @staticmethod
@@ -158,6 +162,7 @@ class Tensor:
         out.grad = None
         out._op = op
         out._retain = False
+        out._seq = next(_creation_counter)  # creation order: see _topological_order
         out.requires_grad = False
         out._parents = ()
         out._backward = None
@@ -226,7 +231,8 @@ class Tensor:
                         f"input of shape {p.data.shape} (a backward must unbroadcast)"
                     )
                 k = id(p)
-                grads[k] = grads[k] + pg if k in grads else pg
+                prev = grads.get(k)
+                grads[k] = pg if prev is None else prev + pg  # a value used twice: sum
 
     def _accumulate(self, g: np.ndarray, given: set) -> None:
         if g.dtype != self.data.dtype:
@@ -284,6 +290,13 @@ class Tensor:
 
     def tolist(self):
         return self.data.tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
 
     def __len__(self):
         return len(self.data)
@@ -762,32 +775,27 @@ class Tensor:
 
 
 _new_tensor = object.__new__
+_creation_counter = itertools.count()
+_by_creation = operator.attrgetter("_seq")
+
 
 
 def _topological_order(root: Tensor) -> list:
     """Nodes that lead to ``root`` (requiring grad), each after all its parents.
 
-    Iterative depth-first search: a node is appended only once every parent
-    has been (post-order), so reversed, every node comes after all the nodes
-    that consume it. Marking a node when it is *expanded* (not when pushed)
-    matters: marking on push lets a node be emitted before a parent that was
-    pushed earlier but expanded later, and its gradient would be incomplete.
-    Iterative, because deep graphs (long RNN-like chains) overflow recursion.
+    A tensor is always created after its inputs (an op needs them to exist),
+    so sorting by creation number is already a topological order: reversed,
+    every node comes after all the nodes that consume it, and its gradient is
+    complete when its turn comes. So: collect what ``root`` depends on with
+    an explicit stack (deep graphs would overflow recursion), then sort.
     """
-    topo, expanded, stack = [], set(), [(root, False)]
+    found, stack = {id(root): root}, [root]
     while stack:
-        node, done = stack.pop()
-        if done:
-            topo.append(node)
-            continue
-        if id(node) in expanded:
-            continue
-        expanded.add(id(node))
-        stack.append((node, True))
-        for p in node._parents:
-            if p.requires_grad and id(p) not in expanded:
-                stack.append((p, False))
-    return topo
+        for p in stack.pop()._parents:
+            if p.requires_grad and id(p) not in found:
+                found[id(p)] = p
+                stack.append(p)
+    return sorted(found.values(), key=_by_creation)
 
 
 def _is_advanced(index) -> bool:
