@@ -235,6 +235,7 @@ class VirtualCluster:
         self.stats = CommStats(world_size)
         self.trace: list = []
         self.faults = Faults()
+        self.step_hooks: list = []   # called with the cluster after every communicate() step
         self._packets: dict = {}
 
     def __repr__(self):
@@ -343,6 +344,8 @@ class VirtualCluster:
             self._deliver(src, dst, a, b, code, kind)
         for r, t in finish.items():
             self.gpus[r].comm_clock = t
+        for hook in self.step_hooks:
+            hook(self)
         return arrivals
 
     def _deliver(self, src, dst, a, b, code, kind):
