@@ -7,8 +7,9 @@ index of its nearest table entry:
     idx_i = argmin_k |x_i / absmax[b] - code[k]|,   x_hat_i = code[idx_i] * absmax[b]
 
 NF4 (NormalFloat, Dettmers et al. 2023, QLoRA, section 3) places the 16
-values at quantiles of the standard normal, so each code is used about
-equally often by normally distributed weights. Construction (bitsandbytes'
+values at quantiles of the standard normal, so normally distributed weights
+use the codes far more evenly than a uniform 4-bit grid (exactly evenly
+only if the block absmax were the outermost quantile). Construction (bitsandbytes'
 ``create_normal_map``): 8 positive quantiles at probabilities evenly spaced
 from ``offset`` down to 0.5, 7 negative ones from ``offset`` down to 0.5,
 and an exact 0, all divided by the largest so the ends are -1 and +1. The

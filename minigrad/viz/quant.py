@@ -53,7 +53,7 @@ def affine_vs_absmax(x, absmax_levels, affine_levels, errors: dict, bits: int):
         ax.set_title(f"{name}, {bits} bits: {used} of {len(levels)} values in the data's range, "
                      f"mean error {errors[name.split()[0]]:.3g}", fontsize=12)
         ax.set_ylabel("density")
-    axes[1].set_xlabel("value (ReLU outputs: all >= 0)")
+    axes[1].set_xlabel("value (one-sided data: all >= 0)")
     return fig
 
 
