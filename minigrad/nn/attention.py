@@ -26,7 +26,7 @@ from ..tensor import Tensor
 from .layers import Linear
 from .module import Module
 
-__all__ = ["MultiHeadAttention", "attention_param_count", "ATTN_IMPLS"]
+__all__ = ["MultiHeadAttention", "naive_attention", "attention_param_count", "ATTN_IMPLS"]
 
 ATTN_IMPLS = ("naive", "sdpa", "flash")
 
@@ -55,6 +55,42 @@ def _check_heads(fn, embed_dim, num_heads, num_kv_heads):
     if num_heads % num_kv_heads:
         raise ValueError(f"{fn}: num_kv_heads {num_kv_heads} must divide num_heads {num_heads} "
                          f"(remainder {num_heads % num_kv_heads})")
+
+
+def naive_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None, is_causal: bool = False,
+                    scale: float | None = None, dropout_p: float = 0.0):
+    """softmax(q k^T * scale + mask) v, one Tensor op at a time; returns (output, weights).
+
+    The readable version of ``F.scaled_dot_product_attention`` (same masks, same
+    zeros for a row with nothing to attend, no GQA: repeat the heads first).
+    Every intermediate, the (..., L, S) weights included, is a graph node, so
+    autograd derives the backward that SDPA writes by hand.
+
+    Args:
+        q: (..., L, E); k: (..., S, E); v: (..., S, Ev).
+    Returns:
+        output (..., L, Ev) and weights (..., L, S).
+    """
+    L, S = q.shape[-2], k.shape[-2]
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    att = (q @ k.transpose(-2, -1)) * scale              # (..., L, E) @ (..., E, S) -> (..., L, S)
+    mask = F.causal_mask(L, S) if is_causal else attn_mask
+    dead = None
+    if mask is not None:
+        m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        if m.dtype == np.bool_:
+            att = att.masked_fill(~m, float("-inf"))
+            dead = ~m.any(axis=-1, keepdims=True)        # rows with no key to attend
+            dead = dead if dead.any() else None
+            if dead is not None:
+                att = att.masked_fill(dead, 0.0)         # a finite row for softmax; zeroed below
+        else:
+            att = att + Tensor(m.astype(att.dtype))
+    att = F.softmax(att, dim=-1)
+    if dead is not None:
+        att = att.masked_fill(dead, 0.0)                 # zeros, as SDPA gives
+    w = F.dropout(att, dropout_p) if dropout_p else att
+    return w @ v, att                                    # (..., L, S) @ (..., S, Ev) -> (..., L, Ev)
 
 
 class MultiHeadAttention(Module):
@@ -164,29 +200,9 @@ class MultiHeadAttention(Module):
             return flash_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep),
                                    is_causal=causal, scale=1.0 / math.sqrt(self.head_dim),
                                    block_size_q=64, block_size_k=64)
-        return self._naive(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask, causal)[0]
-
-    def _naive(self, q, k, v, mask, causal: bool, dropout: bool = True):
-        """softmax(q k^T / sqrt(D) + mask) v, op by op; returns (output, weights)."""
-        L, S = q.shape[-2], k.shape[-2]
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B,H,L,D)@(B,H,D,S) -> (B,H,L,S)
-        if causal:
-            mask = F.causal_mask(L, S)
-        dead = None
-        if mask is not None:
-            m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
-            if m.dtype == np.bool_:
-                att = att.masked_fill(~m, float("-inf"))
-                dead = ~m.any(axis=-1, keepdims=True)           # rows with no key to attend
-                att = att.masked_fill(dead, 0.0) if dead.any() else att
-            else:
-                att = att + Tensor(m.astype(att.dtype))
-        att = F.softmax(att, dim=-1)
-        if dead is not None and dead.any():
-            att = att.masked_fill(dead, 0.0)                     # zeros, as SDPA gives
-        if dropout and self.training and self.dropout:
-            att = F.dropout(att, self.dropout)
-        return att @ v, att                                      # (B,H,L,S)@(B,H,S,D) -> (B,H,L,D)
+        p = self.dropout if self.training else 0.0
+        return naive_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask, causal,
+                               dropout_p=p)[0]
 
     def attention_weights(self, x: Tensor, attn_mask=None) -> np.ndarray:
         """The attention weights softmax(q k^T / sqrt(D) + mask), (B, H, T, T), for plotting."""
@@ -195,6 +211,6 @@ class MultiHeadAttention(Module):
             q, k, v = self._qkv(x)
             n_rep = self.num_heads // self.num_kv_heads
             mask, causal = self._mask(attn_mask, q.shape[2], 0)
-            _, att = self._naive(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask, causal,
-                                 dropout=False)
+            _, att = naive_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask,
+                                     causal)
         return att.data

@@ -57,7 +57,7 @@ def kv_cache_table(num_layers: int = 32, num_heads: int = 32, head_dim: int = 12
         if num_heads % h:
             raise ValueError(f"kv_cache_table: kv_heads {h} does not divide num_heads {num_heads}")
         label = "MHA" if h == num_heads else "MQA" if h == 1 else "GQA"
-        out[f"{label} ({h} kv heads)"] = kv_cache_bytes(num_layers, h, head_dim, seq_len,
+        out[f"{label} ({h} kv head{'s' if h > 1 else ''})"] = kv_cache_bytes(num_layers, h, head_dim, seq_len,
                                                         batch_size, itemsize)
     return out
 
