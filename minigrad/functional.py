@@ -395,11 +395,18 @@ def binary_cross_entropy_with_logits(input: Tensor, target, *, reduction: str = 
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """x1 . x2 / max(|x1| |x2|, eps) along ``dim``."""
+    """cos = x1 . x2 / (max(|x1|, eps) * max(|x2|, eps)) along ``dim`` (PyTorch's form).
+
+    Each norm is computed as sqrt(max(sum x^2, eps^2)): the same value as
+    max(|x|, eps), but sqrt never sees 0, so a zero vector gets a zero
+    gradient instead of 0 * inf = nan.
+    """
     x1, x2 = _t(x1), _t(x2)
     dot = (x1 * x2).sum(dim)
-    n = ((x1 * x1).sum(dim) * (x2 * x2).sum(dim)).sqrt()
-    return dot / n.clamp(min=eps)
+    n1 = (x1 * x1).sum(dim).clamp(min=eps * eps).sqrt()
+    n2 = (x2 * x2).sum(dim).clamp(min=eps * eps).sqrt()
+    return dot / (n1 * n2)
+
 
 
 def cosine_embedding_loss(input1: Tensor, input2: Tensor, target, margin: float = 0.0,

@@ -183,6 +183,15 @@ def test_cosine_similarity_value_and_gradient(n, d):
     gradcheck(lambda u, v: F.cosine_similarity(u, v, dim=1), (a, b))
 
 
+def test_cosine_similarity_of_a_zero_vector_is_zero_with_finite_gradient():
+    a = mg.tensor(np.zeros((1, 3)), requires_grad=True)
+    b = leaf((1, 3))
+    cos = F.cosine_similarity(a, b)
+    np.testing.assert_array_equal(cos.data, [0.0])
+    cos.sum().backward()
+    assert np.all(np.isfinite(a.grad)) and np.all(np.isfinite(b.grad))
+
+
 def test_cosine_embedding_loss_gradient():
     a, b = leaf((4, 3)), leaf((4, 3))
     y = np.array([1, -1, 1, -1])
