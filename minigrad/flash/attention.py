@@ -87,10 +87,21 @@ def _check(q, k, v, is_causal, scale, block_size_q, block_size_k, loop_order, im
     return lead, L, S, E, v.shape[-1], float(scale)
 
 
+def _contiguous(x: np.ndarray) -> np.ndarray:
+    """x as a C-contiguous, writeable array (copied only if needed).
+
+    numba compiles a separate version of every kernel for read-only arrays
+    (a broadcast view is one), so one type of array keeps it to one compile.
+    """
+    if x.flags.c_contiguous and x.flags.writeable:
+        return x
+    return np.array(x, order="C")
+
+
 def _stack_heads(x: np.ndarray, lead: tuple) -> np.ndarray:
-    """(..., N, D) broadcast to ``lead`` and flattened to (BH, N, D), C-contiguous."""
+    """(..., N, D) broadcast to ``lead`` and flattened to (BH, N, D)."""
     x = np.broadcast_to(x, lead + x.shape[-2:])
-    return np.ascontiguousarray(x.reshape((-1,) + x.shape[-2:]))
+    return _contiguous(x.reshape((-1,) + x.shape[-2:]))
 
 
 def flash_attention_forward(q, k, v, is_causal=False, scale=None, block_size_q=64,
@@ -130,7 +141,7 @@ class FlashAttention(Function):
         q3, k3, v3, o3, lse = ctx.saved_tensors
         q_shape, k_shape, v_shape, lead, scale, is_causal, bq, bk, impl = ctx.meta
         _, bwd = _kernels(impl)
-        do = np.ascontiguousarray(grad.reshape(o3.shape), dtype=o3.dtype)   # (BH, L, Ev)
+        do = _contiguous(grad.reshape(o3.shape).astype(o3.dtype, copy=False))   # (BH, L, Ev)
         dq, dk, dv = bwd(q3, k3, v3, o3, lse, do, scale, is_causal, bq, bk)
         # back to each input's own shape; heads it shared by broadcasting sum their gradients
         return (unbroadcast(dq.reshape(lead + q_shape[-2:]), q_shape),
