@@ -216,8 +216,13 @@ class Tensor:
         grads = {id(self): g0}  # id(node) -> d(self)/d(node), summed over uses so far
         given = set()           # ids of arrays already stored in some leaf's .grad
         for node in reversed(_topological_order(self)):
-            g = grads.pop(id(node))  # complete: every consumer of node came earlier
+            # complete: every consumer of node came earlier; None when every consumer
+            # returned None for it (e.g. a Function that does not differentiate an input)
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
             backward = node._backward
+
             if backward is None or node._retain:
                 node._accumulate(g, given)
             if backward is None:

@@ -425,7 +425,7 @@ def test_shared_intermediate_gets_its_full_gradient(order):
 
 
 def test_diamond_graph_matches_closed_form():
-    # y = exp(x); z = y * sin-free mix: f = y^2 + y * x ; df/dx = 2 y^2 + y x + y
+    # y = exp(x) feeds two products: f = y^2 + y x, so df/dx = 2 y^2 + y x + y
     x = mg.tensor(0.7, requires_grad=True)
     y = x.exp()
     (y * y + y * x).backward()
@@ -544,6 +544,24 @@ class WrongShape(Function):
     @staticmethod
     def backward(ctx, grad):
         return grad  # forgot to broadcast back to x's shape
+
+
+class IgnoresInput(Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        return x * y
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None  # treats y as a constant although it requires grad
+
+
+def test_function_returning_none_leaves_that_input_without_grad():
+    x, y = leaf((2,)), leaf((2,))
+    h = y * 2  # y's path into the Function goes through an intermediate node
+    IgnoresInput.apply(x, h).sum().backward()
+    np.testing.assert_array_equal(x.grad, np.ones(2))
+    assert y.grad is None
 
 
 def test_function_apply_gradient():
