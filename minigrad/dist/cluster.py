@@ -364,7 +364,9 @@ class VirtualCluster:
         if a.size == 0:
             return
         buf = self._packet_buffer(src, a.dtype)
-        fn = kernels.transfer if self.use_numba else kernels.transfer_reference
+        # numba has no float16: half-precision messages take the NumPy path
+        fast = self.use_numba and a.dtype in kernels.NUMBA_DTYPES
+        fn = kernels.transfer if fast else kernels.transfer_reference
         bad = fn(a, kernels.words(a), b, buf, kernels.words(buf), code, flip_word, flip_mask)
         if bad >= 0:
             raise ChecksumError(f"{kind}: packet {bad} of the message from GPU {src} to GPU "

@@ -29,6 +29,7 @@ import numpy as np
 
 OP_COPY, OP_SUM, OP_MAX = 0, 1, 2
 _WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+NUMBA_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64))
 
 
 def words(a: np.ndarray) -> np.ndarray:
