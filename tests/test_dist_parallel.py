@@ -6,7 +6,6 @@ import copy
 import numpy as np
 import pytest
 
-import minigrad
 from minigrad import Tensor, nn, optim
 from minigrad import functional as F
 from minigrad.dist import OutOfMemoryError, VirtualCluster

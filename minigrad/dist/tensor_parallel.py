@@ -209,7 +209,7 @@ class TensorParallelAttention:
         for r, x in enumerate(xs):
             B, T, _ = x.shape
 
-            def heads(t):                                    # (B, T, h*hd) -> (B, h, T, hd)
+            def heads(t, B=B, T=T):                          # (B, T, h*hd) -> (B, h, T, hd)
                 return t.reshape(B, T, h, self.hd).transpose(1, 2)
             q = heads(F.linear(x, self.wq[r], self.bq[r]))
             k = heads(F.linear(x, self.wk[r], self.bk[r]))
