@@ -65,6 +65,8 @@ class Function:
                     f"{cls.__name__}.backward returned {len(grads)} gradients, "
                     f"expected {len(args)} (one per forward argument, None for non-tensors)"
                 )
-            return tuple(grads[i] for i in slots)
+            # asarray: a backward may return a Python number for a 0-d input
+            return tuple(None if grads[i] is None else np.asarray(grads[i]) for i in slots)
+
 
         return Tensor._make(out, parents, backward, cls.__name__)
