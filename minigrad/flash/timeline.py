@@ -69,8 +69,8 @@ def simulate(n_tiles: int, load_time: float, compute_time: float, overlap: bool)
         compute_start = max(load_end, compute_end)
         compute_end = compute_start + compute_time
         compute_ends.append(compute_end)
-        events.append(("load", load_start, load_time, "load K_j, V_j", j))
-        events.append(("compute", compute_start, compute_time, "compute tile", j))
+        events.append(("load", load_start, load_time, "load K_j, V_j", str(j)))
+        events.append(("compute", compute_start, compute_time, "compute tile", str(j)))
     return Timeline(events, compute_end, overlap)
 
 
