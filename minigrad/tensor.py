@@ -675,7 +675,12 @@ class Tensor:
 
 
     def unsqueeze(self, dim: int):
-        d = dim % (self.data.ndim + 1)
+        nd = self.data.ndim
+        if not -(nd + 1) <= dim <= nd:
+            raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor of {nd} "
+                             f"dimensions (expected [{-(nd + 1)}, {nd}])")
+        d = dim % (nd + 1)
+
         return self.reshape(self.data.shape[:d] + (1,) + self.data.shape[d:])
 
     def squeeze(self, dim=None):

@@ -289,6 +289,8 @@ def test_expand_bad_shape_names_both():
         mg.zeros(2, 3).reshape(4)
     with pytest.raises(ValueError, match="not a permutation"):
         mg.zeros(2, 3).permute(0, 0)
+    with pytest.raises(IndexError, match=r"unsqueeze: dim 3 is out of range.*\[-3, 2\]"):
+        mg.zeros(2, 3).unsqueeze(3)
 
 
 INDEXES = {
