@@ -1,0 +1,330 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 4 — FlashAttention
+#
+# Standard attention writes the whole N x N score matrix to memory, reads it
+# back for the softmax, writes the probabilities, and reads them again to
+# multiply by V. On a GPU that traffic, not the arithmetic, sets the time; and
+# the N x N buffer sets the memory. FlashAttention (Dao et al. 2022) computes
+# the *same* result tile by tile and never forms the matrix. This chapter shows:
+#
+# 1. the memory hierarchy and an IO model: HBM bytes of standard versus tiled
+#    attention, Theta(N^2) against Theta(N^2 d^2 / M);
+# 2. the online softmax (Milakov & Gimelshein 2018): a running max and a
+#    running sum, rescaled as blocks arrive, exact to rounding;
+# 3. the tiled forward, both loop orders (FlashAttention-1 and -2), and the
+#    causal tiles it skips;
+# 4. the backward pass, which recomputes scores from the saved log-sum-exp;
+# 5. memory measured with `tracemalloc` as N grows: quadratic against linear;
+# 6. speed on this CPU: what made the compiled kernel fast (and what did not);
+# 7. overlapping the next tile's load with this tile's compute
+#    (FlashAttention-3's idea) on a simulated timeline.
+#
+# By the end you can compute the bytes of a score matrix and the HBM traffic of
+# both algorithms for any N, d and SRAM size, carry out one step of the online
+# softmax by hand, count the tiles a causal kernel skips, and explain why the
+# backward needs only one number per row.
+
+# %%
+import time
+
+import numpy as np
+
+import minigrad
+from minigrad import Tensor
+from minigrad import functional as F
+from minigrad.flash import (flash_attention, flash_attention_forward, io_model, kernels,
+                            online_softmax, timeline)
+from minigrad.flash import reference as R
+from minigrad.viz import flash as vf
+from minigrad.viz import savefig
+
+minigrad.manual_seed(0)
+rng = minigrad.get_rng()
+
+# %% [markdown]
+# ## 1. Bytes, not flops
+# A GPU has a large slow memory (HBM, tens of GB at a few TB/s) and a small fast
+# one next to each compute unit (SRAM, a few hundred KB at ~20 TB/s). Standard
+# attention (the paper's Algorithm 0) sends S = QK^T and P = softmax(S) through
+# HBM. For one head in fp16 the score matrix alone is:
+
+# %%
+for n in (2048, 8192, 32768):
+    print(f"N = {n:>6}: score matrix {io_model.score_matrix_bytes(n, itemsize=2) / 2**20:>8.0f} MiB per head")
+
+# %% [markdown]
+# `io_model` counts the HBM bytes of one forward pass per head. Standard
+# attention moves 4N^2 + 4Nd elements. The tiled algorithm, with an SRAM of M
+# elements holding one block each of Q, K, V and O (block sizes
+# B_c = ceil(M / 4d), B_r = min(B_c, d)), reads K and V once and Q, O once per
+# K/V block: about 12 N^2 d^2 / M elements, the paper's Theta(N^2 d^2 / M).
+
+# %%
+d, N = 64, 8192
+std = io_model.standard_attention_io(N, d, itemsize=2)
+for M in (16 * 1024, 64 * 1024):
+    tiled = io_model.flash_attention_io(N, d, M=M, itemsize=2)
+    bq, bk = io_model.paper_block_sizes(d, M)
+    print(f"M = {M // 1024}K: blocks {bq} x {bk}, standard {std.total / 2**20:.0f} MiB, "
+          f"tiled {tiled.total / 2**20:.0f} MiB  ({std.total / tiled.total:.1f}x fewer), "
+          f"count / (N^2 d^2 / M) = {tiled.total / 2 / io_model.paper_flash_bound(N, d, M):.1f}")
+
+ns = [512, 1024, 2048, 4096, 8192, 16384]
+ms = [4096 * 2 ** i for i in range(6)]
+vs_m = [io_model.flash_attention_io(N, d, M=m, itemsize=2).total for m in ms]
+bound = [io_model.paper_flash_bound(N, d, m) for m in ms]
+fig = vf.io_vs_n_and_m(
+    ns, [io_model.standard_attention_io(n, d, 2).total for n in ns],
+    {m: [io_model.flash_attention_io(n, d, M=m, itemsize=2).total for n in ns]
+     for m in (16 * 1024, 64 * 1024)},
+    ms, vs_m, [b * vs_m[0] / bound[0] for b in bound])
+savefig(fig, "ch04_io_model")
+fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# Both grow as N^2 (the tiled algorithm still does all N^2 dot products); the
+# tiled one divides the traffic by about M / d^2, so more SRAM means fewer
+# bytes, along the paper's line on the right.
+
+# %% [markdown]
+# ## 2. Online softmax
+# softmax(x)_j = exp(x_j - m) / l with m = max x and l = sum exp(x - m) seems
+# to need all of x before it can start. It does not: keep a running max m and a
+# running sum l; when block x_blk arrives,
+#
+#     m_new = max(m, max(x_blk))
+#     l_new = l * exp(m - m_new) + sum(exp(x_blk - m_new))
+#
+# The factor exp(m - m_new) re-expresses the old sum under the new max. Here a
+# row of 24 scores arrives 6 at a time:
+
+# %%
+x = rng.standard_normal(24) * 3
+y, history = online_softmax(x, block_size=6, return_history=True)
+for b, (m, l) in enumerate(history, 1):
+    print(f"after block {b}: m = {float(m):6.3f}   l = {float(l):6.3f}")
+print("max |online - softmax| =", np.abs(y - F.softmax(Tensor(x)).data).max())
+fig = vf.online_softmax_steps(x, history, 6)
+savefig(fig, "ch04_online_softmax")
+fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# The running sum falls when a block brings a larger max (old terms shrink by
+# exp(m - m_new)) and rises otherwise. Because every exponent is <= 0, scores of
+# size 1e4, whose exp overflows float64, are no problem:
+
+# %%
+big = np.array([1e4, -1e4, 9990.0, 3.0])
+print(online_softmax(big, block_size=1))
+
+# %% [markdown]
+# ## 3. The tiled forward pass
+# Cut Q into blocks of B_q rows and K, V into blocks of B_k rows. A tile is one
+# (Q block, K/V block) pair: `reference.forward_tile` computes its B_q x B_k
+# scores, folds them into the Q block's running (m, l) and accumulates
+# P V_j into an unnormalized output. After the last K/V block,
+# `finalize_rows` divides by l and keeps lse = m + log l. Nothing of size
+# L x S is ever held. The result equals standard attention:
+
+# %%
+q, k, v = (rng.standard_normal((2, 4, 300, 32)) for _ in range(3))
+o_ref, lse_ref = R.naive_attention(q, k, v, 32 ** -0.5, True)
+for loop_order in ("kv_outer", "q_outer"):
+    for impl in ("numpy", "numba"):
+        out = flash_attention_forward(q, k, v, is_causal=True, block_size_q=64, block_size_k=32,
+                                      loop_order=loop_order, impl=impl)
+        print(f"{loop_order:>8} {impl:>5}: max |O - O_standard| = {np.abs(out.o - o_ref).max():.1e}, "
+              f"max |lse diff| = {np.abs(out.lse - lse_ref).max():.1e}, "
+              f"tiles skipped per head = {out.tiles_skipped}")
+
+# %% [markdown]
+# **Loop orders.** FlashAttention-1 keeps a K/V block in SRAM and visits every
+# Q block, so each Q block's O, m and l travel to HBM and back once per K/V
+# block. FlashAttention-2 (Dao 2023) swaps the loops: a Q block stays in SRAM
+# while K/V blocks stream past, and its output is normalized and written once.
+# Same numbers, less traffic, and Q blocks are independent (the GPU runs them
+# in parallel).
+#
+# **Causal tiles.** With a causal mask, a tile whose first key comes after its
+# last query is all masked: the kernel never computes it. Tiles that cross the
+# diagonal (red) need a mask; tiles below it need none.
+
+# %%
+n, bq, bk = 100, 32, 16
+weights = F.softmax(Tensor(q[0, 0, :n] @ k[0, 0, :n].T / np.sqrt(32)).masked_fill(
+    np.triu(np.ones((n, n), bool), 1), -np.inf)).data
+computed, skipped = io_model.tile_counts(n, n, bq, bk, is_causal=True)
+print(f"N = {n}, blocks {bq} x {bk}: {computed} tiles computed, {skipped} skipped")
+fig = vf.tile_grid(n, n, bq, bk, True, scores=weights)
+savefig(fig, "ch04_tiles_causal")
+fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# For square blocks and N = T B, the skipped tiles are the T(T-1)/2 above the
+# diagonal: almost half the work, which is why causal flash attention runs
+# about twice as fast as full.
+
+# %% [markdown]
+# ## 4. The backward pass recomputes
+# Backward needs P. Standard attention saved it (N x N). FlashAttention saves
+# only O and lse, one number per row, and recomputes each tile's scores from Q
+# and K: P = exp(S - lse). With D = rowsum(dO * O), which equals
+# rowsum(P * dP), the softmax backward of one tile needs no other tile:
+#
+#     dV_j += P^T dO_i,   dP = dO_i V_j^T,   dS = P * (dP - D_i),
+#     dQ_i += scale dS K_j,   dK_j += scale dS^T Q_i
+#
+# More flops (S is computed twice), far fewer bytes. The gradients agree with
+# chapter 3's `F.scaled_dot_product_attention`:
+
+# %%
+qs, ks, vs = (Tensor(rng.standard_normal((2, 2, 77, 16)), requires_grad=True) for _ in range(3))
+flash_attention(qs, ks, vs, is_causal=True, block_size_q=16, block_size_k=32).sum().backward()
+flash_grads = [t.grad for t in (qs, ks, vs)]
+for t in (qs, ks, vs):
+    t.grad = None
+F.scaled_dot_product_attention(qs, ks, vs, is_causal=True).sum().backward()
+for name, g, t in zip("QKV", flash_grads, (qs, ks, vs)):
+    print(f"max |d{name} flash - d{name} sdpa| = {np.abs(g - t.grad).max():.1e}")
+
+# %% [markdown]
+# ## 5. Memory, measured
+# `io_model.measure_peak_bytes` runs a call under `tracemalloc` and reports the
+# peak of what it allocated beyond its inputs. Standard attention allocates the
+# score matrix (8 heads x N x N float32); the flash kernel allocates O, lse and
+# a few tiles.
+
+# %%
+ns = [256, 512, 1024, 2048]
+naive_bytes, flash_bytes = [], []
+for n in ns:
+    qa, ka, va = (rng.standard_normal((8, n, 64)).astype(np.float32) for _ in range(3))
+    naive_bytes.append(io_model.measure_peak_bytes(R.naive_attention, qa, ka, va, 0.125, False)[1])
+    flash_bytes.append(io_model.measure_peak_bytes(kernels.flash_forward, qa, ka, va, 0.125, False,
+                                                   64, 64, True)[1])
+    print(f"N = {n:>5}: standard {naive_bytes[-1] / 2**20:7.1f} MiB, flash {flash_bytes[-1] / 2**20:5.1f} MiB")
+slope_naive = np.polyfit(np.log(ns[1:]), np.log(naive_bytes[1:]), 1)[0]
+slope_flash = np.polyfit(np.log(ns[1:]), np.log(flash_bytes[1:]), 1)[0]
+print(f"log-log slope: standard {slope_naive:.2f} (quadratic), flash {slope_flash:.2f} (linear)")
+fig = vf.memory_vs_n(ns, naive_bytes, flash_bytes, [8 * io_model.score_matrix_bytes(n) for n in ns])
+savefig(fig, "ch04_memory")
+fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# ## 6. Speed on this CPU, and what it teaches
+# The same tiled algorithm, three ways (B*H = 8, N = 1024, d = 64, float32):
+#
+# - `numpy`: the readable reference, a Python loop over tiles;
+# - `numba_scalar`: compiled, but every dot product and exp is a scalar loop
+#   (`math.exp` is a call into libm per element);
+# - `numba`: compiled, each tile's two products go through BLAS (`np.dot`
+#   inside numba) and exp is a short polynomial the compiler turns into SIMD
+#   instructions, 8 floats at a time.
+
+# %%
+def best_ms(fn, repeat=2):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * min(times)
+
+
+qa, ka, va = (rng.standard_normal((8, 1024, 64)).astype(np.float32) for _ in range(3))
+for impl in ("numba", "numba_scalar"):   # compile (or load from cache) before timing
+    flash_attention_forward(qa[:1, :64], ka[:1, :64], va[:1, :64], impl=impl)
+times = {
+    "standard (NumPy, N x N)": best_ms(lambda: R.naive_attention(qa, ka, va, 0.125, False)),
+    "flash, numpy reference": best_ms(lambda: flash_attention_forward(qa, ka, va, impl="numpy")),
+    "flash, numba scalar loops": best_ms(lambda: flash_attention_forward(qa, ka, va, impl="numba_scalar")),
+    "flash, numba BLAS tiles": best_ms(lambda: flash_attention_forward(qa, ka, va, impl="numba")),
+}
+for name, t in times.items():
+    print(f"{name:<28} {t:8.1f} ms   ({t / times['standard (NumPy, N x N)']:.2f}x standard)")
+fig = vf.kernel_times(list(times), list(times.values()), "forward, B*H=8, N=1024, d=64, float32")
+savefig(fig, "ch04_kernel_times")
+fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# **The lesson.** Compiling the loops is not what makes them fast: the scalar
+# version does the same arithmetic as the BLAS version and is several times
+# slower, often slower than standard attention, which does *more* work (the
+# whole N x N matrix) but does it in BLAS and in NumPy's vectorized exp. Speed
+# comes from arithmetic per instruction: a BLAS matrix multiply reuses each
+# loaded value across a whole register block and issues one fused
+# multiply-add on 8 floats at once; a scalar loop does one multiply-add per
+# instruction, and a libm `exp` call per score costs more than the two dot
+# products it follows. GPUs teach the same lesson at a larger scale:
+# FlashAttention is fast because its tiles feed the tensor cores and its
+# non-matmul work (exp, rescaling) is kept small, FlashAttention-2's main
+# change. On a CPU the caches are large enough that standard attention's
+# traffic hurts less than on a GPU; the memory saving (section 5) is the part
+# that carries over whole. `benchmarks/bench_flash.py` measures N up to 4096,
+# causal masks and torch's fused kernel.
+
+# %% [markdown]
+# ## 7. Overlapping loads with compute
+# Within a Q block's inner loop, each tile must load K_j and V_j (bytes / HBM
+# bandwidth) and then compute (flops / throughput). Done one after the other,
+# the compute units idle during every load. With two SRAM buffers the next
+# tile loads while this one computes, and the slower of the two sets the pace:
+# total = t_load + (n - 1) max(t_load, t_compute) + t_compute. FlashAttention-3
+# (Shah et al. 2024) does this on H100s with asynchronous copies and separate
+# producer and consumer warps. Times below are for an H100-like fp16 tile of
+# 128 x 64 with d = 64.
+
+# %%
+t_load, t_compute = timeline.tile_times(128, 64, 64, itemsize=2)
+print(f"one tile: load {t_load * 1e9:.1f} ns, compute {t_compute * 1e9:.1f} ns")
+seq, ovl = (timeline.simulate(8, t_load, t_compute, overlap) for overlap in (False, True))
+print(f"8 tiles: {seq.total * 1e9:.1f} ns one after the other, {ovl.total * 1e9:.1f} ns overlapped "
+      f"(closed form {timeline.total_time(8, t_load, t_compute, True) * 1e9:.1f} ns)")
+fig = vf.timelines(seq, ovl, unit="ns")
+savefig(fig, "ch04_timeline")
+fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# ## Exercises
+# Coding exercises, fenced in `minigrad/flash/reference.py` (the readable
+# version; the student copy has stubs):
+#
+# | id | function | what |
+# | --- | --- | --- |
+# | `ch4.online_softmax` | `online_softmax_update` | fold one block into the running max and sum |
+# | `ch4.forward_tile` | `forward_tile` | one tile of the forward: rescale, exp, accumulate P V |
+# | `ch4.logsumexp` | `finalize_rows` | normalize the output and keep lse = m + log l |
+# | `ch4.backward_tile` | `backward_tile` | one tile's dQ, dK, dV from the recomputed P |
+#
+# Exam-style questions (answer in `answers.toml`): bytes of an fp16 score
+# matrix, standard attention's HBM bytes as a formula in N and d, the traffic
+# ratio for a given SRAM size, causal tiles skipped, the overlapped timeline,
+# and which loop order writes O once.
+#
+# ```
+# minigrad exercises list     # every exercise and question with its points
+# minigrad grade              # grade your copy (code and answers.toml)
+# ```
+
+# %%
+from minigrad.exercises import all_exercises, all_questions  # noqa: E402
+
+for ex in all_exercises():
+    if ex.chapter == 4:
+        print(f"{ex.id:<28} {ex.points} pt  code      {ex.title}")
+for q in all_questions():
+    if q.chapter == 4:
+        print(f"{q.id:<28} {q.points} pt  {q.kind:<9} {q.prompt[:60]}...")
