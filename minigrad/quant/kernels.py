@@ -44,6 +44,24 @@ def _split(n: int, blocksize: int):
     return n // blocksize, n % blocksize
 
 
+def _absmax_reference(x, blocksize, absmax):
+    """absmax[b] = max|x| over block b (the last one possibly partial)."""
+    full, rem = _split(x.size, blocksize)
+    if full:
+        absmax[:full] = np.abs(x[: full * blocksize].reshape(full, blocksize)).max(axis=1)
+    if rem:
+        absmax[full] = np.abs(x[full * blocksize:]).max()
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _absmax_numba(x, start, stop):
+    """max|x[start:stop]|, a loop LLVM vectorizes (fastmath: no NaN to propagate)."""
+    m = np.float32(0.0)
+    for i in range(start, stop):
+        m = max(m, abs(x[i]))
+    return m
+
+
 def _inverse(absmax: np.ndarray, numerator) -> np.ndarray:
     """numerator / absmax as float32, 0 where absmax is 0 (an all-zero block stays zero)."""
     inv = np.zeros_like(absmax)
@@ -64,9 +82,7 @@ def quantize_blockwise_int_reference(x, blocksize, qmax, q, absmax):
     """
     full, rem = _split(x.size, blocksize)
     head = x[: full * blocksize].reshape(full, blocksize)       # (n,) -> (blocks, blocksize)
-    absmax[:full] = np.abs(head).max(axis=1) if full else absmax[:0]
-    if rem:
-        absmax[full] = np.abs(x[full * blocksize:]).max()
+    _absmax_reference(x, blocksize, absmax)
     inv = _inverse(absmax, qmax)                                 # Q / absmax, per block
     t = head * inv[:full, None]
     q[: full * blocksize] = np.clip(np.rint(t), -qmax, qmax).reshape(-1)
@@ -82,9 +98,7 @@ def quantize_blockwise_int_numba(x, blocksize, qmax, q, absmax):
     for b in prange(nblocks):
         start = b * blocksize
         stop = min(start + blocksize, n)
-        m = np.float32(0.0)
-        for i in range(start, stop):
-            m = max(m, abs(x[i]))
+        m = _absmax_numba(x, start, stop)
         absmax[b] = m
         inv = Q / m if m > 0 else np.float32(0.0)
         for i in range(start, stop):
@@ -132,11 +146,7 @@ def quantize_4bit_reference(x, blocksize, mids, order, packed, absmax):
         packed: (ceil(n / 2),) uint8, written.  absmax: (blocks,) float32, written.
     """
     n = x.size
-    full, rem = _split(n, blocksize)
-    absmax[:full] = np.abs(x[: full * blocksize].reshape(full, blocksize)).max(axis=1) \
-        if full else absmax[:0]
-    if rem:
-        absmax[full] = np.abs(x[full * blocksize:]).max()
+    _absmax_reference(x, blocksize, absmax)
     inv = _inverse(absmax, 1.0)
     scaled = np.zeros(2 * packed.size, np.float32)               # an odd tail pads with 0.0
     scaled[:n] = x * np.repeat(inv, blocksize)[:n]               # every value in [-1, 1]
@@ -150,9 +160,7 @@ def quantize_4bit_numba(x, blocksize, mids, order, packed, absmax):
     nblocks = (n + blocksize - 1) // blocksize
     inv = np.zeros(nblocks, np.float32)
     for b in prange(nblocks):
-        m = np.float32(0.0)
-        for i in range(b * blocksize, min((b + 1) * blocksize, n)):
-            m = max(m, abs(x[i]))
+        m = _absmax_numba(x, b * blocksize, min((b + 1) * blocksize, n))
         absmax[b] = m
         inv[b] = np.float32(1.0) / m if m > 0 else np.float32(0.0)
     k = mids.size
