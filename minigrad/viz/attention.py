@@ -15,11 +15,16 @@ def attention_heatmaps(maps: dict, tokens=None, suptitle: str = ""):
     Rows are queries, columns keys; ``tokens`` labels both axes.
     """
     n = len(maps)
-    fig, axes = new_figure(1, n, size=(4.6, 4.2))
-    axes = np.atleast_1d(axes)
-    for ax, (title, w) in zip(axes, maps.items()):
+    ncols = n if n <= 3 else 2                          # four heads: a 2 x 2 grid
+    nrows = -(-n // ncols)
+    fig, axes = new_figure(nrows, ncols, size=(4.6, 4.2))
+    axes = np.atleast_1d(axes).reshape(-1)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    for i, (ax, (title, w)) in enumerate(zip(axes, maps.items())):
         heatmap(ax, np.asarray(w), title=title, xlabel="key position",
-                ylabel="query position", cmap="magma", colorbar=ax is axes[-1], vmin=0, vmax=1)
+                ylabel="query position", cmap="magma", colorbar=i % ncols == ncols - 1 or i == n - 1,
+                vmin=0, vmax=1)
         if tokens is not None:
             ax.set_xticks(range(len(tokens)), list(tokens))
             ax.set_yticks(range(len(tokens)), list(tokens))
