@@ -24,8 +24,12 @@ STYLE = {
 
 
 def figures_dir(out_dir=None) -> Path:
-    """Where figures go: ``out_dir``, else ``$MINIGRAD_FIGURES``, else ``./figures``."""
-    d = Path(out_dir or os.environ.get("MINIGRAD_FIGURES", "figures"))
+    """Where figures go: ``out_dir``, else ``$MINIGRAD_FIGURES``, else ``./figures``
+    (``../figures`` when run from ``notebooks/``, so the notebooks and the tour share one folder)."""
+    default = Path("figures")
+    if Path.cwd().name == "notebooks" and (Path.cwd().parent / "figures").is_dir():
+        default = Path("..") / "figures"
+    d = Path(out_dir or os.environ.get("MINIGRAD_FIGURES", default))
     d.mkdir(parents=True, exist_ok=True)
     return d
 
