@@ -789,7 +789,6 @@ _creation_counter = itertools.count()
 _by_creation = operator.attrgetter("_seq")
 
 
-
 def _topological_order(root: Tensor) -> list:
     """Nodes that lead to ``root`` (requiring grad), each after all its parents.
 
