@@ -177,7 +177,7 @@ def blocksize_sweep(x, blocksizes, bits: int = 8) -> dict:
         err = np.abs(x - dequantize_blockwise(q, st))
         out["mean"].append(float(err.mean()))
         out["max"].append(float(err.max()))
-    q, st = quantize_blockwise(x, x.size, bits)       # one block = one scale per tensor
+    q, st = quantize_blockwise(x, max(x.size, 1), bits)   # one block: one scale per tensor
     err = np.abs(x - dequantize_blockwise(q, st))
     out["per_tensor_mean"], out["per_tensor_max"] = float(err.mean()), float(err.max())
     return out
