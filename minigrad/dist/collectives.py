@@ -35,7 +35,8 @@ import numpy as np
 from .cluster import VirtualCluster
 
 __all__ = ["broadcast", "reduce", "all_reduce", "reduce_scatter", "all_gather", "all_to_all",
-           "chunk_bounds", "OPS", "ALGORITHMS", "ring_all_reduce_bytes", "alpha_beta_time"]
+           "chunk_bounds", "OPS", "ALGORITHMS", "ring_all_reduce_bytes", "alpha_beta_time",
+           "measure_all_reduce"]
 
 OPS = ("sum", "mean", "max")
 ALGORITHMS = {"broadcast": ("tree", "naive"), "reduce": ("tree", "naive"),
@@ -70,6 +71,20 @@ def alpha_beta_time(nbytes: float, p: int, algorithm: str, alpha: float, beta: f
     if algorithm == "naive":
         return 2 * (p - 1) * (alpha + nbytes / beta)
     raise ValueError(f"alpha_beta_time: algorithm must be 'ring', 'tree' or 'naive', got {algorithm!r}")
+
+
+def measure_all_reduce(p: int, nbytes: int, algorithm: str = "ring", latency: float = 1e-5,
+                       bandwidth: float = 1e11) -> dict:
+    """Run one all-reduce of ``nbytes`` (float32) per GPU on a fresh p-GPU cluster.
+
+    Returns {"time": simulated seconds, "bytes_max": bytes sent by the busiest
+    GPU, "formula": the alpha-beta time}, to put measurement beside theory.
+    """
+    n = max(1, nbytes // 4)
+    cluster = VirtualCluster(p, latency=latency, bandwidth=bandwidth)
+    all_reduce(cluster, [np.ones(n, np.float32) for _ in range(p)], algorithm=algorithm)
+    return {"time": cluster.time, "bytes_max": int(cluster.stats.bytes_sent.max()),
+            "formula": alpha_beta_time(n * 4, p, algorithm, latency, bandwidth)}
 
 
 # ----------------------------------------------------------------------------

@@ -84,55 +84,55 @@ def transfer_reference(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray,
 # numba kernel (what runs)
 # ----------------------------------------------------------------------------
 
+def _transfer_loops(src, src_words, dst, buf, buf_words, op, flip_word, flip_mask):
+    # compiled by numba on first use (see _jit); each loop touches as few arrays as
+    # possible, since a loop reading one view of a buffer while writing another
+    # cannot be vectorized (the compiler must assume they alias)
+    packet = buf.shape[0]
+    n = src.shape[0]
+    k = 0
+    for lo in range(0, n, packet):
+        hi = min(lo + packet, n)
+        m = hi - lo
+        s_part, s_words, d_part = src[lo:hi], src_words[lo:hi], dst[lo:hi]
+        s = np.uint64(0)
+        x = np.uint64(0)
+        for i in range(m):                       # the sender's checksum
+            w = np.uint64(s_words[i])
+            s += w
+            x ^= w
+        for i in range(m):                       # pack
+            buf[i] = s_part[i]
+        if lo <= flip_word < hi:                 # the wire flips a bit
+            buf_words[flip_word - lo] ^= flip_mask
+        s2 = np.uint64(0)
+        x2 = np.uint64(0)
+        for i in range(m):                       # the packet is in cache: verify it
+            w = np.uint64(buf_words[i])
+            s2 += w
+            x2 ^= w
+        if s2 != s or x2 != x:
+            return k
+        if op == 1:                              # one loop per op, so each vectorizes
+            for i in range(m):
+                d_part[i] += buf[i]
+        elif op == 2:
+            for i in range(m):
+                d_part[i] = max(d_part[i], buf[i])
+        else:
+            for i in range(m):
+                d_part[i] = buf[i]
+        k += 1
+    return -1
+
+
 _compiled = {}
 
 
 def _jit():
-    if _compiled:
-        return _compiled
-    from numba import njit
-
-    @njit(cache=True)
-    def checksum(w):
-        s = np.uint64(0)
-        x = np.uint64(0)
-        for i in range(w.shape[0]):
-            v = np.uint64(w[i])
-            s += v
-            x ^= v
-        return s, x
-
-    @njit(cache=True)
-    def transfer(src, src_words, dst, buf, buf_words, op, flip_word, flip_mask):
-        # each loop touches as few arrays as possible: a loop that reads one view
-        # of a buffer while writing another cannot be vectorized (possible aliasing)
-        packet = buf.shape[0]
-        n = src.shape[0]
-        k = 0
-        for lo in range(0, n, packet):
-            hi = min(lo + packet, n)
-            m = hi - lo
-            s_part, d_part = src[lo:hi], dst[lo:hi]
-            sent = checksum(src_words[lo:hi])
-            for i in range(m):                       # pack
-                buf[i] = s_part[i]
-            if lo <= flip_word < hi:                 # the wire flips a bit
-                buf_words[flip_word - lo] ^= flip_mask
-            if checksum(buf_words[:m]) != sent:      # still in cache: verify it
-                return k
-            if op == 1:
-                for i in range(m):
-                    d_part[i] += buf[i]
-            elif op == 2:
-                for i in range(m):
-                    d_part[i] = max(d_part[i], buf[i])
-            else:
-                for i in range(m):
-                    d_part[i] = buf[i]
-            k += 1
-        return -1
-
-    _compiled.update(transfer=transfer, checksum=checksum)
+    if not _compiled:
+        from numba import njit   # lazily: import minigrad must not pay for numba
+        _compiled["transfer"] = njit(cache=True)(_transfer_loops)
     return _compiled
 
 

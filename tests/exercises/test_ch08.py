@@ -20,8 +20,6 @@ from minigrad.dist.pipeline import SCHEDULES, bubble_fraction, simulate_schedule
 from minigrad.dist.tensor_parallel import split_linear_columns
 from minigrad.dist.zero import ZeRO, zero_memory_per_gpu
 
-pytestmark = pytest.mark.exercises_chapter(8)
-
 
 def _arrays(p, n, seed=0):
     rng = np.random.default_rng(seed)

@@ -1,0 +1,118 @@
+"""Tour, chapter 8: distributed training on virtual GPUs."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+TITLE = "8 distributed"
+
+
+def run(out_dir, quick: bool) -> list:
+    from .. import Tensor, nn, optim
+    from .. import functional as F
+    from ..dist import OutOfMemoryError, VirtualCluster, format_bytes
+    from ..dist.collectives import measure_all_reduce, ring_all_reduce_bytes
+    from ..dist.ddp import DistributedDataParallel
+    from ..dist.pipeline import SCHEDULES, bubble_fraction, simulate_schedule
+    from ..dist.strategy import recommend_strategy
+    from ..dist.tensor_parallel import TensorParallelMLP
+    from ..dist.zero import ZeRO, zero_memory_per_gpu
+    from ..viz import dist as V
+    from ..viz import savefig
+
+    rows = []
+    savefig(V.ring_allreduce_steps(4), "ch08_ring_allreduce_steps", out_dir)
+
+    # collectives: bytes and time against the closed forms
+    p, n = 8, 2**16
+    cl = VirtualCluster(p)
+    cl.all_reduce([np.ones(n, np.float32) for _ in range(p)])
+    rows.append(("ring all-reduce bytes/GPU (measured = 2(p-1)/p n*4)",
+                 f"{cl.stats.bytes_sent[0]:,} = {ring_all_reduce_bytes(n, p, 4):,.0f}"))
+    sizes = [2**k for k in range(8, 24 if quick else 27, 3)]
+    algs = ("naive", "tree", "ring")
+    meas = {a: [measure_all_reduce(8, s, a) for s in sizes] for a in algs}
+    worlds = [2, 4, 8, 16] if quick else [2, 4, 8, 16, 32]
+    big_msg = 2**22 if quick else 2**24
+    meas_p = {a: [measure_all_reduce(w, big_msg, a) for w in worlds] for a in algs}
+    savefig(V.collective_costs(sizes, {a: [m["time"] for m in meas[a]] for a in algs},
+                               {a: [m["formula"] for m in meas[a]] for a in algs}, worlds,
+                               {a: [m["time"] for m in meas_p[a]] for a in algs},
+                               {a: [m["formula"] for m in meas_p[a]] for a in algs}, big_msg),
+            "ch08_collective_costs", out_dir)
+    rows.append((f"{big_msg / 2**20:.0f} MiB all-reduce on 8 GPUs: naive / tree / ring (ms)",
+                 " / ".join(f"{meas_p[a][worlds.index(8)]['time'] * 1e3:.3f}" for a in algs)))
+
+    # DDP on 4 virtual GPUs equals one GPU on the whole batch; overlap on the timeline
+    model = nn.MLP([32, 64, 64, 64, 8], dtype=np.float64)
+    serial = copy.deepcopy(model)
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((64, 32)), rng.integers(0, 8, 64)
+
+    def make_opt(ps):
+        return optim.Adam(ps, lr=1e-2)
+    cl = VirtualCluster(4, latency=2e-7, bandwidth=4e9, flops_per_second=1e10)
+    ddp = DistributedDataParallel(model, cl, make_opt, bucket_cap_bytes=64 * 65 * 8)
+    opt = make_opt(list(serial.parameters()))
+    for _ in range(3):
+        cl.reset()
+        ddp.train_step(X, Y, F.cross_entropy)
+        opt.zero_grad()
+        F.cross_entropy(serial(Tensor(X)), Y).backward()
+        opt.step()
+    diff = max(float(np.abs(a.data - b.data).max())
+               for a, b in zip(ddp.replicas[3].parameters(), serial.parameters()))
+    rows.append(("DDP (4 GPUs) vs 1 GPU, max |weight diff| after 3 steps", f"{diff:.1e}"))
+    savefig(V.timeline(cl.trace, "DDP step: bucket all-reduces overlap the backward"),
+            "ch08_ddp_timeline", out_dir)
+
+    # ZeRO memory per GPU, measured against the paper's formula; OOM under DDP, fits under ZeRO-3
+    big = nn.MLP([64, 128, 128, 16])
+    psi = big.num_parameters()
+    measured = {}
+    for stage in range(4):
+        z = ZeRO(big, VirtualCluster(8), stage=stage)
+        measured[f"ZeRO-{stage}" if stage else "DDP"] = z.memory_per_gpu(0)
+        assert z.memory_per_gpu(0) == zero_memory_per_gpu(z.num_params_padded, 8, stage)
+    budget = 16 * psi // 3
+    savefig(V.zero_memory_bars(measured, budget, f"Model states per GPU, {psi:,} parameters, 8 GPUs"),
+            "ch08_zero_memory", out_dir)
+    try:
+        ZeRO(big, VirtualCluster(8, memory_per_gpu=budget), stage=0)
+        oom = "no"
+    except OutOfMemoryError:
+        oom = "yes"
+    z3 = ZeRO(big, VirtualCluster(8, memory_per_gpu=budget), stage=3)
+    z3.train_step(rng.standard_normal((16, 64)), rng.integers(0, 16, 16), F.cross_entropy)
+    rows.append((f"budget {format_bytes(budget)}: DDP out of memory? / ZeRO-3 peak",
+                 f"{oom} / {format_bytes(max(g.peak for g in z3.cluster.gpus))}"))
+
+    # pipeline bubbles
+    ev, _ = simulate_schedule(SCHEDULES["1f1b"](4, 8))
+    savefig(V.pipeline_schedule(ev, 4, "1F1B schedule, 4 stages, 8 micro-batches (numbers: micro-batch)"),
+            "ch08_pipeline_1f1b", out_dir)
+    ms = [1, 2, 4, 8, 16, 32]
+    meas_b, form_b = {}, {}
+    for pp in (2, 4, 8):
+        meas_b[pp], form_b[pp] = [], []
+        for m in ms:
+            events, span = simulate_schedule(SCHEDULES["gpipe"](pp, m))
+            meas_b[pp].append(1 - sum(e[2] for e in events) / (pp * span))
+            form_b[pp].append(bubble_fraction(pp, m))
+    savefig(V.bubble_curves(ms, meas_b, form_b), "ch08_pipeline_bubble", out_dir)
+    rows.append(("bubble p=4, m=8: measured / (p-1)/(m+p-1)",
+                 f"{meas_b[4][3]:.4f} / {bubble_fraction(4, 8):.4f}"))
+
+    # tensor parallelism
+    savefig(V.tensor_parallel_split(4), "ch08_tensor_parallel_split", out_dir)
+    fc1, fc2 = nn.Linear(16, 64, dtype=np.float64), nn.Linear(64, 16, dtype=np.float64)
+    x = rng.standard_normal((2, 5, 16))
+    tp = TensorParallelMLP(fc1, fc2, VirtualCluster(4))
+    ys = tp([Tensor(x) for _ in range(4)])
+    ref = fc2(F.gelu(fc1(Tensor(x)))).data
+    rows.append(("TP MLP on 4 GPUs vs unsplit, max |diff|", f"{np.abs(ys[2].data - ref).max():.1e}"))
+    rec = recommend_strategy(30 * 10**9, 80e9, 8)
+    rows.append(("30B params, 8 x 80 GB: strategy", rec.strategy))
+    return rows
