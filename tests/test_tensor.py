@@ -605,3 +605,27 @@ def test_composite_expression_matches_torch():
     np.testing.assert_allclose(lo.item(), lt.item(), rtol=1e-12)
     for o, t in zip(ours, theirs):
         np.testing.assert_allclose(o.grad, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_joining_and_masking_ops_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = mg.get_rng()
+    a_np, b_np = rng.standard_normal((3, 4)), rng.standard_normal((1, 4))
+    mask = rng.random((3, 4)) > 0.5
+
+    def run(lib, a, b, m):
+        c = lib.cat([a, b.expand(2, 4)], 0)                       # (5, 4)
+        s = lib.stack([a, a * b], dim=1)                          # (3, 2, 4)
+        w = lib.where(m, a, b) + a.masked_fill(m, 0.5)
+        lo = a.min(dim=1).values.sum() + b.min()
+        sq = a.unsqueeze(0).squeeze(0).flatten()
+        return (c ** 2).sum() + s.std() + (w * s[:, 1]).sum() + lo + sq.softmax(0)[2]
+
+    ours = [mg.tensor(v, requires_grad=True) for v in (a_np, b_np)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (a_np, b_np)]
+    lo, lt = run(mg, *ours, mg.tensor(mask)), run(torch, *theirs, torch.tensor(mask))
+    lo.backward()
+    lt.backward()
+    np.testing.assert_allclose(lo.item(), lt.item(), rtol=1e-12)
+    for o, t in zip(ours, theirs):
+        np.testing.assert_allclose(o.grad, t.grad.numpy(), rtol=1e-10, atol=1e-12)
