@@ -8,7 +8,7 @@ TITLE = "3. Attention and transformers"
 
 
 def quick_config():
-    """The short run: 2-digit sums, one layer of width 48 (about 10 s on a laptop)."""
+    """The short run: 2-digit sums, one layer of width 48 (under 10 s on a laptop)."""
     from ..models import GPTConfig
     return dict(n_digits=2, steps=400, batch_size=64, lr=3e-3,
                 config=GPTConfig(vocab_size=12, block_size=9, n_layer=1, n_head=4, n_embd=48),
