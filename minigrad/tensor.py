@@ -163,17 +163,17 @@ class Tensor:
         out._op = op
         out._retain = False
         out._seq = next(_creation_counter)  # creation order: see _topological_order
-        out.requires_grad = False
-        out._parents = ()
-        out._backward = None
+        record = False
         if _grad_enabled and data.dtype.kind == "f":
-            for p in parents:  # a plain loop: this runs once per op, so it is kept cheap
+            for p in parents:  # a plain loop, not any(genexpr): this runs once per op
                 if p.requires_grad:
-                    out.requires_grad = True
-                    out._parents = parents
-                    out._backward = backward
+                    record = True
                     break
+        out.requires_grad = record
+        out._parents = parents if record else ()
+        out._backward = backward if record else None
         return out
+
 
     @property
     def is_leaf(self) -> bool:
