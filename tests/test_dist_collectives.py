@@ -95,6 +95,22 @@ def test_ring_bytes_with_unequal_chunks(p, n):
     assert cl.stats.bytes_sent.sum() == 2 * (p - 1) * n * 4
 
 
+@pytest.mark.parametrize("p, n", [(4, 1000), (3, 1001), (8, 4096)])
+def test_segmented_ring_same_sum_bytes_and_time_as_one_ring(p, n):
+    # arrays larger than segment_bytes move segment by segment (pipelined, for the cache);
+    # the result, the bytes and the simulated time must be those of the whole ring
+    xs = _inputs(p, (n,), np.float64, seed=n)
+    whole, piped = VirtualCluster(p), VirtualCluster(p, segment_bytes=8 * 64)
+    a = whole.all_reduce([x.copy() for x in xs])
+    b = piped.all_reduce([x.copy() for x in xs])
+    for o in b:
+        np.testing.assert_allclose(o, np.sum(xs, axis=0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(o, b[0])          # every rank holds the same bits
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(piped.stats.bytes_sent, whole.stats.bytes_sent)
+    assert piped.time == whole.time
+
+
 def test_reduce_scatter_and_all_gather_send_half_an_all_reduce():
     p, n = 4, 64
     cl = VirtualCluster(p)

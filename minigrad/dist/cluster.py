@@ -203,6 +203,10 @@ class VirtualCluster:
             the (slower) inter-node numbers. None: one flat topology.
         flops_per_second: compute speed of each GPU (default 100 TFLOP/s).
         packet_bytes: the size of one packet on the wire (see kernels).
+        segment_bytes: a ring all-reduce of larger arrays moves its data one
+            segment of this many bytes per GPU at a time (pipelining, as NCCL
+            slices its rings), so the data a segment touches stays in cache;
+            bytes and time are still charged for the whole messages.
         use_numba: False runs the NumPy reference of the wire (for teaching).
 
     Attributes:
@@ -213,7 +217,7 @@ class VirtualCluster:
     def __init__(self, world_size: int, memory_per_gpu=None, latency: float = 1e-5,
                  bandwidth: float = 1e11, gpus_per_node=None, inter_node_latency=None,
                  inter_node_bandwidth=None, flops_per_second: float = 1e14,
-                 packet_bytes: int = 64 * 1024, use_numba: bool = True):
+                 packet_bytes: int = 16 * 1024, segment_bytes: int = 2**20, use_numba: bool = True):
         if not isinstance(world_size, numbers.Integral) or world_size < 1:
             raise ValueError(f"VirtualCluster: world_size must be an integer >= 1, got {world_size!r}")
         if memory_per_gpu is not None and memory_per_gpu < 0:
@@ -230,6 +234,7 @@ class VirtualCluster:
         self.inter_node_latency = latency if inter_node_latency is None else inter_node_latency
         self.inter_node_bandwidth = bandwidth if inter_node_bandwidth is None else inter_node_bandwidth
         self.packet_bytes = int(packet_bytes)
+        self.segment_bytes = int(segment_bytes)
         self.use_numba = use_numba
         self.gpus = [VirtualGPU(r, memory_per_gpu, flops_per_second) for r in range(world_size)]
         self.stats = CommStats(world_size)
@@ -320,17 +325,27 @@ class VirtualCluster:
         one step must not read what another message of the step writes (true
         of every algorithm in :mod:`minigrad.dist.collectives`).
 
-        Time: a message starts when its sender's comm stream, its sender's
-        send port and its receiver's receive port are all free, and lasts
-        ``alpha + nbytes / beta``. Returns each message's arrival time.
-        Raises :class:`MessageLostError` or :class:`ChecksumError` when a
-        fault hits a message.
+        :meth:`charge` books the bytes and the time, :meth:`deliver` moves the
+        data. Returns each message's arrival time. Raises
+        :class:`MessageLostError` or :class:`ChecksumError` when a fault hits
+        a message.
         """
-        code = {"copy": kernels.OP_COPY, "sum": kernels.OP_SUM, "max": kernels.OP_MAX}[op]
-        start_clock = {r: self.gpus[r].comm_clock for t in transfers for r in t[:2]}
+        arrivals = self.charge([(src, dst, a.nbytes) for src, dst, a, _ in transfers], kind, label)
+        self.deliver(transfers, op, kind)
+        for hook in self.step_hooks:
+            hook(self)
+        return arrivals
+
+    def charge(self, messages, kind: str = "comm", label: str = "") -> list:
+        """Book one step of messages ``(src, dst, nbytes)``: bytes, clocks and trace.
+
+        A message starts when its sender's comm stream, its sender's send port
+        and its receiver's receive port are all free, and lasts
+        ``alpha + nbytes / beta``. Returns each message's arrival time.
+        """
+        start_clock = {r: self.gpus[r].comm_clock for m in messages for r in m[:2]}
         send_free, recv_free, finish, arrivals = {}, {}, dict(start_clock), []
-        for src, dst, a, b in transfers:
-            nbytes = a.nbytes
+        for src, dst, nbytes in messages:
             start = max(start_clock[src], send_free.get(src, 0.0), recv_free.get(dst, 0.0))
             dur = self.message_time(nbytes, src, dst)
             send_free[src] = recv_free[dst] = start + dur
@@ -341,12 +356,15 @@ class VirtualCluster:
             self.stats.bytes_sent[src] += nbytes
             self.stats.bytes_received[dst] += nbytes
             self.stats.messages[src] += 1
-            self._deliver(src, dst, a, b, code, kind)
         for r, t in finish.items():
             self.gpus[r].comm_clock = t
-        for hook in self.step_hooks:
-            hook(self)
         return arrivals
+
+    def deliver(self, transfers, op: str = "copy", kind: str = "comm") -> None:
+        """Move the data of ``(src, dst, src_array, dst_array)`` transfers through the wire."""
+        code = {"copy": kernels.OP_COPY, "sum": kernels.OP_SUM, "max": kernels.OP_MAX}[op]
+        for src, dst, a, b in transfers:
+            self._deliver(src, dst, a, b, code, kind)
 
     def _deliver(self, src, dst, a, b, code, kind):
         if a.shape != b.shape or a.dtype != b.dtype:

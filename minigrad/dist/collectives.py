@@ -291,6 +291,50 @@ def reduce(cluster, tensors, dst=0, op="sum", algorithm="tree", group=None, asyn
     return (arrays, work) if async_op else arrays
 
 
+class _ChargeOnly:
+    """Stands in for the cluster: books each step's bytes and time, moves no data."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def communicate(self, transfers, op="copy", kind="comm", label=""):
+        return self.cluster.charge([(s, d, a.nbytes) for s, d, a, _ in transfers], kind, label)
+
+
+class _DataOnly:
+    """Stands in for the cluster: moves each step's data (checksummed), books nothing."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def communicate(self, transfers, op="copy", kind="comm", label=""):
+        self.cluster.deliver(transfers, op, kind)
+
+
+def _ring_all_reduce_(cluster, flats, op, ranks, kind):
+    """Reduce-scatter then all-gather; large arrays pipelined segment by segment.
+
+    A segment (``cluster.segment_bytes`` per GPU) runs the whole ring before
+    the next starts, so what it touches stays in cache, as NCCL slices its
+    chunks. The bytes and time booked are those of the unsegmented ring.
+    """
+    n, p = flats[0].size, len(flats)
+    bounds = chunk_bounds(n, p)
+    seg = max(p, cluster.segment_bytes // flats[0].itemsize)
+    if n <= seg:
+        ring_reduce_scatter_(cluster, flats, bounds, op, ranks, kind)
+        ring_all_gather_(cluster, flats, bounds, ranks, kind)
+        return
+    ring_reduce_scatter_(_ChargeOnly(cluster), flats, bounds, op, ranks, kind)
+    ring_all_gather_(_ChargeOnly(cluster), flats, bounds, ranks, kind)
+    data = _DataOnly(cluster)
+    for lo in range(0, n, seg):
+        part = [f[lo:lo + seg] for f in flats]
+        b = chunk_bounds(part[0].size, p)
+        ring_reduce_scatter_(data, part, b, op, ranks, kind)
+        ring_all_gather_(data, part, b, ranks, kind)
+
+
 def all_reduce(cluster, tensors, op="sum", algorithm="ring", group=None, async_op=False):
     """Every rank's array becomes op over all ranks' arrays (in place), e.g. the sum.
 
@@ -309,9 +353,7 @@ def all_reduce(cluster, tensors, op="sum", algorithm="ring", group=None, async_o
     cluster.stats.calls["all_reduce"] += 1
     cluster.begin(ranks)
     if algorithm == "ring":
-        bounds = chunk_bounds(flats[0].size, p)
-        ring_reduce_scatter_(cluster, flats, bounds, base, ranks, "all_reduce")
-        ring_all_gather_(cluster, flats, bounds, ranks, "all_reduce")
+        _ring_all_reduce_(cluster, flats, base, ranks, "all_reduce")
     elif algorithm == "tree":
         _tree_reduce_(cluster, flats, 0, base, ranks, "all_reduce")
         _tree_broadcast_(cluster, flats, 0, ranks, "all_reduce")

@@ -10,7 +10,9 @@ silently.
 Why packets: a whole 8 MB message copied into a buffer and read back costs
 two extra passes over memory; a packet of ``packet_elems`` elements stays in
 cache between pack and receive, so the explicit copy is almost free. NCCL
-slices its ring chunks the same way.
+slices its ring chunks the same way. For the same reason a large ring
+all-reduce moves its data one segment at a time (``segment_bytes`` in
+:class:`~minigrad.dist.cluster.VirtualCluster`).
 
 Checksum of a packet: the wrapping sum and the XOR of its machine words (the
 bit patterns, so -0.0 and NaN count too). A flipped bit changes one word by
@@ -85,9 +87,9 @@ def transfer_reference(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray,
 # ----------------------------------------------------------------------------
 
 def _transfer_loops(src, src_words, dst, buf, buf_words, op, flip_word, flip_mask):
-    # compiled by numba on first use (see _jit); each loop touches as few arrays as
-    # possible, since a loop reading one view of a buffer while writing another
-    # cannot be vectorized (the compiler must assume they alias)
+    # compiled by numba on first use (see _jit). The sender reads its chunk from
+    # memory once (pack + checksum); everything after that touches the packet,
+    # which is still in cache, except the one pass over dst that any add needs.
     packet = buf.shape[0]
     n = src.shape[0]
     k = 0
@@ -97,12 +99,11 @@ def _transfer_loops(src, src_words, dst, buf, buf_words, op, flip_word, flip_mas
         s_part, s_words, d_part = src[lo:hi], src_words[lo:hi], dst[lo:hi]
         s = np.uint64(0)
         x = np.uint64(0)
-        for i in range(m):                       # the sender's checksum
+        for i in range(m):                       # pack, and the sender's checksum
+            buf[i] = s_part[i]
             w = np.uint64(s_words[i])
             s += w
             x ^= w
-        for i in range(m):                       # pack
-            buf[i] = s_part[i]
         if lo <= flip_word < hi:                 # the wire flips a bit
             buf_words[flip_word - lo] ^= flip_mask
         s2 = np.uint64(0)
