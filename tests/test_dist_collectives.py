@@ -153,6 +153,7 @@ def test_slow_inter_node_links_are_used_across_nodes():
     cl = VirtualCluster(4, gpus_per_node=2, latency=1e-6, bandwidth=1e11,
                         inter_node_latency=1e-5, inter_node_bandwidth=1e9)
     assert cl.link(0, 1) == (1e-6, 1e11) and cl.link(1, 2) == (1e-5, 1e9)
+    assert cl.topology == "2 nodes x 2 GPUs" and VirtualCluster(3).topology == "flat"
     cl.all_reduce(_inputs(2, (400,)), group=[0, 1])
     assert cl.time == pytest.approx(alpha_beta_time(3200, 2, "ring", 1e-6, 1e11))
     cl.reset()

@@ -248,6 +248,13 @@ class VirtualCluster:
                 f"bandwidth={self.bandwidth:g} B/s)")
 
     # -- topology and cost model ------------------------------------------------------
+    @property
+    def topology(self) -> str:
+        """'flat' (every pair of GPUs joined by the same link) or 'K nodes x G GPUs'."""
+        if self.gpus_per_node is None:
+            return "flat"
+        return f"{self.world_size // self.gpus_per_node} nodes x {self.gpus_per_node} GPUs"
+
     def node_of(self, rank: int) -> int:
         return 0 if self.gpus_per_node is None else rank // self.gpus_per_node
 
