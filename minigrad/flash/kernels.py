@@ -26,8 +26,10 @@ from numba import njit, prange
 __all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpositive",
            "PARALLEL"]
 
-#: Run batch*heads in parallel (prange). Set from benchmarks/bench_flash.py on 2 cores.
-PARALLEL = True
+#: Run batch*heads in parallel (prange). Off: on the shared 2-core machine the benchmark
+#: (benchmarks/bench_flash.py, last table) found it slower than one core for the forward
+#: and no faster for the backward. Turn on where more cores are free; results are identical.
+PARALLEL = False
 
 # reassociation lets the compiler vectorize row sums; no 'nnan'/'ninf': masked scores are -inf
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}

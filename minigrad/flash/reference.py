@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..tensor import Tensor
+
 __all__ = [
     "online_softmax_update", "online_softmax", "safe_max", "causal_tile_mask",
     "forward_tile", "finalize_rows", "backward_tile",
@@ -73,14 +75,14 @@ def online_softmax(x, block_size: int = 4, return_history: bool = False):
     ``softmax(x)`` to rounding, but pass 1 never holds more than one block.
 
     Args:
-        x: scores, shape (..., N), float32 or float64.
+        x: scores, shape (..., N): an array or a Tensor (no graph is recorded).
         block_size: how many scores arrive at a time (>= 1).
         return_history: also return the (m, l) after every block, a list of
             ``(m, l)`` pairs of shape (...,), for drawing the steps.
     Returns:
         softmax(x), shape (..., N); and the history if asked.
     """
-    x = np.asarray(x)
+    x = np.asarray(x.data if isinstance(x, Tensor) else x)
     if x.dtype.kind != "f":
         x = x.astype(np.float64)
     if int(block_size) != block_size or block_size < 1:
