@@ -63,7 +63,7 @@ def collective_costs(sizes, measured: dict, model: dict, world_sizes, measured_p
         b.plot(world_sizes, np.asarray(model_p[alg]) * 1e3, "-", color=line.get_color(), alpha=0.7)
     b.set_xlabel("number of GPUs p")
     b.set_ylabel("all-reduce time (ms)")
-    b.set_title(f"Time vs p ({nbytes_fixed / 2**20:.0f} MiB)")
+    b.set_title(f"Time vs p ({nbytes_fixed / 2**20:.0f} MiB; lines: alpha-beta)")
     b.legend(fontsize=9)
     return fig
 
