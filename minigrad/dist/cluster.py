@@ -374,36 +374,44 @@ class VirtualCluster:
             self._deliver(src, dst, a, b, code, kind)
 
     def _deliver(self, src, dst, a, b, code, kind):
+        # called once per message (thousands per large all-reduce): kept lean
         if a.shape != b.shape or a.dtype != b.dtype:
             raise ValueError(f"communicate: message of shape {a.shape} {a.dtype} does not fit "
                              f"the receiving array of shape {b.shape} {b.dtype}")
-        fault = self.faults._match(src, dst) if self.faults.pending else None
-        if fault is not None and fault["what"] == "drop":
-            raise MessageLostError(f"{kind}: the message from GPU {src} to GPU {dst} "
-                                   f"({format_bytes(a.nbytes)}) never arrived (dropped); "
-                                   f"the collective is aborted")
         flip_word, flip_mask = -1, 0
-        if fault is not None:
-            flip_word = min(fault["word"], a.size - 1)
-            flip_mask = 1 << (fault["bit"] % (8 * a.itemsize))
+        if self.faults.pending:
+            fault = self.faults._match(src, dst)
+            if fault is not None and fault["what"] == "drop":
+                raise MessageLostError(f"{kind}: the message from GPU {src} to GPU {dst} "
+                                       f"({format_bytes(a.nbytes)}) never arrived (dropped); "
+                                       f"the collective is aborted")
+            if fault is not None:
+                flip_word = min(fault["word"], a.size - 1)
+                flip_mask = 1 << (fault["bit"] % (8 * a.itemsize))
         if a.size == 0:
             return
-        buf = self._packet_buffer(src, a.dtype)
+        buf, buf_words = self._packet_buffer(src, a.dtype)
+        wtype = buf_words.dtype.type
         # numba has no float16: half-precision messages take the NumPy path
-        fast = self.use_numba and a.dtype in kernels.NUMBA_DTYPES
-        fn = kernels.transfer if fast else kernels.transfer_reference
-        bad = fn(a, kernels.words(a), b, buf, kernels.words(buf), code, flip_word, flip_mask)
+        if self.use_numba and a.dtype.char in kernels.NUMBA_CHARS:
+            bad = kernels.transfer(a, a.view(wtype), b, buf, buf_words, code, flip_word,
+                                   wtype(flip_mask))
+        else:
+            bad = kernels.transfer_reference(a, a.view(wtype), b, buf, buf_words, code, flip_word,
+                                             flip_mask)
         if bad >= 0:
             raise ChecksumError(f"{kind}: packet {bad} of the message from GPU {src} to GPU "
                                 f"{dst} failed its checksum (corrupted on the wire); "
                                 f"the collective is aborted instead of using a wrong value")
 
     def _packet_buffer(self, rank, dtype):
-        key = (rank, np.dtype(dtype))
-        if key not in self._packets:
-            self._packets[key] = np.empty(max(1, self.packet_bytes // np.dtype(dtype).itemsize),
-                                          dtype=dtype)
-        return self._packets[key]
+        """GPU ``rank``'s packet buffer for ``dtype`` and its words view, made once."""
+        key = (rank, dtype.char)
+        got = self._packets.get(key)
+        if got is None:
+            buf = np.empty(max(1, self.packet_bytes // dtype.itemsize), dtype=dtype)
+            got = self._packets[key] = (buf, kernels.words(buf))
+        return got
 
     # -- collectives as methods (the definitions live in collectives.py) -------------------
     def broadcast(self, tensors, src=0, algorithm="tree", group=None, async_op=False):

@@ -31,7 +31,7 @@ import numpy as np
 
 OP_COPY, OP_SUM, OP_MAX = 0, 1, 2
 _WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-NUMBA_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64))
+NUMBA_CHARS = "fdil"   # float32, float64, int32, int64 (and the platform's long) run in numba
 
 
 def words(a: np.ndarray) -> np.ndarray:
@@ -140,5 +140,5 @@ def _jit():
 def transfer(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray, buf: np.ndarray,
              buf_words: np.ndarray, op: int, flip_word: int, flip_mask: int) -> int:
     """numba twin of :func:`transfer_reference` (same arguments, same result)."""
-    return int(_jit()["transfer"](src, src_words, dst, buf, buf_words, op, flip_word,
-                                  buf_words.dtype.type(flip_mask)))
+    fn = _compiled.get("transfer") or _jit()["transfer"]
+    return fn(src, src_words, dst, buf, buf_words, op, flip_word, buf_words.dtype.type(flip_mask))
