@@ -269,10 +269,14 @@ def test_transfer_kernel_matches_reference(dtype, op):
 
 def test_transfer_kernel_and_reference_report_the_same_damaged_packet():
     src = np.arange(100, dtype=np.float32)
+    dsts = []
     for fn in (K.transfer, K.transfer_reference):
         dst, buf = np.zeros(100, np.float32), np.empty(16, np.float32)
         assert fn(src, K.words(src), dst, buf, K.words(buf), K.OP_SUM, 37, 1 << 7) == 37 // 16
         np.testing.assert_array_equal(dst[:32], src[:32])     # packets before it were delivered
+        np.testing.assert_array_equal(dst[48:], 0)            # packets after it never left
+        dsts.append(dst)
+    np.testing.assert_array_equal(dsts[0], dsts[1])
 
 
 def test_checksum_changes_with_any_single_bit_flip():

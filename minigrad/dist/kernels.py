@@ -61,7 +61,9 @@ def transfer_reference(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray,
             ``flip_mask`` on the wire, after the checksum was taken.
     Returns:
         -1 if every packet arrived intact, else the index of the first
-        damaged packet (dst is then partly updated).
+        damaged packet. The receiver checks a packet in the same pass that
+        reduces it, so the damaged packet is already in dst: the caller must
+        abort the collective (the cluster raises ChecksumError).
     """
     packet = buf.shape[0]
     for k, lo in enumerate(range(0, src.shape[0], packet)):
@@ -71,14 +73,14 @@ def transfer_reference(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray,
         sent = checksum_reference(src_words[lo:hi])
         if lo <= flip_word < hi:                            # the wire flips a bit
             mw[flip_word - lo] ^= mw.dtype.type(flip_mask)
-        if checksum_reference(mw) != sent:                  # the receiver checks first
-            return k
-        if op == OP_COPY:
+        if op == OP_COPY:                                   # the receiver reduces the packet
             dst[lo:hi] = m
         elif op == OP_SUM:
             dst[lo:hi] += m
         else:
             np.maximum(dst[lo:hi], m, out=dst[lo:hi])
+        if checksum_reference(mw) != sent:                  # and checks it in the same pass
+            return k
     return -1
 
 
@@ -87,9 +89,9 @@ def transfer_reference(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray,
 # ----------------------------------------------------------------------------
 
 def _transfer_loops(src, src_words, dst, buf, buf_words, op, flip_word, flip_mask):
-    # compiled by numba on first use (see _jit). The sender reads its chunk from
-    # memory once (pack + checksum); everything after that touches the packet,
-    # which is still in cache, except the one pass over dst that any add needs.
+    # compiled by numba on first use (see _jit). Two passes per packet: the sender
+    # packs and checksums (reading its chunk from memory once), the receiver
+    # reduces and checksums (reading the packet from cache, dst once, as any add).
     packet = buf.shape[0]
     n = src.shape[0]
     k = 0
@@ -108,21 +110,28 @@ def _transfer_loops(src, src_words, dst, buf, buf_words, op, flip_word, flip_mas
             buf_words[flip_word - lo] ^= flip_mask
         s2 = np.uint64(0)
         x2 = np.uint64(0)
-        for i in range(m):                       # the packet is in cache: verify it
-            w = np.uint64(buf_words[i])
-            s2 += w
-            x2 ^= w
-        if s2 != s or x2 != x:
-            return k
-        if op == 1:                              # one loop per op, so each vectorizes
+        # the receiver reduces the packet and checksums it in the same pass (one loop
+        # per op, so the branch stays outside the loop)
+        if op == 1:
             for i in range(m):
                 d_part[i] += buf[i]
+                w = np.uint64(buf_words[i])
+                s2 += w
+                x2 ^= w
         elif op == 2:
             for i in range(m):
                 d_part[i] = max(d_part[i], buf[i])
+                w = np.uint64(buf_words[i])
+                s2 += w
+                x2 ^= w
         else:
             for i in range(m):
                 d_part[i] = buf[i]
+                w = np.uint64(buf_words[i])
+                s2 += w
+                x2 ^= w
+        if s2 != s or x2 != x:
+            return k
         k += 1
     return -1
 
