@@ -105,6 +105,22 @@ def test_forward_and_gradients_match_naive_attention(impl, loop_order, lead, L, 
         np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-11, err_msg=f"d{name}")
 
 
+@settings(max_examples=25, deadline=None)
+@given(L=st.integers(1, 40), S=st.integers(1, 40), E=st.integers(1, 6), Ev=st.integers(1, 6),
+       bq=st.integers(1, 20), bk=st.integers(1, 20), causal=st.booleans(),
+       impl=st.sampled_from(["numpy", "numba"]), q_outer=st.booleans())
+def test_any_shape_and_block_sizes_give_standard_attention(L, S, E, Ev, bq, bk, causal, impl,
+                                                           q_outer):
+    S = L if causal else S
+    q, k, v = _qkv(minigrad.get_rng(), (2,), L, S, E, Ev)
+    want, want_lse = R.naive_attention(q, k, v, 0.9, causal)
+    got = flash_attention_forward(q, k, v, causal, 0.9, bq, bk,
+                                  "q_outer" if q_outer else "kv_outer", impl)
+    assert got.o.shape == (2, L, Ev) and got.lse.shape == (2, L)
+    np.testing.assert_allclose(got.o, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got.lse, want_lse, rtol=1e-12, atol=1e-12)
+
+
 def test_float32_matches_float64_reference_and_stays_float32():
     rng = minigrad.get_rng()
     q, k, v = _qkv(rng, (2, 2), 70, 70, 16, 16)
