@@ -207,6 +207,10 @@ def backward_tile(q_i, k_j, v_j, do_i, lse_i, delta_i, scale: float, mask=None):
 # the tiled passes
 # ----------------------------------------------------------------------------
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _kv_end(i1: int, S: int, is_causal: bool) -> int:
     """End of the K/V loop for Q rows < i1: causal tiles starting at column >= i1 are all masked."""
     return min(S, i1) if is_causal else S
@@ -236,7 +240,7 @@ def flash_forward_reference(q, k, v, scale, is_causal, block_q, block_k, q_outer
     dt = q.dtype
     o = np.zeros((BH, L, Ev), dt)
     lse = np.zeros((BH, L), dt)
-    n_kv = -(-S // block_k)
+    n_kv = _ceil_div(S, block_k)                        # K/V blocks per row of tiles
     skipped = 0
     if q_outer:
         for i0 in range(0, L, block_q):                  # FlashAttention-2: Q block outer
@@ -250,7 +254,7 @@ def flash_forward_reference(q, k, v, scale, is_causal, block_q, block_k, q_outer
                 mask = causal_tile_mask(i0, i1, j0, j1) if is_causal else None
                 m, l, acc = forward_tile(q[:, i0:i1], k[:, j0:j1], v[:, j0:j1], m, l, acc,
                                          scale, mask)
-            skipped += n_kv - -(-j_end // block_k)
+            skipped += n_kv - _ceil_div(j_end, block_k)  # K/V blocks this Q block never met
             o[:, i0:i1], lse[:, i0:i1] = finalize_rows(acc, m, l)
         return o, lse, skipped
 
