@@ -17,7 +17,8 @@ def main(argv=None) -> int:
 
     e = sub.add_parser("exercises", help="list exercises or write a student release")
     esub = e.add_subparsers(dest="action", required=True)
-    esub.add_parser("list", help="chapter, id, points and title of every exercise and question")
+    lst = esub.add_parser("list", help="chapter, id, points and title of every exercise and question")
+    lst.add_argument("--chapter", type=int, default=None, help="only this chapter")
     r = esub.add_parser("release", help="write the student copy with stubs and no hidden tests")
     r.add_argument("out_dir")
 

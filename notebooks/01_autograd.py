@@ -238,11 +238,6 @@ print("closed form, first layer:", f"{counting.linear_flops(256, 784, 512):,}", 
 # ```
 
 # %%
-from minigrad.exercises import all_exercises, all_questions  # noqa: E402
+from minigrad.exercises import show  # noqa: E402
 
-for ex in all_exercises():
-    if ex.chapter == 1:
-        print(f"{ex.id:<24} {ex.points} pt  code      {ex.title}")
-for q in all_questions():
-    if q.chapter == 1:
-        print(f"{q.id:<24} {q.points} pt  {q.kind:<9} {q.prompt[:60]}...")
+show(chapter=1)

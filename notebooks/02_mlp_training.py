@@ -265,11 +265,6 @@ print(f"head accuracy on the new task: {accuracy(net, Xte, 1 - yte):.3f}")
 # ```
 
 # %%
-from minigrad.exercises import all_exercises, all_questions  # noqa: E402
+from minigrad.exercises import show  # noqa: E402
 
-for ex in all_exercises():
-    if ex.chapter == 2:
-        print(f"{ex.id:<28} {ex.points} pt  code      {ex.title}")
-for q in all_questions():
-    if q.chapter == 2:
-        print(f"{q.id:<28} {q.points} pt  {q.kind:<9} {q.prompt[:60]}...")
+show(chapter=2)

@@ -292,11 +292,6 @@ for seed in (1, 1, 2):
 # ```
 
 # %%
-from minigrad.exercises import all_exercises, all_questions  # noqa: E402
+from minigrad.exercises import show  # noqa: E402
 
-for ex_ in all_exercises():
-    if ex_.chapter == 3:
-        print(f"{ex_.id:<26} {ex_.points} pt  code       {ex_.title}")
-for q_ in all_questions():
-    if q_.chapter == 3:
-        print(f"{q_.id:<26} {q_.points} pt  {q_.kind:<10} {q_.prompt[:60]}...")
+show(chapter=3)

@@ -267,11 +267,6 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # ```
 
 # %%
-from minigrad.exercises import all_exercises, all_questions  # noqa: E402
+from minigrad.exercises import show  # noqa: E402
 
-for ex in all_exercises():
-    if ex.chapter == 6:
-        print(f"{ex.id:<26} {ex.points} pt  code      {ex.title}")
-for q in all_questions():
-    if q.chapter == 6:
-        print(f"{q.id:<26} {q.points} pt  {q.kind:<9} {q.prompt[:60]}...")
+show(chapter=6)

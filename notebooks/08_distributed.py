@@ -366,3 +366,8 @@ for params, gpus, layer, slow in ((1e8, 8, 0, False), (7e9, 8, 0, False), (3e10,
 # ```
 # minigrad grade
 # ```
+
+# %%
+from minigrad.exercises import show  # noqa: E402
+
+show(chapter=8)

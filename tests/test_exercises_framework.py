@@ -264,3 +264,18 @@ def test_cli_lists_every_exercise_and_question():
                          capture_output=True, text=True, check=True).stdout
     for item in list(all_exercises()) + list(all_questions()):
         assert item.id in out
+
+
+def test_show_lists_one_chapter_only():
+    import io
+
+    from minigrad.exercises import show
+
+    chapters = sorted({e.chapter for e in all_exercises()})
+    if not chapters:
+        pytest.skip("no exercises declared yet")
+    buf = io.StringIO()
+    show(chapters[0], file=buf)
+    items = list(all_exercises()) + list(all_questions())
+    for item in items:
+        assert (item.id in buf.getvalue()) == (item.chapter == chapters[0])

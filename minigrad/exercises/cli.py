@@ -6,21 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from .registry import all_exercises, all_questions
+from .registry import show
 
 
 def exercises(args) -> int:
     if args.action == "list":
-        rows = [(f"ch{e.chapter}", e.id, e.points, "code", e.title)
-                for e in sorted(all_exercises(), key=lambda e: (e.chapter, e.id))]
-        rows += [(f"ch{q.chapter}", q.id, q.points, q.kind, q.prompt.strip().splitlines()[0][:70])
-                 for q in sorted(all_questions(), key=lambda q: (q.chapter, q.id))]
-        rows.sort(key=lambda r: (int(r[0][2:]), r[3] != "code", r[1]))
-        w = max([len(r[1]) for r in rows] + [2])
-        print(f"{'chapter':<7}  {'id':<{w}}  {'points':>6}  {'kind':<10}  title")
-        for ch, i, p, kind, title in rows:
-            print(f"{ch:<7}  {i:<{w}}  {p:>6}  {kind:<10}  {title}")
-        print(f"\n{sum(r[2] for r in rows)} points in {len(rows)} exercises and questions")
+        show(args.chapter)
         return 0
     if args.action == "release":
         from .release import release

@@ -80,3 +80,20 @@ def get_exercise(exercise_id: str) -> Exercise:
         if e.id == exercise_id:
             return e
     raise KeyError(f"no exercise with id {exercise_id!r}")
+
+
+def show(chapter: int | None = None, file=None) -> None:
+    """Print the exercises and questions (of one ``chapter``, or all) with their points:
+    the last cell of every chapter notebook."""
+    import sys
+
+    file = file or sys.stdout
+    rows = [(e.chapter, 0, e.id, e.points, "code", e.title) for e in all_exercises()]
+    rows += [(q.chapter, 1, q.id, q.points, q.kind, q.prompt.strip().splitlines()[0][:70])
+             for q in all_questions()]
+    rows = sorted(r for r in rows if chapter is None or r[0] == chapter)
+    w = max([len(r[2]) for r in rows] + [2])
+    print(f"{'chapter':<7}  {'id':<{w}}  {'points':>6}  {'kind':<10}  title", file=file)
+    for ch, _, i, p, kind, title in rows:
+        print(f"{'ch' + str(ch):<7}  {i:<{w}}  {p:>6}  {kind:<10}  {title}", file=file)
+    print(f"\n{sum(r[3] for r in rows)} points in {len(rows)} exercises and questions", file=file)

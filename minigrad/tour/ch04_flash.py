@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TITLE = "4 FlashAttention"
+TITLE = "4. FlashAttention"
 
 
 def run(out_dir, quick: bool):

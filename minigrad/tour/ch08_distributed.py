@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-TITLE = "8 distributed"
+TITLE = "8. Distributed training"
 
 
 def run(out_dir, quick: bool) -> list:
