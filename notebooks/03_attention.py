@@ -33,16 +33,11 @@
 # much grouped-query attention saves, and read a causal attention map.
 
 # %%
-import os
+import time
 
-# this chapter's matrices are small: one BLAS thread beats several waiting on each other
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
 
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import minigrad  # noqa: E402
+import minigrad
 from minigrad import Tensor, gradcheck, nn  # noqa: E402
 from minigrad import functional as F  # noqa: E402
 from minigrad.models import GPTConfig, TinyGPT, complete_sums, train_addition  # noqa: E402

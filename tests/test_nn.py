@@ -158,3 +158,15 @@ def test_module_must_call_super_init():
 
     with pytest.raises(AttributeError, match="must call super"):
         Bad()
+
+
+def test_replacing_a_child_keeps_its_place_in_the_order():
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    setattr(seq, "0", nn.Linear(2, 3))
+    assert [type(m).__name__ for m in seq] == ["Linear", "ReLU", "Linear"]
+    assert [n for n, _ in seq.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    lin = nn.Linear(2, 2)
+    lin.weight = nn.Parameter(np.zeros((2, 2), np.float32))
+    assert [n for n, _ in lin.named_parameters()] == ["weight", "bias"]
+    seq.__setattr__("1", None)  # a child replaced by a non-module leaves the registry
+    assert "1" not in seq._modules

@@ -49,8 +49,11 @@ class Module:
             self._buffers[name] = value  # reassigning a buffer keeps it a buffer, as in PyTorch
             object.__setattr__(self, name, value)
             return
-        for d in (self._parameters, self._modules, self._buffers):
-            d.pop(name, None)
+        # replacing a parameter by a parameter, or a child by a child, keeps its
+        # place in the registry (a Sequential's order; swapping in LoRA or QAT layers)
+        for d, kind in ((self._parameters, Parameter), (self._modules, Module), (self._buffers, None)):
+            if name in d and not (kind is not None and isinstance(value, kind)):
+                del d[name]
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):

