@@ -39,7 +39,7 @@ import numpy as np
 import minigrad
 from minigrad import Tensor, nn, optim
 from minigrad import functional as F
-from minigrad.dist import (ChecksumError, OutOfMemoryError, VirtualCluster, alpha_beta_time,
+from minigrad.dist import (ChecksumError, OutOfMemoryError, VirtualCluster,
                            format_bytes, ring_all_reduce_bytes)
 from minigrad.dist.collectives import measure_all_reduce
 from minigrad.dist.ddp import DistributedDataParallel, max_divergence
@@ -154,7 +154,7 @@ def make_adam(params):
 ddp_cluster = VirtualCluster(4, latency=2e-7, bandwidth=4e9, flops_per_second=1e10)
 ddp = DistributedDataParallel(model, ddp_cluster, make_adam, bucket_cap_bytes=64 * 65 * 8)
 opt = make_adam(list(serial.parameters()))
-for step in range(3):
+for _ in range(3):
     ddp_cluster.reset()
     ddp.train_step(X, Y, F.cross_entropy)
     opt.zero_grad()
