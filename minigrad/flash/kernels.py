@@ -27,10 +27,11 @@ from numba import njit, prange
 __all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpositive",
            "PARALLEL"]
 
-#: Run batch*heads in parallel (prange). Off: on the shared 2-core machine the benchmark
-#: (benchmarks/bench_flash.py, last table) found it slower than one core for the forward
-#: and no faster for the backward. Turn on where more cores are free; results are identical.
-PARALLEL = False
+#: Run batch*heads in parallel (prange). On an idle 2-core machine the benchmark
+#: (benchmarks/bench_flash.py, last table) measured 1.7x (forward) and 1.6x (backward)
+#: over one core at N=2048; when other processes hold the cores it can lose, so switch it
+#: off there. Results are identical either way (tests/test_flash.py).
+PARALLEL = True
 
 # reassociation lets the compiler vectorize row sums; no 'nnan'/'ninf': masked scores are -inf
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
