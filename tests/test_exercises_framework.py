@@ -251,7 +251,7 @@ def test_grading_is_contained_and_does_not_cascade(student_copy, tmp_path):
     r = ref_regions[correct.id]
     put(correct, r.body((ROOT / r.path).read_text().splitlines(keepends=True)))
 
-    rows = {x.id: x for x in grade(sub, timeout=30, only=[looping.id, exiting.id, correct.id],
+    rows = {x.id: x for x in grade(sub, timeout=15, only=[looping.id, exiting.id, correct.id],
                                    progress=False)}
     assert rows[looping.id].score == 0 and "timed out" in rows[looping.id].output
     assert rows[exiting.id].score == 0
