@@ -2,6 +2,7 @@
 
 import io
 import re
+from pathlib import Path
 
 from minigrad.cli import main
 from minigrad.tour import chapters, run_tour
@@ -24,6 +25,11 @@ def test_quick_tour_runs_every_chapter_and_writes_its_figures(tmp_path):
         assert m.TITLE in text, f"{m.TITLE} is missing from the summary"
         assert sum(1 for r in rows if r[0] == m.TITLE and r[1] != "time") >= 1
     assert len(list(tmp_path.glob("*.png"))) >= len(chapters())
+    # the README's picture is one the tour writes, and it is committed
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in re.findall(r"\(figures/([\w.-]+\.png)\)", readme):
+        assert (tmp_path / name).exists(), f"the tour no longer writes {name}"
+        assert (Path(__file__).resolve().parents[1] / "figures" / name).exists()
 
 
 def test_cli_tour_only_selects_chapters(tmp_path, capsys):
