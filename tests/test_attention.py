@@ -208,6 +208,12 @@ def test_mha_errors_name_the_numbers():
     mha = nn.MultiHeadAttention(16, 4)
     with pytest.raises(ValueError, match=r"x must be \(B, T, 16\), got shape \(2, 3, 8\)"):
         mha(Tensor(_rand(2, 3, 8).astype(np.float32)))
+    x = Tensor(_rand(2, 3, 16).astype(np.float32))
+    for impl in ("naive", "sdpa"):
+        for causal in (False, True):      # causal used to fail inside NumPy, naming nothing
+            m = nn.MultiHeadAttention(16, 4, is_causal=causal, attn_impl=impl)
+            with pytest.raises(ValueError, match=r"attn_mask of shape \(4, 4\).*T=3, S=3"):
+                m(x, attn_mask=np.ones((4, 4), dtype=bool))
 
 
 # ----------------------------------------------------------------------------
@@ -381,6 +387,16 @@ def test_flash_impl_agrees_with_sdpa():
     out.backward(np.ones(out.shape))
     np.testing.assert_allclose(out.data, ref.data, atol=1e-10)
     np.testing.assert_allclose(mha.q_proj.weight.grad, g_ref, atol=1e-9)
+
+
+def test_flash_impl_refuses_attention_dropout_instead_of_skipping_it():
+    pytest.importorskip("minigrad.flash")
+    mha = nn.MultiHeadAttention(16, 4, is_causal=True, attn_impl="flash", dropout=0.1)
+    x = Tensor(_rand(1, 5, 16).astype(np.float32))
+    with pytest.raises(ValueError, match="no attention dropout, got dropout=0.1"):
+        mha(x)
+    mha.eval()                                            # no dropout at inference: fine
+    assert mha(x).shape == (1, 5, 16)
 
 
 # ----------------------------------------------------------------------------

@@ -104,7 +104,8 @@ class MultiHeadAttention(Module):
         bias: whether the four projections have biases.
         is_causal: token i attends tokens j <= i only (decoder).
         attn_impl: "naive", "sdpa" or "flash" (see the module docstring).
-        dropout: dropout on the attention weights, in training mode ("sdpa" only).
+        dropout: dropout on the attention weights, in training mode ("naive" and
+            "sdpa"; "flash" raises rather than silently skip it).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, num_kv_heads: int | None = None,
@@ -144,8 +145,19 @@ class MultiHeadAttention(Module):
         v = self.v_proj(x).reshape(B, T, Hkv, D).transpose(1, 2)    # (B, T, Hkv*D) -> (B, Hkv, T, D)
         return q, k, v
 
-    def _mask(self, attn_mask, L: int, past: int):
+    def _mask(self, attn_mask, B: int, L: int, past: int):
         """The mask to hand to SDPA, and whether SDPA's own top-left causal mask will do."""
+        if attn_mask is not None:                      # same check for every attn_impl
+            shape = (attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)).shape
+            scores = (B, self.num_heads, L, past + L)
+            try:
+                ok = np.broadcast_shapes(shape, scores) == scores
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"MultiHeadAttention: attn_mask of shape {shape} does not "
+                                 f"broadcast to the score shape {scores} (B, H, T={L}, "
+                                 f"S={past + L})")
         if not self.is_causal:
             return attn_mask, False
         if attn_mask is None and past == 0:
@@ -180,7 +192,7 @@ class MultiHeadAttention(Module):
             past = kv_cache.length(layer_idx)
             k, v = kv_cache.update(layer_idx, k, v)                 # (B, Hkv, past + T, D)
             k, v = k.to(q.dtype), v.to(q.dtype)
-        mask, causal = self._mask(attn_mask, T, past)
+        mask, causal = self._mask(attn_mask, B, T, past)
         y = self._attend(q, k, v, mask, causal)                     # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, self.embed_dim)         # (B, H, T, D) -> (B, T, C)
         return self.o_proj(y)
@@ -192,6 +204,10 @@ class MultiHeadAttention(Module):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
                                                   is_causal=causal, enable_gqa=n_rep > 1)
         if self.attn_impl == "flash":
+            if self.training and self.dropout > 0:
+                raise ValueError(f"MultiHeadAttention: attn_impl='flash' has no attention "
+                                 f"dropout, got dropout={self.dropout} in training mode; use "
+                                 f"attn_impl='sdpa' or 'naive', or dropout=0")
             if mask is not None:
                 raise ValueError("MultiHeadAttention: attn_impl='flash' takes no attn_mask (only "
                                  "causal, and not while a KV cache holds earlier positions with "
@@ -210,7 +226,7 @@ class MultiHeadAttention(Module):
         with no_grad():
             q, k, v = self._qkv(x)
             n_rep = self.num_heads // self.num_kv_heads
-            mask, causal = self._mask(attn_mask, q.shape[2], 0)
+            mask, causal = self._mask(attn_mask, q.shape[0], q.shape[2], 0)
             _, att = naive_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask,
                                      causal)
         return att.data
