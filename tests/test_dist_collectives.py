@@ -80,6 +80,7 @@ def test_ring_all_reduce_bytes_are_the_closed_form(p, dtype):
     cl.all_reduce(_inputs(p, (n,), dtype))
     expected = ring_all_reduce_bytes(n, p, np.dtype(dtype).itemsize)
     assert expected == 2 * (p - 1) / p * n * np.dtype(dtype).itemsize
+    assert isinstance(cl.stats.bytes_sent, np.ndarray) and cl.stats.bytes_sent.shape == (p,)
     np.testing.assert_array_equal(cl.stats.bytes_sent, np.full(p, expected))
     assert cl.stats.messages.tolist() == [2 * (p - 1)] * p
 
@@ -200,6 +201,26 @@ def test_bad_inputs_raise_naming_the_argument():
         cl.all_reduce(_inputs(2, (3,)), group=[0, 7])
     with pytest.raises(ValueError, match="all_gather: tensors must agree"):
         cl.all_gather([np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 4))])
+
+
+def test_every_collective_rejects_unknown_ops_algorithms_and_mismatched_shapes():
+    cl = VirtualCluster(2)
+    xs, bad = _inputs(2, (4,)), [np.zeros(4), np.zeros(5)]
+    for name in ("reduce_scatter", "reduce"):
+        with pytest.raises(ValueError, match=f"{name}: op must be one of"):
+            getattr(cl, name)(xs, op="min")
+    for name in ("broadcast", "reduce", "reduce_scatter", "all_gather"):
+        with pytest.raises(ValueError, match=f"{name}: algorithm must be one of"):
+            getattr(cl, name)(xs, algorithm="ring" if name in ("broadcast", "reduce") else "tree")
+    for name in ("broadcast", "reduce", "reduce_scatter"):
+        with pytest.raises(ValueError, match="different shapes"):
+            getattr(cl, name)(bad)
+    with pytest.raises(ValueError, match="world_size"):
+        VirtualCluster(-1)
+    with pytest.raises(ValueError, match="world_size"):
+        VirtualCluster(2.5)
+    with pytest.raises(ValueError, match="all_to_all"):
+        cl.all_to_all([[np.zeros(1)], [np.zeros(1)]])
 
 
 def test_out_of_memory_exactly_when_the_budget_is_crossed():

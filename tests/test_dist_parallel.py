@@ -125,13 +125,16 @@ def test_zero_trains_like_ddp_and_holds_the_papers_memory(stage, shard_group_siz
     expected = zero_memory_per_gpu(484, N, stage, 8, 8, 24)
     for r in range(4):
         assert z.memory_per_gpu(r) == expected
+        assert z.held_memory_per_gpu(r) == expected     # measured from the arrays, not the ledger
     for _ in range(3):
         z.train_step(X, Y, F.cross_entropy)
         ddp.train_step(X, Y, F.cross_entropy)
     ref = [p.data for p in ddp.replicas[0].parameters()]
     for r in range(4):
         assert _max_diff(z.full_parameters(r), ref) < 1e-12
-    assert z.memory_per_gpu(1) == expected               # temporaries were all freed
+        # after a step: temporaries freed, and no full gradient left behind on the parameters
+        assert z.memory_per_gpu(r) == expected
+        assert z.held_memory_per_gpu(r) == expected
 
 
 def test_zero_mixed_precision_memory_is_2_2_12():
@@ -140,6 +143,8 @@ def test_zero_mixed_precision_memory_is_2_2_12():
         z = ZeRO(model, VirtualCluster(8), stage=stage)
         assert z.num_params_padded == 808
         assert z.memory_per_gpu(3) == zero_memory_per_gpu(808, 8, stage)
+        z.train_step(*_data(16, 16, 8), F.cross_entropy)
+        assert z.held_memory_per_gpu(3) == zero_memory_per_gpu(808, 8, stage)
     assert sum(zero_memory_per_gpu(1, 1, 0).values()) == 16
     assert sum(zero_memory_per_gpu(1000, 8, 3).values()) == 16 * 1000 / 8
 
@@ -148,6 +153,8 @@ def test_zero_pads_units_to_a_multiple_of_the_world_size():
     z = ZeRO(nn.MLP([5, 3]), VirtualCluster(4), stage=3)  # 18 parameters -> 20
     assert z.num_params_padded == 20
     assert z.memory_per_gpu(0) == zero_memory_per_gpu(20, 4, 3)
+    z.train_step(*_data(8, 5, 3), F.cross_entropy)
+    assert z.held_memory_per_gpu(0) == zero_memory_per_gpu(20, 4, 3)
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])

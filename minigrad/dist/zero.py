@@ -10,8 +10,9 @@ of the weight, Adam's m and v). On N GPUs, per GPU:
     stage 2 (+ gradients)     2 * Psi + (2 + K) * Psi / N
     stage 3 (+ parameters)    (2 + 2 + K) * Psi / N         (= FSDP, full sharding)
 
-:func:`zero_memory_per_gpu` is that table; :class:`ZeRO` books every array it
-holds on the virtual GPUs, and the tests check the two agree.
+:func:`zero_memory_per_gpu` is that table. :class:`ZeRO` books every array it
+holds on the virtual GPUs (``memory_per_gpu``), ``held_memory_per_gpu`` adds up
+the arrays each GPU really keeps, and the tests check all three agree.
 
 What each stage sends, per GPU per step (Psi elements, itemsize 2):
 stages 0-2: a reduce-scatter of the gradients and an all-gather of the new
@@ -141,6 +142,7 @@ class ZeRO:
     def _init_states(self):
         st = self.stage
         self.master, self.m, self.v, self.param_shard, self.grad_shard = ({}, {}, {}, {}, {})
+        self.grad_buf = {}   # the memory that holds each unit's gradient: full (stages 0-1) or a shard
         for r in self.ranks:
             gpu = self.cluster.gpus[r]
             for k in self.units:
@@ -149,19 +151,37 @@ class ZeRO:
                 self.master[r, k] = opt
                 self.m[r, k], self.v[r, k] = np.zeros_like(opt), np.zeros_like(opt)
                 gpu.alloc(f"zero.opt{k}", 3 * opt.nbytes, "optimizer states")
-                psize = self.padded[k] if st < 3 else self.padded[k] // self.N
-                gpu.alloc(f"zero.param{k}", psize * self.param_dtype.itemsize, "parameters")
-                gsize = self.padded[k] if st < 2 else self.padded[k] // self.N
-                gpu.alloc(f"zero.grad{k}", gsize * self.param_dtype.itemsize, "gradients")
                 if st == 3:   # the full weights exist only while gathered
                     self.param_shard[r, k] = self._shard(k, r, full).astype(self.param_dtype)
                     for q in self._params(r, k):
                         q.data = np.empty(0, dtype=self.param_dtype)
+                    gpu.alloc(f"zero.param{k}", self.param_shard[r, k], "parameters")
+                else:
+                    gpu.alloc(f"zero.param{k}", sum(q.data.nbytes for q in self._params(r, k)),
+                              "parameters")
+                gsize = self.padded[k] if st < 2 else self.padded[k] // self.N
+                self.grad_buf[r, k] = np.zeros(gsize, dtype=self.param_dtype)
+                gpu.alloc(f"zero.grad{k}", self.grad_buf[r, k], "gradients")
 
     def memory_per_gpu(self, rank: int = 0) -> dict:
         """Model states booked on GPU ``rank`` now, by kind (bytes)."""
         held = self.cluster.gpus[rank].memory_by_kind()
         return {kind: held.get(kind, 0) for kind in ("parameters", "gradients", "optimizer states")}
+
+    def held_memory_per_gpu(self, rank: int = 0) -> dict:
+        """Model states GPU ``rank`` really keeps now, by kind: the bytes of its arrays.
+
+        The measurement behind the ledger: weights (the replica's, or its
+        shard at stage 3), gradient buffers plus any gradient autograd left on
+        a parameter, and the master weights with Adam's m and v.
+        """
+        qs = [q for k in self.units for q in self._params(rank, k)]
+        params = sum(q.data.nbytes for q in qs)
+        params += sum(self.param_shard[rank, k].nbytes for k in self.units if (rank, k) in self.param_shard)
+        grads = sum(q.grad.nbytes for q in qs if q.grad is not None)
+        grads += sum(self.grad_buf[rank, k].nbytes for k in self.units)
+        opt = sum(d[rank, k].nbytes for d in (self.master, self.m, self.v) for k in self.units)
+        return {"parameters": params, "gradients": grads, "optimizer states": opt}
 
     # -- stage 3: gather a unit's weights before use, free them after ------------------------
     def _gather(self, k):
@@ -224,8 +244,15 @@ class ZeRO:
 
     def _reduce_gradients(self, k):
         """Average unit k's gradients: all-reduce (stage 0) or reduce-scatter (stages 1-3)."""
-        grads = {r: self._padded_flat([q.grad for q in self._params(r, k)], k, self.param_dtype)
-                 for r in self.ranks}
+        grads = {}
+        for r in self.ranks:
+            # autograd's gradients move into one flat buffer and are released from the parameters:
+            # the gradient buffer (stages 0-1), or a temporary full gradient (stages 2-3)
+            grads[r] = self.grad_buf[r, k] if self.stage < 2 else \
+                np.empty(self.padded[k], dtype=self.param_dtype)
+            grads[r][:] = self._padded_flat([q.grad for q in self._params(r, k)], k, self.param_dtype)
+            for q in self._params(r, k):
+                q.grad = None
         if self.stage == 0:
             self.cluster.all_reduce([grads[r] for r in self.ranks], op="mean")
             for r in self.ranks:
@@ -237,7 +264,10 @@ class ZeRO:
         for grp in self.shard_groups:
             shards = self.cluster.reduce_scatter([grads[r] for r in grp], op="mean", group=grp)
             for r, s in zip(grp, shards):
-                self.grad_shard[r, k] = s
+                # stage 1 keeps the full buffer and uses its own slice; stages 2-3 keep only the shard
+                self.grad_shard[r, k] = self._shard(k, r, grads[r]) if self.stage == 1 \
+                    else self.grad_buf[r, k]
+                self.grad_shard[r, k][:] = s
         if len(self.shard_groups) > 1:   # hybrid: average the shards across the groups
             for grp in self.replicate_groups:
                 self.cluster.all_reduce([self.grad_shard[r, k] for r in grp], op="mean", group=grp)
