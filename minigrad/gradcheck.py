@@ -18,6 +18,46 @@ class GradcheckError(AssertionError):
     """Raised when analytic and numerical gradients disagree."""
 
 
+def numerical_gradient(fn, inputs, eps: float = 1e-6, output_grad=None) -> list:
+    """Central differences of ``L = sum(fn(*inputs) * output_grad)``, one array per input
+    that requires grad: ``(L(x_i + eps) - L(x_i - eps)) / (2 eps)`` for every element x_i.
+
+    ``output_grad`` defaults to ones (so a scalar ``fn`` is differentiated as is). Each
+    element is perturbed in place and restored. The inputs' dtype is not checked, so
+    this also shows what float32 does to the estimate (see ``gradcheck``).
+    """
+    from .tensor import no_grad
+
+    if isinstance(inputs, Tensor):
+        inputs = (inputs,)
+    inputs = tuple(inputs)
+    if output_grad is None:
+        with no_grad():
+            output_grad = np.ones(fn(*inputs).shape)
+
+    def L() -> float:
+        with no_grad():
+            return float(np.sum(fn(*inputs).data * output_grad))
+
+    grads = []
+    for t in inputs:
+        if not (isinstance(t, Tensor) and t.requires_grad):
+            continue
+        x = t.data
+        numeric = np.zeros(x.shape)
+        # index x itself (not x.reshape(-1), a copy when x is a non-contiguous view)
+        for j in np.ndindex(x.shape):
+            orig = x[j]
+            x[j] = orig + eps
+            up = L()
+            x[j] = orig - eps
+            down = L()
+            x[j] = orig
+            numeric[j] = (up - down) / (2 * eps)
+        grads.append(numeric)
+    return grads
+
+
 def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
               raise_exception: bool = True) -> bool:
     """Check ``backward`` of ``fn`` against central finite differences in float64.
@@ -65,24 +105,9 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
             raise GradcheckError(f"gradcheck: input {i} has shape {inputs[i].shape} but its "
                                  f"gradient has shape {analytic[slot].shape}")
 
-    def L() -> float:
-        from .tensor import no_grad
-        with no_grad():
-            return float(np.sum(fn(*inputs).data * R))
-
+    numerics = numerical_gradient(fn, inputs, eps=eps, output_grad=R)
     for slot, i in enumerate(checked):
-        x = inputs[i].data
-        numeric = np.zeros(x.shape)
-        # index x itself (not x.reshape(-1), a copy when x is a non-contiguous view)
-        for j in np.ndindex(x.shape):
-            orig = x[j]
-            x[j] = orig + eps
-            up = L()
-            x[j] = orig - eps
-            down = L()
-            x[j] = orig
-            numeric[j] = (up - down) / (2 * eps)
-
+        x, numeric = inputs[i].data, numerics[slot]
         err = np.abs(analytic[slot] - numeric)
         tol = atol + rtol * np.abs(numeric)
         if np.any(~(err <= tol)):  # also catches NaN

@@ -7,6 +7,7 @@ import pytest
 import minigrad as mg
 from minigrad import GradcheckError, gradcheck
 from minigrad.autograd import Function
+from minigrad.gradcheck import numerical_gradient
 
 
 class BadSquare(Function):
@@ -58,3 +59,30 @@ def test_non_contiguous_input_is_perturbed_in_place():
     x = mg.Tensor(base.T, requires_grad=True)
     assert not x.data.flags.c_contiguous
     assert gradcheck(lambda t: t.exp(), x)
+
+
+def test_numerical_gradient_matches_a_closed_form_and_skips_constants():
+    rng = mg.get_rng()
+    x = mg.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    c = mg.tensor(rng.standard_normal(4))
+    R = rng.standard_normal((3, 4))
+    (gx,) = numerical_gradient(lambda a, b: (a * b).exp(), (x, c), eps=1e-6, output_grad=R)
+    np.testing.assert_allclose(gx, c.data * np.exp(x.data * c.data) * R, rtol=1e-7, atol=1e-9)
+    # default output_grad: ones, i.e. the gradient of the sum
+    (g1,) = numerical_gradient(lambda a: a * a, x)
+    np.testing.assert_allclose(g1, 2 * x.data, rtol=1e-7, atol=1e-9)
+
+
+def test_numerical_gradient_error_is_truncation_then_rounding():
+    """The error of the estimate is O(eps^2) for large eps and O(u / eps) for small eps:
+    in float64 it bottoms out near eps = 1e-5; computed in float32, far higher and later."""
+    x = mg.tensor(np.array([0.3, -1.2, 0.8]), requires_grad=True)
+    exact = np.cos(x.data)
+
+    def err(eps, dtype):
+        (g,) = numerical_gradient(lambda t: mg.tensor(np.sin(t.data.astype(dtype))), x, eps=eps)
+        return np.abs(g - exact).max()
+
+    assert err(1e-1, np.float64) > 100 * err(1e-3, np.float64)   # truncation shrinks as eps^2
+    assert err(1e-11, np.float64) > 100 * err(1e-5, np.float64)  # rounding grows as 1/eps
+    assert err(1e-6, np.float32) > 1e3 * err(1e-6, np.float64)

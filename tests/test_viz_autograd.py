@@ -81,3 +81,15 @@ def test_draw_graph_refuses_a_whole_network():
         y = y * 1.01
     with pytest.raises(ValueError, match="at most 40"):
         draw_graph(y)
+
+
+def test_fd_error_vs_eps_draws_one_log_log_line_per_dtype(tmp_path):
+    from minigrad.viz.autograd import fd_error_vs_eps
+
+    eps = [1e-1, 1e-4, 1e-8]
+    fig = fd_error_vs_eps(eps, {"float64": [1e-3, 1e-9, 1e-8], "float32": [1e-3, 1e-2, 0.0]})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert [ln.get_label() for ln in ax.get_lines()] == ["float64", "float32"]
+    assert np.all(ax.get_lines()[1].get_ydata() > 0), "an exact zero must still be drawable"
+    assert savefig(fig, "eps", tmp_path).exists()

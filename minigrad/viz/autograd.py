@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["trace", "retain_grads", "draw_graph"]
+__all__ = ["trace", "retain_grads", "draw_graph", "fd_error_vs_eps"]
 
 
 def trace(output) -> tuple:
@@ -138,4 +138,21 @@ def draw_graph(output, names: dict | None = None, title: str = "", show_grad: bo
     ax.set_aspect("equal")
     if title:
         ax.set_title(title)
+    return fig
+
+
+def fd_error_vs_eps(eps, errors: dict, title: str = "central-difference error vs eps"):
+    """Log-log plot of a finite-difference gradient's error against the step ``eps``,
+    one line per entry of ``errors`` (label -> errors, one per eps). Each line is a V:
+    truncation ~ eps^2 on the right, rounding ~ u / eps on the left."""
+    from . import new_figure
+
+    eps = np.asarray(eps, dtype=float)
+    fig, ax = new_figure()
+    for label, err in errors.items():
+        ax.loglog(eps, np.maximum(np.asarray(err, dtype=float), 1e-17), "o-", label=label)
+    ax.set_xlabel("eps")
+    ax.set_ylabel("max |numerical - backward()|")
+    ax.set_title(title)
+    ax.legend()
     return fig
