@@ -98,6 +98,15 @@ def test_arithmetic_answers_evaluate_without_eval():
             evaluate(bad, {"N": 1})
 
 
+def test_huge_powers_are_an_error_not_a_hang():
+    """Exponents are capped, and a power is taken in floats, so nesting capped powers
+    overflows at once rather than building an integer that would hang the grader."""
+    for bad in ["2**100000", "((9**999)**999)**999", "ceil(1e300)**999**1"]:
+        with pytest.raises(AnswerError):
+            evaluate(bad)
+    assert evaluate("2**10") == 1024
+
+
 def test_question_kinds_are_graded_against_the_computed_answer():
     num = Question("ch9.q.n", "numeric", 2, "p", answer=lambda: 1000.0, rtol=0.01)
     assert grade_question(num, "999.5").score == 2

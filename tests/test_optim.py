@@ -52,6 +52,10 @@ CONFIGS = {
     "adam_weight_decay": ("Adam", dict(lr=0.05, betas=(0.8, 0.99), weight_decay=0.1)),
     "adamw": ("AdamW", dict(lr=0.05)),
     "adamw_strong_decay": ("AdamW", dict(lr=0.05, weight_decay=0.5, eps=1e-6)),
+    # no arguments at all: the defaults (lr, betas, eps, weight_decay) must be PyTorch's too
+    "sgd_defaults": ("SGD", {}),
+    "adam_defaults": ("Adam", {}),
+    "adamw_defaults": ("AdamW", {}),
 }
 
 
