@@ -136,7 +136,7 @@ fig  # noqa: B018  (shows the figure in the notebook)
 n = 64 * 256 * 4
 z = rng.standard_normal(n).astype(np.float32)
 for compress in (False, True):
-    packed, st = Q.quantize_4bit(z, 64, compress_statistics=compress)
+    packed, st = Q.quantize_4bit(z, 64, compress_statistics=compress, quant_type="nf4")
     held = Q.quantized_nbytes(packed, st)
     print(f"double quant {compress!s:5}: {held * 8 / n:.4f} bits/weight measured, "
           f"{Q.bytes_per_param(4, 64, double_quant=compress) * 8:.4f} predicted; "
@@ -151,11 +151,19 @@ for compress in (False, True):
 # bit. Codes are used far more evenly than int4's uniform grid, though not
 # exactly equally: the absmax of a block of 64 normal values is about $2.4\sigma$,
 # further out than the $1.85\sigma$ quantile NF4 maps to 1, so central codes
-# are used somewhat more.
+# are used somewhat more. Like bitsandbytes, `quantize_4bit` defaults to
+# `quant_type="fp4"`: ask for NF4 by name.
 
 # %%
 nf4 = Q.get_4bit_type("nf4")
 print("NF4:", np.array2string(nf4, precision=4, max_line_width=100))
+# against the normal quantiles: undo the scaling to [-1, 1] (times Phi^-1(offset)) and take
+# the normal CDF: probabilities evenly spaced, 7 steps from 1 - offset up to 0.5 below zero
+# and 8 steps from 0.5 up to offset above it
+from scipy.special import ndtr, ndtri  # noqa: E402
+
+print("Phi(code * Phi^-1(offset)):", np.array2string(ndtr(nf4 * ndtri(Q.NF4_OFFSET)),
+                                                     precision=4, max_line_width=100))
 packed, st = Q.quantize_4bit(z, 64, quant_type="nf4")
 counts = np.bincount(Q.unpack_4bit(packed, z.size), minlength=16)
 print("how often each NF4 code is used:", counts)

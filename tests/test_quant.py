@@ -209,7 +209,7 @@ def test_nf4_codes_are_normal_quantiles_with_exact_zero_and_unit_ends():
 
 def test_nf4_uses_its_codes_more_evenly_than_a_uniform_4bit_grid():
     x = rng().standard_normal(1 << 16).astype(np.float32)
-    packed, _ = Q.quantize_4bit(x, blocksize=64)
+    packed, _ = Q.quantize_4bit(x, blocksize=64, quant_type="nf4")
     nf4 = np.bincount(Q.unpack_4bit(packed, x.size), minlength=16) / x.size
     qi, _ = Q.quantize_blockwise(x, 64, bits=4)
     int4 = np.bincount(qi.ravel() + 7, minlength=15) / x.size
@@ -250,10 +250,41 @@ def test_quantize_4bit_picks_the_nearest_code_and_packs_two_per_byte(quant_type,
 
 def test_quantize_4bit_restores_shape_dtype_and_supports_double_quant():
     x = rng().standard_normal((33, 65))
-    packed, st_ = Q.quantize_4bit(x, 64, compress_statistics=True)
+    packed, st_ = Q.quantize_4bit(x, 64, compress_statistics=True, quant_type="nf4")
     xh = Q.dequantize_4bit(packed, st_)
     assert xh.shape == x.shape and xh.dtype == np.float64 and st_.nested
     assert np.abs(x - xh).max() < 0.2 * np.abs(x).max()
+
+
+def test_quantize_4bit_defaults_to_fp4_as_bitsandbytes_does():
+    # bitsandbytes.functional.quantize_4bit(A, ..., quant_type="fp4"): the same call without
+    # quant_type must give the same format here, or a student's habit silently changes it
+    x = rng().standard_normal(100).astype(np.float32)
+    packed, st_ = Q.quantize_4bit(x)
+    assert st_.quant_type == "fp4" and st_.blocksize == 64
+    np.testing.assert_array_equal(st_.code, Q.get_4bit_type("fp4"))
+    np.testing.assert_array_equal(packed, Q.quantize_4bit(x, 64, quant_type="fp4")[0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple),
+       blocksize=st.integers(1, 300), quant_type=st.sampled_from(["int8", "int3", "nf4", "fp4"]))
+def test_round_trips_restore_random_shapes_and_block_sizes_within_the_bound(shape, blocksize,
+                                                                              quant_type):
+    x = heavy_tailed(int(np.prod(shape)), rng()).reshape(shape)
+    n = x.size
+    absmax = np.repeat(Q.blockwise_absmax(x, blocksize), blocksize)[:n].reshape(shape)
+    if quant_type.startswith("int"):
+        bits = int(quant_type[3:])
+        q, st_ = Q.quantize_blockwise(x, blocksize, bits)
+        xh = Q.dequantize_blockwise(q, st_)
+        half_step = absmax / (2 ** (bits - 1) - 1) / 2
+    else:
+        q, st_ = Q.quantize_4bit(x, blocksize, quant_type=quant_type)
+        xh = Q.dequantize_4bit(q, st_)
+        half_step = absmax * np.diff(np.unique(st_.code)).max() / 2
+    assert xh.shape == shape and xh.dtype == x.dtype
+    assert np.all(np.abs(x - xh) <= half_step * 1.0001)
 
 
 def test_pack_unpack_round_trip_and_nibble_order():
@@ -417,7 +448,11 @@ def test_quant_linear_forward_backward_and_bytes(weight_dtype):
     expect_w = (Q.dequantize_absmax(*Q.quantize_absmax(W, 8, dim=0)) if weight_dtype == "int8"
                 else Q.dequantize_4bit(*Q.quantize_4bit(W, 64, quant_type=weight_dtype)))
     np.testing.assert_array_equal(W_hat, expect_w)
-    if weight_dtype != "int8":
+    if weight_dtype == "int8":   # integer matmul of per-row x codes and per-channel W codes
+        expect_y = Q.int8_linear(x.data, ql.weight_q, ql.weight_scale) + lin.bias.data
+        np.testing.assert_allclose(y.data, expect_y, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(y.data, x.data @ W_hat.T + lin.bias.data, rtol=0, atol=0.05)
+    else:
         np.testing.assert_allclose(y.data, x.data @ W_hat.T + lin.bias.data, rtol=1e-5, atol=1e-5)
     G = rng().standard_normal(y.shape).astype(np.float32)
     y.backward(G)

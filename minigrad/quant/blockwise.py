@@ -33,7 +33,7 @@ class QuantState:
     """What dequantization needs besides the codes (bitsandbytes' ``QuantState``).
 
     Attributes:
-        absmax: (blocks,) float32, one absmax per block; uint8 codes when
+        absmax: (blocks,) float32, one absmax per block; int8 codes when
             ``nested`` (double quantization), to be decoded with ``state2``.
         shape: the original tensor's shape.
         dtype: the original tensor's dtype (dequantization returns it).

@@ -150,14 +150,16 @@ def unpack_4bit(packed, n: int) -> np.ndarray:
 
 
 def quantize_4bit(x, blocksize: int = 64, compress_statistics: bool = False,
-                  quant_type: str = "nf4"):
+                  quant_type: str = "fp4"):
     """Blockwise 4-bit quantization with a code book, two codes per byte.
 
     Args:
         x: float array of any shape.
         blocksize: values per absmax block, >= 1 (QLoRA uses 64).
         compress_statistics: double-quantize the absmax (8 bits, blocks of 256).
-        quant_type: "nf4" (default here; bitsandbytes defaults to "fp4") or "fp4".
+        quant_type: "fp4" (the default, as in bitsandbytes) or "nf4" (QLoRA's
+            choice for normally distributed weights: pass it explicitly, as
+            ``bnb_4bit_quant_type="nf4"`` is passed to bitsandbytes).
     Returns:
         (packed, state): ``packed`` (ceil(x.size / 2),) uint8, so 4 bits per
         value in memory; ``state`` a :class:`QuantState` (absmax, shape,
