@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -266,6 +267,30 @@ def test_grading_is_contained_and_does_not_cascade(student_copy, tmp_path):
     assert rows[exiting.id].score == 0
     # every other exercise in `sub` is still a stub, yet the correct one earns full points
     assert rows[correct.id].score == correct.points, rows[correct.id].output
+
+
+def test_cli_grade_prints_the_table_and_writes_gradescope_json(tmp_path, capsys):
+    from minigrad.cli import main
+
+    if not all_questions():
+        pytest.skip("no questions declared yet")
+    q = next(q for q in all_questions() if q.kind == "numeric")
+    wrong = next(x for x in all_questions() if x.kind == "numeric" and x.id != q.id)
+    (tmp_path / "minigrad").mkdir()
+    (tmp_path / "answers.toml").write_text(
+        f'["{q.id}"]\nanswer = {float(q.answer())!r}\n["{wrong.id}"]\nanswer = "-1"\n')
+    out = tmp_path / "results.json"
+    assert main(["grade", str(tmp_path), "--only", q.id, wrong.id, "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert f"{q.points}/{q.points}" in table and f"0/{wrong.points}" in table
+    assert re.search(rf"total\s+{q.points}/{q.points + wrong.points}", table)
+    js = json.loads(out.read_text())
+    assert js["score"] == q.points
+    by_name = {t["name"].split(":")[0]: t for t in js["tests"]}
+    assert set(by_name) == {q.id, wrong.id}
+    for t in js["tests"]:
+        assert {"name", "score", "max_score", "output", "visibility"} <= set(t)
+    assert by_name[wrong.id]["score"] == 0 and "incorrect" in by_name[wrong.id]["output"]
 
 
 def test_cli_lists_every_exercise_and_question():
