@@ -246,7 +246,7 @@ def test_grading_is_contained_and_does_not_cascade(student_copy, tmp_path):
     sub = tmp_path / "sub"
     shutil.copytree(student_copy, sub)
     exercises = sorted(all_exercises(), key=lambda e: (e.chapter, e.id))
-    looping, exiting, correct = exercises[0], exercises[1], exercises[-1]
+    looping, exiting, quitting, correct = exercises[0], exercises[1], exercises[2], exercises[-1]
     ref_regions = scan_package(ROOT)
 
     def put(ex, body_lines):
@@ -257,14 +257,18 @@ def test_grading_is_contained_and_does_not_cascade(student_copy, tmp_path):
     ind = ref_regions[looping.id].indent
     put(looping, [f"{ind}while True:\n", f"{ind}    pass\n"])
     ind = ref_regions[exiting.id].indent
-    put(exiting, [f"{ind}import os\n", f"{ind}os._exit(3)\n"])
+    put(exiting, [f"{ind}import os\n", f"{ind}os._exit(3)\n"])           # kills the process
+    ind = ref_regions[quitting.id].indent
+    put(quitting, [f"{ind}import sys\n", f"{ind}sys.exit(0)\n"])          # a polite exit
     r = ref_regions[correct.id]
     put(correct, r.body((ROOT / r.path).read_text().splitlines(keepends=True)))
 
-    rows = {x.id: x for x in grade(sub, timeout=15, only=[looping.id, exiting.id, correct.id],
+    rows = {x.id: x for x in grade(sub, timeout=15,
+                                   only=[looping.id, exiting.id, quitting.id, correct.id],
                                    progress=False)}
     assert rows[looping.id].score == 0 and "timed out" in rows[looping.id].output
     assert rows[exiting.id].score == 0
+    assert rows[quitting.id].score == 0, rows[quitting.id].output
     # every other exercise in `sub` is still a stub, yet the correct one earns full points
     assert rows[correct.id].score == correct.points, rows[correct.id].output
 
