@@ -24,7 +24,7 @@ def test_ipynb_matches_its_script(script):
     want = [(c.cell_type, c.source.strip()) for c in expected.cells]
     got = [(c.cell_type, c.source.strip()) for c in actual.cells]
     assert got == want, (f"{script.name} and its .ipynb differ: run "
-                         f"`jupytext --to ipynb {script.relative_to(NOTEBOOKS.parent)}`")
+                         f"`jupytext --update --to ipynb {script.relative_to(NOTEBOOKS.parent)}`")
 
 
 @pytest.mark.parametrize("ipynb", IPYNBS, ids=lambda p: p.stem)
