@@ -182,6 +182,22 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     return x * keep
 
 
+def _normalized_axes(x: Tensor, normalized_shape, fn: str, **params) -> tuple:
+    """The trailing axes a norm reduces over, after checking ``normalized_shape``
+    against the input's last dims and each affine parameter's shape."""
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = (int(normalized_shape),)
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if x.shape[x.ndim - k:] != normalized_shape:
+        raise ValueError(f"{fn}: normalized_shape {normalized_shape} does not match the "
+                         f"last dims of input shape {x.shape}")
+    for name, p in params.items():
+        if p is not None and tuple(p.shape) != normalized_shape:
+            raise ValueError(f"{fn}: {name} must have shape {normalized_shape}, got {p.shape}")
+    return tuple(range(x.ndim - k, x.ndim))
+
+
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """LayerNorm (Ba et al. 2016) over the last ``len(normalized_shape)`` dims.
@@ -192,17 +208,8 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     """
     x = _t(input)
     _check_float(x, "layer_norm")
-    if isinstance(normalized_shape, numbers.Integral):
-        normalized_shape = (int(normalized_shape),)
-    normalized_shape = tuple(normalized_shape)
-    k = len(normalized_shape)
-    if x.shape[x.ndim - k:] != normalized_shape:
-        raise ValueError(f"layer_norm: normalized_shape {normalized_shape} does not match the "
-                         f"last dims of input shape {x.shape}")
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and p.shape != normalized_shape:
-            raise ValueError(f"layer_norm: {name} must have shape {normalized_shape}, got {p.shape}")
-    axes = tuple(range(x.ndim - k, x.ndim))
+    axes = _normalized_axes(x, normalized_shape, "layer_norm", weight=weight, bias=bias)
+    k = len(axes)
     xd = x.data
     mu = xd.mean(axis=axes, keepdims=True)
     xc = xd - mu
@@ -239,18 +246,9 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     """
     x = _t(input)
     _check_float(x, "rms_norm")
-    if isinstance(normalized_shape, numbers.Integral):
-        normalized_shape = (int(normalized_shape),)
-    normalized_shape = tuple(normalized_shape)
-    k = len(normalized_shape)
-    if x.shape[x.ndim - k:] != normalized_shape:
-        raise ValueError(f"rms_norm: normalized_shape {normalized_shape} does not match the "
-                         f"last dims of input shape {x.shape}")
-    if weight is not None and tuple(weight.shape) != normalized_shape:
-        raise ValueError(f"rms_norm: weight must have shape {normalized_shape}, got {weight.shape}")
+    dims = _normalized_axes(x, normalized_shape, "rms_norm", weight=weight)
     if eps is None:
         eps = float(np.finfo(x.dtype).eps)
-    dims = tuple(range(x.ndim - k, x.ndim))
     y = x / ((x * x).mean(dim=dims, keepdim=True) + eps).sqrt()
     return y * weight if weight is not None else y
 
