@@ -9,8 +9,6 @@ from .tensor import (Tensor, arange, cat, enable_grad, full, get_rng, is_grad_en
                      manual_seed, no_grad, ones, ones_like, rand, randn, stack, tensor, where,
                      zeros, zeros_like)
 
-float16, float32, float64 = "float16", "float32", "float64"
-
 __version__ = "0.1.0"
 
 __all__ = [

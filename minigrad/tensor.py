@@ -808,7 +808,6 @@ def _topological_order(root: Tensor) -> list:
 
 
 def _is_advanced(index) -> bool:
-
     parts = index if isinstance(index, tuple) else (index,)
     return any(isinstance(p, (list, np.ndarray)) for p in parts)
 
