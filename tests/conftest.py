@@ -1,16 +1,9 @@
 """A fresh seed for every test, so results do not depend on test order.
-(The root conftest.py sends figures to a temporary folder.)"""
+(The root conftest.py sends figures to a temporary folder and draws off-screen.)"""
 
-import os
-import tempfile
+import pytest
 
-# also here, for the student release, which ships tests/ without the root conftest
-os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("MINIGRAD_FIGURES", tempfile.mkdtemp(prefix="minigrad-figures-"))
-
-import pytest  # noqa: E402
-
-import minigrad  # noqa: E402
+import minigrad
 
 
 @pytest.fixture(autouse=True)

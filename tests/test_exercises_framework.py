@@ -169,6 +169,7 @@ def test_release_stubs_every_exercise_and_drops_hidden_tests(student_copy):
     hidden = [p for p in (ROOT / "tests" / "exercises").glob("test_*.py") if "BEGIN HIDDEN" in p.read_text()]
     assert hidden, "every chapter's exercise tests should include hidden ones"
     assert (student_copy / "answers.toml").exists()
+    assert (student_copy / "conftest.py").exists(), "the release runs its tests with the reference's setup"
 
 
 @needs_exercises

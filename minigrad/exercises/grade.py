@@ -32,7 +32,7 @@ from pathlib import Path
 from .answers import AnswerError, grade_question, load_answers
 from .fences import FenceError, region_body, replace_region, scan_package, stub_line
 from .registry import all_exercises, all_questions
-from .release import EXERCISE_TESTS, PACKAGE, is_student_release, source_root
+from .release import CONFTESTS, EXERCISE_TESTS, PACKAGE, is_student_release, source_root
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc", ".ipynb_checkpoints")
 
@@ -59,9 +59,9 @@ class _Job:
 def _copy_tree(src_root: Path, dst: Path) -> None:
     shutil.copytree(src_root / PACKAGE, dst / PACKAGE, ignore=_IGNORE)
     shutil.copytree(src_root / EXERCISE_TESTS, dst / EXERCISE_TESTS, ignore=_IGNORE)
-    conftest = src_root / "tests" / "conftest.py"
-    if conftest.exists():
-        shutil.copy2(conftest, dst / "tests" / "conftest.py")
+    for conftest in CONFTESTS:
+        if (src_root / conftest).exists():
+            shutil.copy2(src_root / conftest, dst / conftest)
     (dst / "pytest.ini").write_text("[pytest]\n")  # stop pytest from finding another config
 
 

@@ -21,6 +21,7 @@ from .registry import all_exercises, all_questions
 PACKAGE = "minigrad"
 RELEASE_INFO = Path(PACKAGE) / "exercises" / "release_info.json"
 EXERCISE_TESTS = Path("tests") / "exercises"
+CONFTESTS = (Path("conftest.py"), Path("tests") / "conftest.py")
 _SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
 _SKIP_SUFFIXES = {".pyc", ".nbi", ".nbc", ".so"}
 
@@ -134,9 +135,9 @@ def release(out_dir, root: Path | None = None) -> Path:
     for p in _files(root / EXERCISE_TESTS):
         rel = p.relative_to(root)
         _write(out / rel, strip_hidden(p.read_text(), rel) if p.suffix == ".py" else p.read_bytes())
-    conftest = root / "tests" / "conftest.py"
-    if conftest.exists():
-        _write(out / "tests" / "conftest.py", conftest.read_bytes())
+    for conftest in CONFTESTS:  # the same test setup the reference runs with
+        if (root / conftest).exists():
+            _write(out / conftest, (root / conftest).read_bytes())
     if (root / "notebooks").is_dir():
         for p in _files(root / "notebooks"):
             _write(out / p.relative_to(root), p.read_bytes())
