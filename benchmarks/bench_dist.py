@@ -3,9 +3,11 @@
 The lower bound is one ``np.sum`` over the stacked arrays: the same
 additions, no messages. The simulator sends every chunk as explicit packets
 with checksums (minigrad.dist.kernels); the numba wire fuses pack + checksum
-and verify + add per packet. Two more rows put it in context: the same ring
-as direct slice adds (no messages at all: the floor of any ring here), and
-the NumPy reference wire. The timings are interleaved (sum, ring, ... in
+and verify + add per packet, and runs every segment's ring in one call,
+independent segments on all cores (also timed on one thread; np.sum uses
+one). Two more rows put it in context: the same ring as direct slice adds
+(one NumPy call per message, no packets or checks), and the NumPy reference
+wire. The timings are interleaved (sum, ring, ... in
 each round) so a busy machine slows all rows alike; the best round counts.
 
 Also printed: the simulated time under the default alpha-beta link, against
@@ -21,6 +23,7 @@ import gc
 import os
 import time
 
+import numba
 import numpy as np
 
 from minigrad.dist import VirtualCluster, alpha_beta_time, chunk_bounds
@@ -41,6 +44,16 @@ def direct_ring(arrays):
             c = (i - step) % p
             arrays[(i + 1) % p][b[c]:b[c + 1]] = arrays[i][b[c]:b[c + 1]]
     return arrays
+
+
+def one_thread(fn, *args):
+    """fn(*args) with numba limited to one thread."""
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return fn(*args)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def interleaved_best(fns: dict, rounds: int) -> dict:
@@ -79,6 +92,7 @@ def main(argv=None):
     load0 = os.getloadavg()[0]
     best = interleaved_best({"sum": lambda: stacked.sum(axis=0),
                              "numba": lambda: numba_cluster.all_reduce(w_numba),
+                             "numba1": lambda: one_thread(numba_cluster.all_reduce, w_numba),
                              "direct": lambda: direct_ring(w_direct)}, args.repeat)
     best.update(interleaved_best({"ref": lambda: ref_cluster.all_reduce(w_ref)}, 1))
     load1 = os.getloadavg()[0]
@@ -97,6 +111,7 @@ def main(argv=None):
                 [row("np.sum over stacked (lower bound)", "sum"),
                  row("ring, numba wire (packets + checksums)", "numba", check.time * 1e3,
                      formula * 1e3),
+                 row(f"  the same, numba on 1 thread (of {numba.get_num_threads()})", "numba1"),
                  row("ring as direct slice adds (no messages)", "direct"),
                  row("ring, NumPy reference wire (1 round)", "ref")])
     print(f"bytes sent per rank: {check.stats.bytes_sent[0]:,} "

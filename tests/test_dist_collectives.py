@@ -300,6 +300,51 @@ def test_transfer_kernel_and_reference_report_the_same_damaged_packet():
     np.testing.assert_array_equal(dsts[0], dsts[1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+@pytest.mark.parametrize("op", [K.OP_SUM, K.OP_MAX])
+def test_ring_segments_kernel_matches_reference(dtype, op):
+    # the whole segmented ring in one numba call against the message-by-message reference:
+    # the same additions in the same order, so the same bits; odd sizes and world sizes
+    rng = np.random.default_rng(2)
+    for p, n, seg, packet, workers in ((1, 5, 2, 1, 1), (2, 7, 3, 2, 2), (3, 1001, 64, 5, 3),
+                                       (5, 333, 1000, 7, 2), (8, 5000, 17, 3, 2)):
+        arrays = [(rng.standard_normal(n) * 100).astype(dtype) for _ in range(p)]
+        outs = []
+        for fn in (K.ring_segments, K.ring_segments_reference):
+            flats = [a.copy() for a in arrays]
+            bufs = np.empty((workers, packet), dtype)
+            assert fn(flats, [K.words(f) for f in flats], seg, bufs, K.words(bufs), op) == -1
+            outs.append(flats)
+        for a, b in zip(*outs):
+            np.testing.assert_array_equal(a, b)
+        want = np.sum(arrays, axis=0) if op == K.OP_SUM else np.max(arrays, axis=0)
+        tol = 1e-3 if dtype == np.float32 else 1e-10          # values ~100, p <= 8 terms
+        np.testing.assert_allclose(outs[0][-1], want, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("p, n", [(3, 1001), (8, 4099)])
+def test_fused_segmented_ring_equals_the_step_by_step_wire(p, n):
+    # numba on and no fault armed: the cluster delivers all segments in one call; the NumPy
+    # wire delivers them message by message. Same messages, so the same bits, bytes and time
+    xs = _inputs(p, (n,), np.float32, seed=n)
+    fused = VirtualCluster(p, segment_bytes=4 * 96)
+    stepwise = VirtualCluster(p, segment_bytes=4 * 96, use_numba=False)
+    a = fused.all_reduce([x.copy() for x in xs])
+    b = stepwise.all_reduce([x.copy() for x in xs])
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(fused.stats.bytes_sent, stepwise.stats.bytes_sent)
+    assert fused.time == stepwise.time
+
+
+def test_fault_in_a_segmented_ring_is_still_detected():
+    # an armed fault sends the ring back to one message at a time, so it hits its message
+    cl = VirtualCluster(4, segment_bytes=8 * 16)
+    cl.faults.corrupt(src=1, word=3, bit=12)
+    with pytest.raises(ChecksumError, match="GPU 1"):
+        cl.all_reduce(_inputs(4, (1000,)))
+
+
 def test_checksum_changes_with_any_single_bit_flip():
     w = K.words(np.random.default_rng(0).standard_normal(31).astype(np.float32))
     base = K.checksum_reference(w)

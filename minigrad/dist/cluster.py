@@ -217,7 +217,7 @@ class VirtualCluster:
     def __init__(self, world_size: int, memory_per_gpu=None, latency: float = 1e-5,
                  bandwidth: float = 1e11, gpus_per_node=None, inter_node_latency=None,
                  inter_node_bandwidth=None, flops_per_second: float = 1e14,
-                 packet_bytes: int = 16 * 1024, segment_bytes: int = 2**20, use_numba: bool = True):
+                 packet_bytes: int = 16 * 1024, segment_bytes: int = 2**19, use_numba: bool = True):
         if not isinstance(world_size, numbers.Integral) or world_size < 1:
             raise ValueError(f"VirtualCluster: world_size must be an integer >= 1, got {world_size!r}")
         if memory_per_gpu is not None and memory_per_gpu < 0:
@@ -403,6 +403,37 @@ class VirtualCluster:
             raise ChecksumError(f"{kind}: packet {bad} of the message from GPU {src} to GPU "
                                 f"{dst} failed its checksum (corrupted on the wire); "
                                 f"the collective is aborted instead of using a wrong value")
+
+    def deliver_ring_segments(self, flats, seg: int, op: str, kind: str = "all_reduce") -> bool:
+        """Move a segmented ring all-reduce's data in one numba call, if it may.
+
+        The same messages, packets and checksums as delivering every ring
+        step (:func:`kernels.ring_segments` equals its reference), but
+        without a Python call per message, and with independent segments run
+        on all cores. Only when nothing needs one message at a time: numba
+        on, a dtype numba handles, no fault armed. Returns whether it ran;
+        if not, the caller delivers step by step.
+        """
+        dtype = flats[0].dtype
+        if not self.use_numba or dtype.char not in kernels.NUMBA_CHARS or self.faults.pending:
+            return False
+        bufs, buf_words = self._worker_packet_buffers(dtype)
+        code = {"sum": kernels.OP_SUM, "max": kernels.OP_MAX}[op]
+        if kernels.ring_segments(flats, [kernels.words(f) for f in flats], seg, bufs, buf_words,
+                                 code) >= 0:
+            raise ChecksumError(f"{kind}: a packet of the ring failed its checksum "
+                                f"(corrupted on the wire); the collective is aborted")
+        return True
+
+    def _worker_packet_buffers(self, dtype):
+        """One packet buffer per numba worker thread for ``dtype``, (threads, packet), made once."""
+        import numba
+        key = ("workers", dtype.char, numba.get_num_threads())
+        got = self._packets.get(key)
+        if got is None:
+            bufs = np.empty((key[2], max(1, self.packet_bytes // dtype.itemsize)), dtype=dtype)
+            got = self._packets[key] = (bufs, kernels.words(bufs))
+        return got
 
     def _packet_buffer(self, rank, dtype):
         """GPU ``rank``'s packet buffer for ``dtype`` and its words view, made once."""

@@ -317,6 +317,9 @@ def _ring_all_reduce_(cluster, flats, op, ranks, kind):
     A segment (``cluster.segment_bytes`` per GPU) runs the whole ring before
     the next starts, so what it touches stays in cache, as NCCL slices its
     chunks. The bytes and time booked are those of the unsegmented ring.
+    The loop below is the definition; when no fault is armed the cluster
+    runs the same messages in one numba call, segments spread over the cores
+    (``VirtualCluster.deliver_ring_segments``).
     """
     n, p = flats[0].size, len(flats)
     bounds = chunk_bounds(n, p)
@@ -327,6 +330,8 @@ def _ring_all_reduce_(cluster, flats, op, ranks, kind):
         return
     ring_reduce_scatter_(_ChargeOnly(cluster), flats, bounds, op, ranks, kind)
     ring_all_gather_(_ChargeOnly(cluster), flats, bounds, ranks, kind)
+    if cluster.deliver_ring_segments(flats, seg, op, kind):
+        return                       # the same messages, all segments in one numba call
     data = _DataOnly(cluster)
     for lo in range(0, n, seg):
         part = [f[lo:lo + seg] for f in flats]

@@ -136,14 +136,97 @@ def _transfer_loops(src, src_words, dst, buf, buf_words, op, flip_word, flip_mas
     return -1
 
 
+# ----------------------------------------------------------------------------
+# a whole segmented ring all-reduce in one call
+# ----------------------------------------------------------------------------
+
+def _segment_bounds(lo: int, m: int, p: int, b: np.ndarray) -> None:
+    """b[c] = lo + start of chunk c of a segment of m elements (np.array_split's split)."""
+    base, extra = m // p, m % p
+    for c in range(p + 1):
+        b[c] = lo + c * base + min(c, extra)
+
+
+def ring_segments_reference(flats, words_, seg, bufs, buf_words, op):
+    """The segmented ring all-reduce's data movement, message by message.
+
+    Each segment of ``seg`` elements (the last may be shorter) runs a whole
+    ring on its own: p - 1 reduce-scatter steps (rank i sends chunk
+    (i - s - 1) mod p to rank i + 1, which reduces it with ``op``), then
+    p - 1 all-gather steps (rank i sends chunk (i - s) mod p, copied in).
+    Every message goes through :func:`transfer_reference`: packed, checksummed,
+    verified. This is what ``collectives._ring_all_reduce_`` does one Python
+    call per message; :func:`ring_segments` does it in one call.
+
+    Args:
+        flats: p arrays (n,), one dtype, reduced in place; ``words_[i] = words(flats[i])``.
+        seg: elements per segment (>= 1).
+        bufs: (T, packet) packet buffers, one per worker; ``buf_words = words(bufs)``.
+        op: 1 add or 2 max for the reduce-scatter (the all-gather copies).
+    Returns:
+        -1 if every packet arrived intact, else 0 (a packet failed its checksum).
+    """
+    p, n = len(flats), flats[0].shape[0]
+    b = np.empty(p + 1, np.int64)
+    for lo in range(0, n, seg):
+        _segment_bounds(lo, min(lo + seg, n) - lo, p, b)
+        for phase_op, shift in ((op, 1), (OP_COPY, 0)):
+            for step in range(p - 1):
+                for i in range(p):
+                    c, j = (i - step - shift) % p, (i + 1) % p
+                    part = slice(b[c], b[c + 1])
+                    if transfer_reference(flats[i][part], words_[i][part], flats[j][part],
+                                          bufs[0], buf_words[0], phase_op, -1, 0) >= 0:
+                        return 0
+    return -1
+
+
+def _ring_segments_loops(flats, words_, seg, bufs, buf_words, op):
+    # compiled by numba on first use (see _jit), parallel over workers: worker t runs
+    # segments t, t + T, t + 2T, ... through its own packet buffer. Segments are
+    # independent rings, so the workers never touch the same elements.
+    p, n = len(flats), flats[0].shape[0]
+    nseg = (n + seg - 1) // seg
+    workers = bufs.shape[0]
+    bad = np.full(workers, -1, np.int64)
+    for t in prange(workers):
+        buf, bw = bufs[t], buf_words[t]
+        b = np.empty(p + 1, np.int64)
+        for sg in range(t, nseg, workers):
+            lo = sg * seg
+            m = min(lo + seg, n) - lo
+            base, extra = m // p, m % p
+            for c in range(p + 1):
+                b[c] = lo + c * base + min(c, extra)
+            for phase in range(2):
+                shift, phase_op = (1, op) if phase == 0 else (0, 0)
+                for step in range(p - 1):
+                    for i in range(p):
+                        c = (i - step - shift) % p
+                        j = (i + 1) % p
+                        lo_c, hi_c = b[c], b[c + 1]
+                        if _transfer_jit(flats[i][lo_c:hi_c], words_[i][lo_c:hi_c],
+                                         flats[j][lo_c:hi_c], buf, bw, phase_op,
+                                         -1, bw.dtype.type(0)) >= 0:
+                            bad[t] = 0
+    return bad.max()
+
+
 _compiled = {}
+_transfer_jit = None    # the compiled transfer, a global so the ring kernel can call it
 
 
 def _jit():
+    global _transfer_jit, prange
     if not _compiled:
-        from numba import njit   # lazily: import minigrad must not pay for numba
-        _compiled["transfer"] = njit(cache=True)(_transfer_loops)
+        import numba   # lazily: import minigrad must not pay for numba
+        _transfer_jit = _compiled["transfer"] = numba.njit(cache=True)(_transfer_loops)
+        prange = numba.prange
+        _compiled["ring_segments"] = numba.njit(cache=True, parallel=True)(_ring_segments_loops)
     return _compiled
+
+
+prange = range   # numba.prange once compiled (_jit); plain range reads the same
 
 
 def transfer(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray, buf: np.ndarray,
@@ -151,3 +234,10 @@ def transfer(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray, buf: np.nd
     """numba twin of :func:`transfer_reference` (same arguments, same result)."""
     fn = _compiled.get("transfer") or _jit()["transfer"]
     return fn(src, src_words, dst, buf, buf_words, op, flip_word, buf_words.dtype.type(flip_mask))
+
+
+def ring_segments(flats, words_, seg, bufs, buf_words, op) -> int:
+    """numba twin of :func:`ring_segments_reference`, parallel over the rows of ``bufs``."""
+    from numba.typed import List
+    fn = _compiled.get("ring_segments") or _jit()["ring_segments"]
+    return int(fn(List(flats), List(words_), seg, bufs, buf_words, op))
