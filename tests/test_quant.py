@@ -315,7 +315,7 @@ def _bits(a):
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint8)
 
 
-@pytest.mark.parametrize("n,blocksize", ODD_SIZES + [(4099, 1), (4099, 513)])
+@pytest.mark.parametrize("n,blocksize", ODD_SIZES + [(4099, 1), (4099, 513), (20001, 7)])
 def test_numba_kernels_are_bit_identical_to_their_numpy_references(n, blocksize):
     r = rng()
     x = heavy_tailed(n, r)
