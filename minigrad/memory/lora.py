@@ -1,0 +1,221 @@
+"""LoRA: a frozen weight plus a trained low-rank update (Hu et al. 2021).
+
+    h = x W^T + (alpha / r) * x A^T B^T,   W (out, in) frozen,
+    A (r, in) ~ Kaiming-uniform,  B (out, r) = 0
+
+Only A and B train: r (in + out) parameters instead of in * out (r = 8 on a
+4096 x 4096 layer: 65,536 instead of 16.8 M, 0.4%), so gradients and Adam's
+state shrink by the same factor. B starts at zero, so the adapted model
+starts exactly where the pretrained one is. alpha / r keeps the update's
+scale steady when r changes. After training, W + (alpha / r) B A can be
+*merged* into W: no extra cost at inference. Names follow Hugging Face PEFT
+(``LoraConfig``, ``get_peft_model``, ``lora_A``, ``lora_B``, ``merge``,
+``print_trainable_parameters``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import functional as F
+from ..nn import Linear, Module, Parameter
+from ..tensor import Tensor, get_rng, no_grad
+
+__all__ = ["LoraConfig", "LoRALinear", "PeftModel", "get_peft_model", "lora_parameters",
+           "kaiming_uniform_bound"]
+
+
+@dataclass
+class LoraConfig:
+    """Which layers get LoRA, and its rank and scale (PEFT's fields and defaults).
+
+    target_modules: names (a module matches if its dotted name equals one or
+        ends with ``"." + name``) or one regular expression (full match).
+    modules_to_save: modules kept fully trainable (e.g. a new classifier head).
+    """
+
+    r: int = 8
+    lora_alpha: float = 8
+    target_modules: list | str | None = None
+    lora_dropout: float = 0.0
+    modules_to_save: list | None = field(default=None)
+
+    def __post_init__(self):
+        if not isinstance(self.r, int) or self.r < 1:
+            raise ValueError(f"LoraConfig: r must be a positive integer, got {self.r!r}")
+        if not self.lora_alpha > 0:
+            raise ValueError(f"LoraConfig: lora_alpha must be > 0, got {self.lora_alpha!r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"LoraConfig: lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.target_modules is None:
+            raise ValueError("LoraConfig: target_modules is required (e.g. ['q_proj', 'v_proj'])")
+
+    def matches(self, name: str) -> bool:
+        t = self.target_modules
+        if isinstance(t, str):
+            return re.fullmatch(t, name) is not None
+        return matches_any(name, t)
+
+
+def named_slots(model: Module):
+    """(parent, attribute, dotted name, child) for every child module below ``model``: the
+    places a layer can be swapped for a wrapped one with ``setattr(parent, attribute, new)``."""
+    for name, m in list(model.named_modules()):
+        for child_name, child in list(m.named_children()):
+            yield m, child_name, f"{name}.{child_name}" if name else child_name, child
+
+
+def matches_any(name: str, targets) -> bool:
+    """PEFT's rule for a list of targets: the dotted name equals one or ends with "." + one."""
+    return any(name == k or name.endswith("." + k) for k in targets)
+
+
+def kaiming_uniform_bound(fan_in: int, a: float = math.sqrt(5)) -> float:
+    """PyTorch's kaiming_uniform_(a=sqrt(5)) bound, gain * sqrt(3 / fan_in) with
+    gain = sqrt(2 / (1 + a^2)): 1 / sqrt(fan_in) for PEFT's lora_A."""
+    return math.sqrt(2.0 / (1 + a * a)) * math.sqrt(3.0 / fan_in)
+
+
+def lora_parameters(in_features: int, out_features: int, r: int) -> int:
+    """Trainable parameters LoRA adds to one (out, in) layer: r (in + out)."""
+    return r * (in_features + out_features)
+
+
+class LoRALinear(Module):
+    """A frozen ``base_layer`` (an ``nn.Linear``, or any layer with ``in_features`` /
+    ``out_features``, e.g. a 4-bit ``QuantLinear``) plus ``lora_B(lora_A(dropout(x))) * scaling``.
+
+    Shapes: x (..., in) -> (..., out); lora_A.weight (r, in), lora_B.weight (out, r).
+    """
+
+    def __init__(self, base_layer: Module, r: int = 8, lora_alpha: float = 8,
+                 lora_dropout: float = 0.0, rng=None):
+        super().__init__()
+        if not hasattr(base_layer, "in_features"):
+            raise TypeError(f"LoRALinear: base_layer must be a linear layer, got "
+                            f"{type(base_layer).__name__}")
+        if not isinstance(r, int) or r < 1:
+            raise ValueError(f"LoRALinear: r must be a positive integer, got {r!r}")
+        rng = get_rng() if rng is None else rng
+        self.base_layer = base_layer.requires_grad_(False)
+        self.in_features, self.out_features = base_layer.in_features, base_layer.out_features
+        self.r, self.lora_alpha, self.lora_dropout = r, lora_alpha, lora_dropout
+        self.scaling = lora_alpha / r
+        dtype = np.float32
+        self.lora_A = Linear(self.in_features, r, bias=False, dtype=dtype)
+        self.lora_B = Linear(r, self.out_features, bias=False, dtype=dtype)
+        bound = kaiming_uniform_bound(self.in_features)
+        self.lora_A.weight = Parameter(rng.uniform(-bound, bound, (r, self.in_features)).astype(dtype))
+        self.lora_B.weight = Parameter(np.zeros((self.out_features, r), dtype))
+        self.merged = False
+
+    def delta_weight(self) -> np.ndarray:
+        """(alpha / r) B A, the (out, in) update LoRA adds to the base weight."""
+        return (self.lora_B.weight.data @ self.lora_A.weight.data) * np.float32(self.scaling)
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        result = self.base_layer(x)                                   # (..., out), frozen
+        if self.merged:
+            return result
+        # BEGIN SOLUTION ch7.lora_forward
+        h = F.dropout(x, self.lora_dropout, self.training)
+        update = self.lora_B(self.lora_A(h))                          # (..., in) -> (..., r) -> (..., out)
+        return result + update * self.scaling
+        # END SOLUTION
+
+    def merge(self) -> None:
+        """W <- W + (alpha / r) B A: the adapted layer becomes one plain Linear."""
+        if self.merged:
+            return
+        if not isinstance(self.base_layer, Linear):
+            raise TypeError(f"LoRALinear.merge: base_layer must be an nn.Linear to merge into, "
+                            f"got {type(self.base_layer).__name__} (a quantized base would need "
+                            f"requantizing)")
+        # BEGIN SOLUTION ch7.lora_merge
+        self.base_layer.weight.data += self.delta_weight()
+        # END SOLUTION
+        self.merged = True
+
+    def unmerge(self) -> None:
+        """Undo :meth:`merge` (W <- W - (alpha / r) B A; equal to the old W up to rounding)."""
+        if not self.merged:
+            return
+        self.base_layer.weight.data -= self.delta_weight()
+        self.merged = False
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, " \
+               f"scaling={self.scaling:g}, merged={self.merged}"
+
+
+class PeftModel(Module):
+    """The model with LoRA layers swapped in; ``base_model`` is the (modified) original."""
+
+    def __init__(self, model: Module, config: LoraConfig):
+        super().__init__()
+        self.base_model = model
+        self.peft_config = config
+
+    def forward(self, *args, **kwargs):
+        return self.base_model(*args, **kwargs)
+
+    def lora_layers(self) -> list:
+        return [m for m in self.modules() if isinstance(m, LoRALinear)]
+
+    def get_nb_trainable_parameters(self) -> tuple:
+        """(trainable parameters, all parameters); a quantized base layer's weights count as
+        its in * out values, though they are stored as codes (buffers), as PEFT counts them."""
+        params = list(self.parameters())
+        stored_as_codes = sum(m.in_features * m.out_features for m in self.modules()
+                              if type(m).__name__ == "QuantLinear")
+        return (sum(p.numel() for p in params if p.requires_grad),
+                sum(p.numel() for p in params) + stored_as_codes)
+
+    def print_trainable_parameters(self) -> str:
+        t, a = self.get_nb_trainable_parameters()
+        line = f"trainable params: {t:,d} || all params: {a:,d} || trainable%: {100 * t / a:.4f}"
+        print(line)
+        return line
+
+    def merge_adapter(self):
+        for m in self.lora_layers():
+            m.merge()
+
+    def unmerge_adapter(self):
+        for m in self.lora_layers():
+            m.unmerge()
+
+    def merge_and_unload(self) -> Module:
+        """Merge every LoRA layer and put its plain base layer back; returns the base model."""
+        self.merge_adapter()
+        for parent, attr, _, child in named_slots(self.base_model):
+            if isinstance(child, LoRALinear):
+                setattr(parent, attr, child.base_layer)
+        return self.base_model
+
+
+def get_peft_model(model: Module, peft_config: LoraConfig, rng=None) -> PeftModel:
+    """Freeze ``model`` and replace each Linear whose name matches ``target_modules`` by a
+    :class:`LoRALinear` around it (in place). Only the LoRA matrices (and
+    ``modules_to_save``) stay trainable."""
+    model.requires_grad_(False)
+    replaced = 0
+    for parent, attr, full, child in named_slots(model):
+        if peft_config.matches(full) and hasattr(child, "in_features"):
+            setattr(parent, attr, LoRALinear(child, peft_config.r, peft_config.lora_alpha,
+                                             peft_config.lora_dropout, rng=rng))
+            replaced += 1
+    if not replaced:
+        names = [n for n, _ in model.named_modules() if n]
+        raise ValueError(f"get_peft_model: target_modules {peft_config.target_modules!r} match no "
+                         f"linear layer; the model's modules are {names}")
+    for name, m in model.named_modules():
+        if peft_config.modules_to_save and matches_any(name, peft_config.modules_to_save):
+            m.requires_grad_(True)
+    with no_grad():
+        return PeftModel(model, peft_config)
