@@ -145,6 +145,19 @@ def test_6nd_matches_counted_forward_flops_times_three(bias, monkeypatch):
     assert 3 * forward == S.flops_per_token(c, T) * B * T
 
 
+def test_count_forward_flops_splits_products_attention_and_the_rest(monkeypatch):
+    monkeypatch.setitem(counting._RULES, nn.MultiHeadAttention, None)  # removed again after
+    g = GPTConfig(vocab_size=19, block_size=6, n_layer=2, n_head=2, n_embd=16, bias=False)
+    model, c, B, T = TinyGPT(g), S.config_of_tinygpt(g), 2, 6
+    got = S.count_forward_flops(model, (B, T))
+    assert got["products"] == 2 * S.matmul_parameters(c) * B * T
+    assert got["attention"] == S.attention_flops_per_token(c, T, backward=False) * B * T
+    # two LayerNorms per block and a final one (7 FLOPs per element), GELU on 4 d (5 each)
+    d = g.n_embd
+    assert got["other"] == B * T * ((2 * g.n_layer + 1) * 7 * d + g.n_layer * 5 * 4 * d)
+    assert got["total"] == got["products"] + got["attention"] + got["other"]
+
+
 def test_attention_term_is_small_for_large_models_and_large_for_long_contexts():
     c = S.get_config("gpt3-175b")
     six_n = 6 * S.matmul_parameters(c)

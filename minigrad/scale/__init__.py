@@ -14,7 +14,8 @@ from .chinchilla import (CHINCHILLA_FIT, TOKENS_PER_PARAM, chinchilla_loss, comp
 from .configs import CONFIGS, ModelConfig, config_of_tinygpt, get_config
 from .cost import (SECONDS_PER_DAY, gpu_hours, measure_mfu, model_flops_utilization,
                    training_cost, training_days, training_seconds)
-from .flops import attention_flops_per_token, flops_per_token, matmul_parameters, training_flops
+from .flops import (attention_flops_per_token, count_forward_flops, flops_per_token,
+                    matmul_parameters, training_flops)
 from .machine import (MeasuredPoint, best_time, measure_bandwidth, measure_machine, measure_ops,
                       measure_peak_flops)
 from .memory import (GB, RECOMPUTE, activation_bytes, activation_bytes_per_layer, gpus_to_serve,
@@ -29,6 +30,7 @@ __all__ = [
     "ModelConfig", "CONFIGS", "get_config", "config_of_tinygpt",
     "block_parameters", "param_breakdown", "num_parameters", "non_embedding_parameters",
     "training_flops", "matmul_parameters", "flops_per_token", "attention_flops_per_token",
+    "count_forward_flops",
     "TOKENS_PER_PARAM", "compute_optimal", "tokens_per_param", "CHINCHILLA_FIT",
     "chinchilla_loss", "isoflop_curve", "loss_optimal_params",
     "GB", "weight_bytes", "training_bytes_per_gpu", "RECOMPUTE", "activation_bytes_per_layer",
