@@ -64,9 +64,7 @@ def adam_state_bytes(n_params: int, itemsize: int = 4) -> int:
     """Adam's state: two moments (m and v) per parameter, ``2 * itemsize * n_params`` bytes."""
     if not isinstance(n_params, numbers.Real) or n_params < 0:
         raise ValueError(f"adam_state_bytes: n_params must be >= 0, got {n_params!r}")
-    # BEGIN SOLUTION ch7.adam_state_bytes
     return int(2 * itemsize * n_params)
-    # END SOLUTION
 
 
 def mlp_activation_bytes(sizes, batch: int, itemsize: int = 4) -> int:

@@ -1,0 +1,523 @@
+"""Chapter 7: memory-efficient training. Each test names the property a wrong
+implementation breaks: the calculator against tracemalloc, checkpointed gradients
+against plain ones bit for bit, micro-batches against the full batch, chunked
+against unchunked, offloaded against on-device AdamW, merged against unmerged LoRA,
+GaLore against AdamW, and every byte count against its closed form."""
+
+import math
+
+import numpy as np
+import pytest
+
+import minigrad
+import minigrad.functional as F
+import minigrad.memory as M
+from minigrad import Tensor, nn, optim
+from minigrad.models import GPTConfig, TinyGPT
+import minigrad.quant as Q
+from minigrad.quant import model_bytes
+
+
+def rng():
+    return minigrad.get_rng()
+
+
+def _ce(model, x, y):
+    return F.cross_entropy(model(x), y)
+
+
+def _lm_loss(model, idx):
+    logits = model(idx[:, :-1])                                       # (B, T, V)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx[:, 1:].reshape(-1))
+
+
+def _grads(model):
+    return {n: p.grad.copy() for n, p in model.named_parameters() if p.grad is not None}
+
+
+# ----------------------------------------------------------------------------
+# where the memory goes: calculator vs tracemalloc
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sizes,N,opt", [([32, 128, 128, 10], 128, "adamw"),
+                                         ([48, 96, 7], 200, "sgd")])
+def test_mlp_calculator_matches_tracemalloc(sizes, N, opt):
+    model = nn.MLP(sizes)
+    x = minigrad.randn(N, sizes[0])
+    y = rng().integers(0, sizes[-1], N)
+    optimizer = optim.AdamW(model.parameters()) if opt == "adamw" else optim.SGD(model.parameters())
+    measured = M.measure_training_step(model, optimizer, _ce, x, y)
+    predicted = M.estimate_training_memory(model, x.shape, opt)
+    assert measured.weights == predicted.weights
+    assert measured.gradients == predicted.gradients
+    assert measured.optimizer == predicted.optimizer
+    # the activations are counted op by op; only Python's tensor/closure objects are extra
+    assert predicted.activations <= measured.activations <= 1.03 * predicted.activations
+    assert measured.peak == pytest.approx(predicted.peak, rel=0.15)
+
+
+def test_gpt_calculator_matches_tracemalloc():
+    config = GPTConfig(vocab_size=40, block_size=24, n_layer=2, n_head=4, n_embd=48)
+    model = TinyGPT(config)
+    idx = rng().integers(0, 40, (4, 25))
+    measured = M.measure_training_step(model, optim.AdamW(model.parameters()), _lm_loss, idx)
+    predicted = M.estimate_training_memory(model, (4, 24))
+    assert (measured.weights, measured.gradients, measured.optimizer) == \
+        (predicted.weights, predicted.gradients, predicted.optimizer)
+    assert predicted.activations <= measured.activations <= 1.03 * predicted.activations
+    assert measured.peak == pytest.approx(predicted.peak, rel=0.2)
+
+
+def test_gpt_activations_grow_quadratically_in_T_only_through_attention():
+    c = GPTConfig(vocab_size=10, block_size=64, n_layer=3, n_head=2, n_embd=16)
+    f = lambda T: M.gpt_activation_bytes(c, 1, T) - 17 * T        # noqa: E731
+    # second difference in T isolates the H T^2 term: 4 bytes * L * H * 2
+    assert f(10) - 2 * f(11) + f(12) == 4 * c.n_layer * c.n_head * 2
+
+
+def test_frozen_parameters_need_no_gradient_or_state():
+    model = nn.MLP([8, 16, 4])
+    model[0].requires_grad_(False)
+    p = M.estimate_training_memory(model, (5, 8), "adam")
+    trainable = sum(q.numel() for q in model[2].parameters())
+    assert p.gradients == 4 * trainable and p.optimizer == M.adam_state_bytes(trainable)
+    assert p.weights == 4 * model.num_parameters()
+
+
+def test_calculator_rejects_bad_input():
+    with pytest.raises(ValueError, match="estimate_training_memory: an MLP"):
+        M.estimate_training_memory(nn.MLP([4, 3]), (2, 5))
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        M.estimate_training_memory(nn.MLP([4, 3]), (2, 4), "lion")
+    with pytest.raises(TypeError, match="nn.MLP or a TinyGPT"):
+        M.estimate_training_memory(nn.Linear(3, 3), (2, 3))
+    with pytest.raises(ValueError, match="mlp_activation_bytes: batch"):
+        M.mlp_activation_bytes([3, 4], 0)
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        M.gpt_activation_bytes(GPTConfig(block_size=8), 1, 9)
+
+
+def test_measure_peak_bytes_sees_numpy_temporaries():
+    _, peak = M.measure_peak_bytes(lambda: np.ones(100_000, np.float64).sum())
+    assert 800_000 <= peak < 900_000
+
+
+# ----------------------------------------------------------------------------
+# activation checkpointing
+# ----------------------------------------------------------------------------
+
+def _chain(n=6, width=12, p=0.3):
+    layers = []
+    for _ in range(n):
+        layers += [nn.Linear(width, width), nn.Tanh(), nn.Dropout(p)]
+    return nn.Sequential(*layers)
+
+
+def _chain_grads(model, x, segments, seed=7):
+    model.zero_grad()
+    x.grad = None
+    minigrad.manual_seed(seed)   # dropout draws the same masks in both runs
+    y = model(x) if segments == 0 else M.checkpoint_sequential(list(model), segments, x)
+    (y * y).sum().backward()
+    return [p.grad.copy() for p in model.parameters()] + [x.grad.copy()], y.data
+
+
+@pytest.mark.parametrize("segments", [1, 2, 3, 5, 18])
+def test_checkpoint_sequential_gradients_equal_plain_bit_for_bit(segments):
+    model = _chain()
+    x = minigrad.randn(5, 12, requires_grad=True)
+    want, y0 = _chain_grads(model, x, 0)
+    got, y1 = _chain_grads(model, x, segments)
+    np.testing.assert_array_equal(y0, y1)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_checkpoint_sends_gradients_to_closed_over_weights_even_with_data_inputs():
+    lin, head = nn.Linear(6, 6), nn.Linear(6, 2)
+    x = minigrad.randn(3, 6)                                  # data: no gradient wanted
+    # lin is used inside the checkpoint and once more outside it: gradients add up
+    plain = head(lin(lin(x).tanh())).sum()
+    plain.backward()
+    want = _grads(lin)
+    lin.zero_grad()
+    head.zero_grad()
+    out = head(lin(M.checkpoint(lambda a: lin(a).tanh(), x))).sum()
+    out.backward()
+    for k, g in _grads(lin).items():
+        np.testing.assert_allclose(g, want[k], rtol=1e-6)
+
+
+def test_checkpoint_gradcheck_float64():
+    W = Tensor(rng().standard_normal((4, 4)), requires_grad=True)
+    x = Tensor(rng().standard_normal((3, 4)), requires_grad=True)
+    assert minigrad.gradcheck(lambda x, W: M.checkpoint(lambda a: (a @ W).tanh() * a, x), (x, W))
+
+
+def test_checkpoint_restores_the_generator_after_recomputing():
+    model = _chain(2)
+    x = minigrad.randn(4, 12, requires_grad=True)
+    minigrad.manual_seed(3)
+    M.checkpoint(model, x).sum().backward()
+    after_ckpt = minigrad.get_rng().random()
+    minigrad.manual_seed(3)
+    model(x).sum().backward()
+    assert minigrad.get_rng().random() == after_ckpt
+
+
+def test_checkpoint_keeps_no_intermediate_activations():
+    model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(6)])
+    x = minigrad.randn(256, 64, requires_grad=True)
+    with M.track() as t:
+        y = model(x)
+        plain = t.current()
+        del y
+    with M.track() as t:
+        y = M.checkpoint(model, x)
+        kept = t.current()
+        del y
+    one = 256 * 64 * 4
+    assert plain >= 6 * one and kept < 1.1 * one             # only the output stays
+
+
+def test_checkpoint_rejects_bad_input():
+    x = minigrad.randn(2, 2, requires_grad=True)
+    with pytest.raises(ValueError, match="use_reentrant"):
+        M.checkpoint(lambda a: a, x, use_reentrant=True)
+    with pytest.raises(TypeError, match="must return one Tensor"):
+        M.checkpoint(lambda a: (a, a), x)
+    with pytest.raises(ValueError, match="segments must be an integer in"):
+        M.checkpoint_sequential([nn.ReLU()], 2, x)
+
+
+def test_selective_recomputation_same_gradients_less_memory():
+    config = GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.1)
+    model = TinyGPT(config)
+    idx = rng().integers(0, 30, (3, 17))
+
+    def run():
+        model.zero_grad()
+        minigrad.manual_seed(5)
+        with M.track() as t:
+            loss = _lm_loss(model, idx)
+            act = t.current()
+        loss.backward()
+        return [p.grad.copy() for p in model.parameters()], act
+
+    want, act_plain = run()
+    M.apply_selective_recomputation(model)
+    got, act_selective = run()
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    # dropped per layer and token: H T attention weights + 4 C of GELU's Phi(x)... and its output
+    B, T, C, H, L = 3, 16, 32, 4, 2
+    dropped = 4 * L * B * T * (H * T + 4 * C + 4 * C)
+    assert act_plain - act_selective == pytest.approx(dropped, rel=0.1)
+
+
+def test_checkpoint_units_closed_form_and_sqrt_rule():
+    assert M.checkpointed_activation_units(16, 1) == 16
+    assert M.checkpointed_activation_units(16, 4) == 3 + 4
+    assert M.checkpointed_activation_units(10, 3) == 2 + 4          # last segment takes the rest
+    for n in (9, 16, 25, 36, 100):
+        k = M.sqrt_segments(n)
+        assert k == math.isqrt(n)
+        assert M.checkpointed_activation_units(n, k) == 2 * k - 1
+    assert M.recompute_fraction(16, 4) == 0.75
+
+
+def test_checkpoint_sweep_matches_minigrads_memory_model():
+    n = 8
+    r = M.checkpoint_sweep(n_layers=n, width=16, batch=256, segments=[0, 2, 4, 8])
+    a, b = r["layer_bytes"], r["boundary_bytes"]
+    model = [M.checkpoint_activation_bytes(n, k, a, b, frees_during_backward=False)
+             for k in r["segments"]]
+    over = np.array(r["peak_bytes"]) - np.array(model)
+    # what the peak holds beyond the activations (gradients, backward's temporaries)
+    # does not depend on the segment count
+    assert over.min() >= r["gradient_bytes"] and over.max() - over.min() < 1.1 * a
+    assert r["peak_bytes"][2] < r["peak_bytes"][0] - a            # the model saves 2.5 a at k = 4
+    for k, flops in zip(r["segments"], r["forward_flops"]):
+        frac = 0 if k == 0 else M.recompute_fraction(n, k)
+        assert flops == pytest.approx(r["forward_flops"][0] * (1 + frac))
+
+
+# ----------------------------------------------------------------------------
+# gradient accumulation, chunking, offloading
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_accumulated_gradient_equals_full_batch(k):
+    model = nn.MLP([5, 16, 3])
+    x = rng().standard_normal((23, 5)).astype(np.float32)      # 23 rows: unequal micro-batches
+    y = rng().integers(0, 3, 23)
+    full = F.cross_entropy(model(Tensor(x)), y)
+    full.backward()
+    want = _grads(model)
+    model.zero_grad()
+    loss = M.accumulate_gradients(model, F.cross_entropy, x, y, k)
+    assert loss == pytest.approx(float(full.data), rel=1e-5)
+    for n, g in _grads(model).items():
+        np.testing.assert_allclose(g, want[n], rtol=1e-4, atol=1e-6)
+
+
+def test_micro_batches_cover_the_batch_nearly_equally():
+    sl = M.micro_batches(10, 4)
+    sizes = [s.stop - s.start for s in sl]
+    assert sl[0].start == 0 and sl[-1].stop == 10 and max(sizes) - min(sizes) <= 1
+    with pytest.raises(ValueError, match="micro_batches: k"):
+        M.micro_batches(3, 4)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_chunked_cross_entropy_equals_unchunked(chunk):
+    h = Tensor(rng().standard_normal((50, 8)).astype(np.float32), requires_grad=True)
+    W = Tensor(rng().standard_normal((30, 8)).astype(np.float32), requires_grad=True)
+    t = rng().integers(0, 30, 50)
+    want = F.cross_entropy(F.linear(h, W), t)
+    want.backward()
+    gh, gW = h.grad, W.grad
+    h.grad = W.grad = None
+    got = M.chunked_linear_cross_entropy(h, W, t, chunk)
+    (got * 2.0).backward()
+    assert float(got.data) == pytest.approx(float(want.data), rel=1e-5)
+    np.testing.assert_allclose(h.grad, 2 * gh, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(W.grad, 2 * gW, rtol=1e-4, atol=1e-6)
+
+
+def test_chunked_cross_entropy_gradcheck_and_lower_peak():
+    h = Tensor(rng().standard_normal((9, 4)), requires_grad=True)
+    W = Tensor(rng().standard_normal((6, 4)), requires_grad=True)
+    t = rng().integers(0, 6, 9)
+    assert minigrad.gradcheck(lambda h, W: M.chunked_linear_cross_entropy(h, W, t, 4), (h, W))
+    N, V, C = 512, 2000, 16
+    h = Tensor(rng().standard_normal((N, C)).astype(np.float32), requires_grad=True)
+    W = Tensor(rng().standard_normal((V, C)).astype(np.float32), requires_grad=True)
+    t = rng().integers(0, V, N)
+    _, plain = M.measure_peak_bytes(lambda: F.cross_entropy(F.linear(h, W), t).backward())
+    _, chunked = M.measure_peak_bytes(lambda: M.chunked_linear_cross_entropy(h, W, t, 32).backward())
+    assert plain >= 3 * N * V * 4 and chunked < 0.1 * plain
+    assert M.linear_cross_entropy_scratch_bytes(N, V) == 3 * N * V * 4
+    assert M.linear_cross_entropy_scratch_bytes(N, V, 32) == 2 * 32 * V * 4
+
+
+def test_chunked_cross_entropy_rejects_bad_input():
+    h, W = minigrad.randn(4, 3), minigrad.randn(5, 3)
+    with pytest.raises(ValueError, match="chunk_size must be"):
+        M.chunked_linear_cross_entropy(h, W, np.zeros(4, np.int64), 0)
+    with pytest.raises(ValueError, match="hidden must be"):
+        M.chunked_linear_cross_entropy(h, minigrad.randn(5, 4), np.zeros(4, np.int64))
+    with pytest.raises(IndexError, match="target values"):
+        M.chunked_linear_cross_entropy(h, W, np.full(4, 5))
+
+
+def test_offloaded_adamw_same_trajectory_state_on_host_and_bytes_moved():
+    def train(opt_cls):
+        minigrad.manual_seed(11)
+        model = nn.MLP([4, 8, 2])
+        opt = opt_cls(model.parameters(), lr=0.05)
+        x, y = minigrad.randn(16, 4), rng().integers(0, 2, 16)
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        return model, opt
+
+    ref, _ = train(optim.AdamW)
+    model, opt = train(M.OffloadedAdamW)
+    for a, b in zip(ref.parameters(), model.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    n = model.num_parameters()
+    assert opt.state_bytes() == 0 and opt.host.nbytes() == 3 * 4 * n      # m, v, master weights
+    # first step moves the master weights to the host once; each step: grads up, weights down
+    assert opt.host.bytes_moved == 4 * n + 3 * 2 * 4 * n
+    assert opt.transfer_time("pcie4") == opt.host.bytes_moved / 32e9
+    with pytest.raises(ValueError, match="transfer_time: bandwidth"):
+        M.transfer_time(10, "usb")
+
+
+# ----------------------------------------------------------------------------
+# LoRA, adapters, QLoRA
+# ----------------------------------------------------------------------------
+
+def test_lora_starts_at_base_output_and_has_peft_init():
+    base = nn.Linear(40, 24)
+    x = minigrad.randn(5, 40)
+    want = base(x).data.copy()
+    layer = M.LoRALinear(base, r=4, lora_alpha=16)
+    np.testing.assert_array_equal(layer(x).data, want)
+    A = layer.lora_A.weight.data
+    assert A.shape == (4, 40) and layer.lora_B.weight.shape == (24, 4)
+    assert np.all(layer.lora_B.weight.data == 0) and layer.scaling == 4.0
+    bound = 1 / math.sqrt(40)                                 # kaiming_uniform_(a=sqrt(5))
+    assert M.kaiming_uniform_bound(40) == pytest.approx(bound)
+    assert np.abs(A).max() <= bound and np.abs(A).max() > 0.8 * bound
+
+
+def test_lora_forward_is_base_plus_scaled_low_rank_and_only_A_B_train():
+    base = nn.Linear(6, 5)
+    layer = M.LoRALinear(base, r=2, lora_alpha=3)
+    layer.lora_B.weight.data[...] = rng().standard_normal((5, 2))
+    x = minigrad.randn(4, 6)
+    W, b = base.weight.data, base.bias.data
+    A, B = layer.lora_A.weight.data, layer.lora_B.weight.data
+    np.testing.assert_allclose(layer(x).data, x.data @ W.T + b + 1.5 * x.data @ A.T @ B.T,
+                               rtol=1e-5, atol=1e-6)
+    layer(x).sum().backward()
+    assert base.weight.grad is None and base.bias.grad is None
+    assert layer.lora_A.weight.grad is not None and layer.lora_B.weight.grad is not None
+
+
+def test_merge_gives_same_outputs_and_unmerge_restores_the_weight():
+    minigrad.manual_seed(2)
+    model = nn.MLP([8, 16, 4])
+    peft = M.get_peft_model(model, M.LoraConfig(r=3, lora_alpha=6, target_modules=["0", "2"]))
+    for m in peft.lora_layers():
+        m.lora_B.weight.data[...] = rng().standard_normal(m.lora_B.weight.shape)
+    W0 = [m.base_layer.weight.data.copy() for m in peft.lora_layers()]
+    x = minigrad.randn(7, 8)
+    y = peft(x).data
+    peft.merge_adapter()
+    np.testing.assert_allclose(peft(x).data, y, rtol=1e-5, atol=1e-5)
+    peft.unmerge_adapter()
+    for m, w in zip(peft.lora_layers(), W0):
+        np.testing.assert_allclose(m.base_layer.weight.data, w, atol=1e-6)
+    plain = peft.merge_and_unload()
+    assert not any(isinstance(m, M.LoRALinear) for m in plain.modules())
+    np.testing.assert_allclose(plain(x).data, y, rtol=1e-5, atol=1e-5)
+
+
+def test_get_peft_model_counts_and_targets(capsys):
+    config = GPTConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    model = TinyGPT(config)
+    total = model.num_parameters()
+    peft = M.get_peft_model(model, M.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    trainable, all_params = peft.get_nb_trainable_parameters()
+    assert trainable == 2 * 2 * M.lora_parameters(16, 16, 2)     # 2 layers x (q, v)
+    assert all_params == total + trainable
+    line = peft.print_trainable_parameters()
+    assert line in capsys.readouterr().out and f"trainable params: {trainable:,d}" in line
+    regex = M.LoraConfig(r=1, target_modules=r"h\.0\.mlp\.\d")
+    assert sum(regex.matches(n) for n, _ in TinyGPT(config).named_modules()) == 3  # 0, 1, 2
+    with pytest.raises(ValueError, match="match no linear layer"):
+        M.get_peft_model(nn.MLP([2, 2]), M.LoraConfig(target_modules=["q_proj"]))
+    with pytest.raises(ValueError, match="LoraConfig: r must be"):
+        M.LoraConfig(r=0, target_modules=["q"])
+
+
+def test_adapters_start_as_identity_and_count_params():
+    model = nn.MLP([6, 10, 3])
+    x = minigrad.randn(4, 6)
+    want = model(x).data.copy()
+    M.add_adapters(model, ["0"], bottleneck=2)
+    np.testing.assert_array_equal(model(x).data, want)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == M.adapter_parameters(10, 2) == 2 * 10 * 2 + 2 + 10
+
+
+def test_qlora_base_in_nf4_lora_in_float():
+    model = nn.MLP([64, 128, 10])
+    x = minigrad.randn(3, 64)
+    W = model[0].weight.data.copy()
+    peft = M.get_qlora_model(model, M.LoraConfig(r=4, lora_alpha=4, target_modules=["0"]))
+    layer = peft.lora_layers()[0]
+    base = layer.base_layer
+    assert base.weight_dtype == "nf4" and base.weight_nbytes() == model_bytes(W.size, 4, 64)
+    np.testing.assert_array_equal(base.dequantized_weight(),
+                                  Q.dequantize_4bit(*Q.quantize_4bit(W, 64, quant_type="nf4")))
+    layer.lora_B.weight.data[...] = rng().standard_normal((128, 4))
+    h = x.data @ base.dequantized_weight().T + base.bias.data
+    h = h + x.data @ layer.lora_A.weight.data.T @ layer.lora_B.weight.data.T
+    np.testing.assert_allclose(layer(x).data, h, rtol=1e-5, atol=1e-5)
+    peft(x).sum().backward()
+    trained = {n for n, p in peft.named_parameters() if p.grad is not None}
+    assert trained == {"base_model.0.lora_A.weight", "base_model.0.lora_B.weight"}
+    with pytest.raises(TypeError, match="merge: base_layer must be an nn.Linear"):
+        layer.merge()
+    assert M.base_bytes(7e9, 4) == pytest.approx(7e9 * (4 + 32 / 64) / 8)
+    assert M.base_bytes(7e9, 16) == 14e9
+
+
+# ----------------------------------------------------------------------------
+# GaLore
+# ----------------------------------------------------------------------------
+
+def _run(opt, p, grads):
+    for g in grads:
+        p.grad = g.copy()
+        opt.step()
+    return p.data
+
+
+def test_full_rank_galore_with_a_signed_permutation_projection_is_adamw():
+    W0 = rng().standard_normal((6, 6)).astype(np.float32)
+    d = rng().permutation(np.arange(1, 7)).astype(np.float32) * rng().choice([-1, 1], 6)
+    # SVD of a diagonal gradient: U is a signed permutation, to which Adam is blind
+    grads = [np.diag(d)] + [rng().standard_normal((6, 6)).astype(np.float32) for _ in range(5)]
+    p1, p2 = nn.Parameter(W0.copy()), nn.Parameter(W0.copy())
+    want = _run(optim.AdamW([p1], lr=0.1, weight_decay=0.1), p1, grads)
+    galore = M.GaLoreAdamW([{"params": [p2], "rank": 6, "update_proj_gap": 100, "scale": 1.0}],
+                           lr=0.1, weight_decay=0.1)
+    np.testing.assert_allclose(_run(galore, p2, grads), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(40, 12), (12, 40)])
+def test_galore_state_bytes_and_projection(shape):
+    m, n = shape
+    p = nn.Parameter(rng().standard_normal(shape).astype(np.float32))
+    b = nn.Parameter(np.zeros(n, np.float32))
+    opt = M.GaLoreAdamW([{"params": [p], "rank": 3, "update_proj_gap": 2},
+                         {"params": [b]}], lr=0.01)
+    G = rng().standard_normal(shape).astype(np.float32)
+    for _ in range(3):
+        p.grad, b.grad = G.copy(), np.ones(n, np.float32)
+        opt.step()
+    proj = opt.state[id(p)]["projector"]
+    assert proj.refreshes == 2                                  # steps 0 and 2
+    assert opt.state[id(p)]["exp_avg"].shape == ((m, 3) if m >= n else (3, n))
+    assert opt.state_bytes() == M.galore_state_bytes(m, n, 3) + 2 * 4 * n
+    assert M.galore_state_bytes(m, n, 3) == 4 * (2 * 3 * max(m, n) + 3 * min(m, n))
+    # the projection spans the top-3 singular directions: it keeps their energy
+    s = np.linalg.svd(G, compute_uv=False)
+    low = proj.project(G, 1)
+    assert np.linalg.norm(low) == pytest.approx(np.sqrt((s[:3] ** 2).sum()), rel=1e-4)
+
+
+def test_galore_trains_and_8bit_variant_holds_less_state():
+    target = (rng().standard_normal((32, 4)) @ rng().standard_normal((4, 24))).astype(np.float32)
+
+    def fit(**group):
+        W = nn.Parameter(np.zeros((32, 24), np.float32))
+        opt = M.GaLoreAdamW([{"params": [W], **group}], lr=0.1)
+        for _ in range(100):
+            W.grad = W.data - target                           # d/dW of ||W - target||^2 / 2
+            opt.step()
+        return float(np.abs(W.data - target).mean()), opt.state_bytes()
+
+    err0 = float(np.abs(target).mean())
+    err, state = fit(rank=4, update_proj_gap=20, scale=1.0)
+    err8, state8 = fit(rank=4, update_proj_gap=20, scale=1.0, quantize=True)
+    assert err < 0.3 * err0 and err8 < 0.35 * err0
+    assert state == M.galore_state_bytes(32, 24, 4) and state8 < 0.75 * state
+    assert state < 0.35 * M.adamw_state_bytes(32, 24)
+
+
+def test_galore_rejects_bad_input():
+    with pytest.raises(ValueError, match="only 2-D"):
+        M.GaLoreAdamW([{"params": [nn.Parameter(np.zeros(3, np.float32))], "rank": 1}])
+    with pytest.raises(ValueError, match="proj_type must be 'std'"):
+        M.GaLoreProjector(2, proj_type="reverse_std")
+    with pytest.raises(ValueError, match="rank must be in"):
+        M.galore_state_bytes(4, 4, 5)
+
+
+# ----------------------------------------------------------------------------
+# the fine-tuning demo
+# ----------------------------------------------------------------------------
+
+def test_lora_gets_close_to_full_finetuning_with_few_parameters():
+    r = M.finetune_comparison(pretrain_steps=200, finetune_steps=80)
+    assert r["task_a"] > 0.9 and r["pretrained"]["accuracy"] < 0.6    # the shift hurts
+    assert r["lora"]["trainable"] < 0.15 * r["total"] and r["full"]["trainable"] == r["total"]
+    assert r["lora"]["accuracy"] >= r["full"]["accuracy"] - 0.06
+    assert r["lora"]["accuracy"] > r["head only"]["accuracy"] + 0.1
