@@ -125,9 +125,10 @@ def gpus_to_serve(config: ModelConfig, bits: int = 16, seq_len: int = 4096,
 
 
 def memory_table(configs, gpu_bytes: float = 80 * GB, world_size: int = 8) -> list:
-    """One dict per config: parameters; GB of weights at 32/16/8/4 bits; GB to train
-    (16 bytes/param) on one GPU and per GPU under ZeRO 1-3 over ``world_size``;
-    GPUs of ``gpu_bytes`` to train (ZeRO-3, model states only) and to serve in 16 bits."""
+    """One dict per config: "name", "params"; "32-bit GB" ... "4-bit GB" (weights);
+    "train GB" (16 bytes/param, one GPU); "ZeRO-1 GB/GPU" ... "ZeRO-3 GB/GPU" over
+    ``world_size`` GPUs; "GPUs to train" (ZeRO-3, model states only) and "GPUs to serve"
+    (16-bit weights + one sequence's KV cache at max_seq_len) of ``gpu_bytes``."""
     from .params import num_parameters
 
     rows = []
@@ -135,11 +136,10 @@ def memory_table(configs, gpu_bytes: float = 80 * GB, world_size: int = 8) -> li
         n = num_parameters(c)
         row = {"name": c.name, "params": n}
         for bits in (32, 16, 8, 4):
-            row[f"weights {bits}-bit GB"] = weight_bytes(n, bits) / GB
-        row["train GB (1 GPU)"] = training_bytes_per_gpu(n) / GB
+            row[f"{bits}-bit GB"] = weight_bytes(n, bits) / GB
+        row["train GB"] = training_bytes_per_gpu(n) / GB
         for stage in (1, 2, 3):
-            row[f"ZeRO-{stage} GB/GPU (x{world_size})"] = \
-                training_bytes_per_gpu(n, world_size, stage) / GB
+            row[f"ZeRO-{stage} GB/GPU"] = training_bytes_per_gpu(n, world_size, stage) / GB
         row["GPUs to train"] = gpus_to_train(n, gpu_bytes)
         row["GPUs to serve"] = gpus_to_serve(c, 16, c.max_seq_len, 1, gpu_bytes)
         rows.append(row)

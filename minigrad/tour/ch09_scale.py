@@ -50,7 +50,7 @@ def run(out_dir, quick: bool) -> list:
     savefig(V.memory_by_stage(stages), "ch09_memory", out_dir)
     for r in S.memory_table([S.get_config("llama2-70b"), S.get_config("gpt3-175b")]):
         rows.append((f"{r['name']}: GB to train on 1 GPU; 80 GB GPUs to train (ZeRO-3) / serve",
-                     f"{r['train GB (1 GPU)']:,.0f}; {r['GPUs to train']} / {r['GPUs to serve']}"))
+                     f"{r['train GB']:,.0f}; {r['GPUs to train']} / {r['GPUs to serve']}"))
 
     # rooflines: A100, H100 and this machine, measured
     spec, points = S.measure_machine(quick=quick, repeats=2 if quick else 3)
