@@ -81,7 +81,7 @@ def round_to_reference(x, fmt, saturate: bool | None = None) -> np.ndarray:
 def _bfloat16_fast(x: np.ndarray) -> np.ndarray:
     """float32 -> bf16 on the bits: add 0x7FFF plus the lowest kept bit, drop the low 16 bits
     (round half to even; a carry that reaches the exponent is the next binade, or inf)."""
-    b = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    b = np.ascontiguousarray(x, np.float32).view(np.uint32).reshape(x.shape)   # keeps 0-d
     r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
     return np.where(np.isnan(x), x, r.view(np.float32))   # a NaN's payload must not carry to inf
 
@@ -89,7 +89,7 @@ def _bfloat16_fast(x: np.ndarray) -> np.ndarray:
 def _float16_fast(x: np.ndarray) -> np.ndarray:
     """float32 -> fp16 values: keep 11 significant bits of the float32 bits (round half to
     even at bit 13); fp16's subnormal range rounds to multiples of 2^-24; beyond max, inf."""
-    b = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    b = np.ascontiguousarray(x, np.float32).view(np.uint32).reshape(x.shape)   # keeps 0-d
     r = (b + np.uint32(0x0FFF) + ((b >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
     y = r.view(np.float32)
     a = np.abs(x)
