@@ -316,7 +316,7 @@ print(f"step {r['step_seconds'] * 1e3:.0f} ms, {r['model_flops'] / 1e9:.2f} GFLO
 #
 # Exam-style questions (answer in `answers.toml`): FLOPs to train 7B on 2T tokens; the
 # compute-optimal size for Chinchilla's budget; tokens for a 70B model; bytes to train 7B
-# with mixed-precision Adam; intensity of an fp16 4096^3 matmul; whether a batch-1 decode
+# with mixed-precision Adam; Llama-2 70B weights at 4 bits; intensity of an fp16 4096^3 matmul; whether a batch-1 decode
 # step on an H100 is memory- or compute-bound; 80 GB GPUs for 70B under ZeRO-3; the KV cache
 # of Llama-2 70B; the activation formula; days to train Chinchilla; Llama-2 7B's parameters;
 # GPT-3 against Chinchilla's rule.

@@ -351,8 +351,56 @@ def test_measured_mfu_uses_the_model_flops_of_the_step():
     (lambda: S.arithmetic_intensity(10, 0), "arithmetic_intensity: nbytes must be > 0"),
     (lambda: S.training_days(1e9, 1e9, 8, 1e15, mfu=1.5), "mfu must be in"),
     (lambda: S.gpus_to_train(1e9, gpu_bytes=0), "gpus_to_train: gpu_bytes must be > 0"),
+    (lambda: S.gpus_to_train(-1e9), "training_bytes_per_gpu: n_params must be >= 0"),
     (lambda: S.chinchilla_loss(0, 1e9), "chinchilla_loss: n_params and n_tokens must be > 0"),
 ])
 def test_bad_input_names_the_function_and_the_argument(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+# ---------------------------------------------------------------------------
+# oracle: PyTorch's FLOP counter over a forward AND backward pass
+# ---------------------------------------------------------------------------
+
+@pytest.mark.torch
+@pytest.mark.parametrize("gated,kv", [(False, 4), (True, 2)])
+def test_flops_per_token_equals_torch_flop_counter_of_forward_and_backward(gated, kv):
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    V, d, L, H, f, T, B = 37, 32, 2, 4, 40, 16, 3
+    D = d // H
+    c = S.ModelConfig("t", vocab_size=V, d_model=d, n_layers=L, n_heads=H, n_kv_heads=kv,
+                      d_ff=f, gated_mlp=gated)
+    lin = lambda i, o: torch.nn.Linear(i, o, bias=False)  # noqa: E731
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v, self.o = lin(d, d), lin(d, kv * D), lin(d, kv * D), lin(d, d)
+            self.up, self.down = lin(d, f), lin(f, d)
+            self.gate = lin(d, f) if gated else None
+
+        def forward(self, x):
+            heads = lambda t, h: t.view(B, T, h, D).transpose(1, 2)  # noqa: E731
+            q = heads(self.q(x), H)
+            k = heads(self.k(x), kv).repeat_interleave(H // kv, dim=1)
+            v = heads(self.v(x), kv).repeat_interleave(H // kv, dim=1)
+            a = torch.softmax(q @ k.transpose(-2, -1) / D ** 0.5, dim=-1)   # (B, H, T, T)
+            x = x + self.o((a @ v).transpose(1, 2).reshape(B, T, d))
+            h = torch.nn.functional.silu(self.gate(x)) * self.up(x) if gated \
+                else torch.nn.functional.gelu(self.up(x))
+            return x + self.down(h)
+
+    torch.manual_seed(0)
+    emb, blocks, head = torch.nn.Embedding(V, d), torch.nn.ModuleList(Block() for _ in range(L)), \
+        lin(d, V)
+    idx = torch.randint(0, V, (B, T))
+    with FlopCounterMode(display=False) as counter:
+        x = emb(idx)
+        for b in blocks:
+            x = b(x)
+        head(x).sum().backward()
+    # torch counts 2 FLOPs per multiply-add of every mm/bmm, forward and backward
+    assert counter.get_total_flops() == S.flops_per_token(c, T) * B * T

@@ -94,6 +94,11 @@ def _zero3_gpus_70b():
     return _scale().gpus_to_train(70e9, 80e9, stage=3)
 
 
+def _weights_70b_4bit_gb():
+    S = _scale()
+    return S.weight_bytes(S.num_parameters(S.get_config("llama2-70b")), bits=4) / S.GB
+
+
 def _kv_cache_70b_gb():
     S = _scale()
     return S.kv_cache_bytes_for(S.get_config("llama2-70b"), 4096, 1, itemsize=2) / S.GB
@@ -157,6 +162,11 @@ QUESTIONS = [
         prompt=("Fewest 80 GB GPUs that hold the model states (16 bytes per parameter) of a "
                 "70B model under ZeRO stage 3, activations aside."),
         answer=_zero3_gpus_70b, rtol=0.0),
+    Question(
+        "ch9.q.weights_70b_4bit", kind="numeric", points=1,
+        prompt=("GB (1e9 bytes) to hold the weights of Llama-2 70B (68.98e9 parameters) at "
+                "4 bits per weight, scales aside."),
+        answer=_weights_70b_4bit_gb),
     Question(
         "ch9.q.kv_cache_70b", kind="numeric", points=1,
         prompt=("GB of the fp16 KV cache of Llama-2 70B (80 layers, 8 KV heads of 128 dims) "

@@ -46,6 +46,8 @@ def weight_bytes(n_params: float, bits: int = 16) -> float:
 def training_bytes_per_gpu(n_params: float, world_size: int = 1, stage: int = 0) -> float:
     """Bytes of model states per GPU for mixed-precision Adam (2 + 2 + 12 per parameter)
     under ZeRO ``stage`` over ``world_size`` GPUs; stage 0 on one GPU is 16 N."""
+    if not n_params >= 0:
+        raise ValueError(f"training_bytes_per_gpu: n_params must be >= 0, got {n_params!r}")
     return float(sum(zero_memory_per_gpu(n_params, world_size, stage).values()))
 
 
