@@ -173,9 +173,9 @@ rows = S.memory_table([S.get_config(n) for n in
 cols = list(rows[0])[2:]
 print(f"{'model':<11}{'params':>8}" + "".join(f"{k:>{len(k) + 2}}" for k in cols))
 for r in rows:
-    print(f"{r['name']:<11}{r['params'] / 1e9:>7.2f}B" +
-          "".join(f"{r[k]:>{len(k) + 2},.1f}" if isinstance(r[k], float) else f"{r[k]:>{len(k) + 2}}"
-                  for k in cols))
+    cells = [f"{r[k]:,.1f}" if isinstance(r[k], float) else str(r[k]) for k in cols]
+    print(f"{r['name']:<11}{r['params'] / 1e9:>7.2f}B"
+          + "".join(f"{v:>{len(k) + 2}}" for k, v in zip(cols, cells)))
 
 # %%
 stages = {n: [S.training_bytes_per_gpu(S.num_parameters(S.get_config(n)), 8, s) / S.GB
@@ -249,8 +249,9 @@ print(f"this machine: {spec.peak_flops / 1e9:.1f} GFLOP/s, {spec.bandwidth / 1e9
       f"balance {S.machine_balance(spec.peak_flops, spec.bandwidth):.1f} FLOPs/byte")
 for p in points:
     roof = S.roofline(p.intensity, spec.peak_flops, spec.bandwidth)
+    kind = S.bound(p.intensity, spec.peak_flops, spec.bandwidth)
     print(f"{p.name:<24} I = {p.intensity:>7.3f}  {p.achieved / 1e9:>7.2f} GFLOP/s = "
-          f"{p.achieved / roof:>5.0%} of its roof ({S.bound(p.intensity, spec.peak_flops, spec.bandwidth)})")
+          f"{p.achieved / roof:>5.0%} of its roof ({kind})")
 marks = [("decode b=1", S.arithmetic_intensity(*S.decode_step_cost(7e9))),
          ("layer norm", S.arithmetic_intensity(*S.layer_norm_cost(4096, 4096))),
          ("matmul 4096^3", S.arithmetic_intensity(*S.matmul_cost(4096, 4096, 4096)))]
@@ -307,7 +308,7 @@ print(f"step {r['step_seconds'] * 1e3:.0f} ms, {r['model_flops'] / 1e9:.2f} GFLO
 #
 # | id | where | what |
 # | --- | --- | --- |
-# | `ch9.block_parameters` | `minigrad/scale/params.py` | attention, MLP and norm parameters of a block |
+# | `ch9.block_parameters` | `minigrad/scale/params.py` | attention, MLP, norm parameters of a block |
 # | `ch9.flops_per_token` | `minigrad/scale/flops.py` | $2N + 4LTd$ forward, 3x for training |
 # | `ch9.compute_optimal` | `minigrad/scale/chinchilla.py` | $N$ and $D$ from $C = 6ND$, $D = 20N$ |
 # | `ch9.activation_bytes` | `minigrad/scale/memory.py` | $sbh(34 + 5as/h)$ and recomputation |
@@ -316,10 +317,10 @@ print(f"step {r['step_seconds'] * 1e3:.0f} ms, {r['model_flops'] / 1e9:.2f} GFLO
 #
 # Exam-style questions (answer in `answers.toml`): FLOPs to train 7B on 2T tokens; the
 # compute-optimal size for Chinchilla's budget; tokens for a 70B model; bytes to train 7B
-# with mixed-precision Adam; Llama-2 70B weights at 4 bits; intensity of an fp16 4096^3 matmul; whether a batch-1 decode
-# step on an H100 is memory- or compute-bound; 80 GB GPUs for 70B under ZeRO-3; the KV cache
-# of Llama-2 70B; the activation formula; days to train Chinchilla; Llama-2 7B's parameters;
-# GPT-3 against Chinchilla's rule.
+# with mixed-precision Adam; Llama-2 70B's weights at 4 bits; intensity of an fp16 4096^3
+# matmul; whether a batch-1 decode step on an H100 is memory- or compute-bound; 80 GB GPUs
+# for 70B under ZeRO-3; the KV cache of Llama-2 70B; the activation formula; days to train
+# Chinchilla; Llama-2 7B's parameters; GPT-3 against Chinchilla's rule.
 #
 # ```
 # minigrad exercises list     # every exercise and question with its points

@@ -49,7 +49,8 @@ def matmul_parameters(config: ModelConfig) -> int:
                         f"got {type(config).__name__}")
     nobias = config.scaled(bias=False)
     block = block_parameters(nobias)
-    return config.n_layers * (block["attention"] + block["mlp"]) + config.vocab_size * config.d_model
+    head = config.vocab_size * config.d_model
+    return config.n_layers * (block["attention"] + block["mlp"]) + head
 
 
 def attention_flops_per_token(config: ModelConfig, seq_len: int, backward: bool = True) -> int:

@@ -69,8 +69,9 @@ def run(out_dir, quick: bool) -> list:
     for p in points:
         if p.name.startswith(("matmul 32", "add", "softmax")):
             roof = S.roofline(p.intensity, spec.peak_flops, spec.bandwidth)
+            kind = S.bound(p.intensity, spec.peak_flops, spec.bandwidth)
             rows.append((f"{p.name}: I = {p.intensity:.2g}, achieved / roof",
-                         f"{p.achieved / roof:.0%} ({S.bound(p.intensity, spec.peak_flops, spec.bandwidth)})"))
+                         f"{p.achieved / roof:.0%} ({kind})"))
 
     # time and cost, and this machine's MFU on a TinyGPT step
     days = S.training_days(70e9, 1.4e12, 1024, S.GPUS["A100"].peak_flops, mfu=0.4)
