@@ -93,8 +93,9 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # A weight multiplies each token once in the forward pass (2 FLOPs: a multiply and an add)
 # and twice in the backward (the gradient of the input and of the weight): $6N$ per token,
 # $C = 6ND$. Attention adds $Q K^T$ and $AV$, $2Td$ each per token per layer:
-# $4LTd$ forward, $12LTd$ for training (PaLM's accounting; Kaplan et al. book only one of
-# the two). Below, `minigrad.counting` counts a real forward pass of the TinyGPT above.
+# $4LTd$ forward, $12LTd$ for training (PaLM's accounting; Kaplan et al.'s forward count has
+# half of it, $2LTd$). Below, `minigrad.counting` counts a real forward pass of the TinyGPT
+# above; PyTorch's FLOP counter over forward and backward agrees to the FLOP (see the tests).
 
 # %%
 B, T = 4, g.block_size

@@ -11,8 +11,8 @@ trained on D tokens costs C ~ 6 N D (Kaplan et al. 2020; Hoffmann et al. 2022).
 Attention adds work that has no weights: the scores Q K^T and the weighted sum
 A V, each 2 T d FLOPs per token per layer for a context of T tokens, so
 4 L T d forward and 12 L T d for training (PaLM, Chowdhery et al. 2022,
-Appendix B: 6 N + 12 L H Q T, with H Q = d). Kaplan's Table 1 books one of
-the two products (2 L T d forward). Neither halves it for the causal mask,
+Appendix B: 6 N + 12 L H Q T, with H Q = d). Kaplan et al.'s forward count
+(their eq. 2.2) has 2 L T d, half of this. Neither halves it for the causal mask,
 and neither counts biases, norms, softmax or activations (a few per element
 against thousands per token for the products).
 """

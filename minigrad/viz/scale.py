@@ -80,7 +80,7 @@ def memory_by_stage(rows: dict, gpu_gb: float = 80, world_size: int = 8):
     ax.set_xticks(x, names, rotation=20)
     ax.set(title=f"Mixed-precision Adam model states per GPU, {world_size} GPUs "
                  f"(16 bytes / parameter)", ylabel="GB per GPU")
-    ax.set_ylim(top=ax.get_ylim()[1] * 30)          # room for the legend above the bars
+    ax.set_ylim(top=ax.get_ylim()[1] * 8)           # room for the legend above the bars
     ax.legend(ncol=5, fontsize=9, loc="upper left")
     return fig
 
@@ -103,7 +103,8 @@ def _roof(ax, spec, i, ls="-"):
 def roofline_plot(gpus, marks, machine, points, title: str = "Rooflines"):
     """Left: the rooflines min(P, I W) of ``gpus`` (``GPUSpec``s) with vertical ``marks``
     (name, intensity) for operations. Right: ``machine``'s roofline with its measured
-    ``points`` (name, intensity, achieved FLOP/s). Log-log; a tick marks each balance."""
+    ``points`` (name, intensity, achieved FLOP/s), one marker each, named in the legend.
+    Log-log; a tick marks each machine balance."""
     fig, (a, b) = new_figure(1, 2, size=(6.6, 5.2))
     i = np.logspace(-2, 4, 400)
     for s in gpus:
@@ -116,10 +117,11 @@ def roofline_plot(gpus, marks, machine, points, title: str = "Rooflines"):
           ylabel="attainable FLOP/s", ylim=(ylo, None))
     a.legend(loc="upper left", fontsize=9)
     _roof(b, machine, i)
+    markers = "osD^vP*Xh"
     for k, (name, x, y) in enumerate(sorted(points, key=lambda p: p[1])):
-        b.plot([x], [y], "o", color="#C44E52", ms=7)     # labels alternate below / above
-        b.annotate(name, (x, y), textcoords="offset points", fontsize=9, ha="center",
-                   xytext=(0, -15) if k % 2 else (0, 7))
+        b.plot([x], [y], markers[k % len(markers)], ms=9, color=f"C{(k + 1) % 10}",
+               markeredgecolor="black", label=name)
+    b.legend(loc="lower right", fontsize=9)
     b.set(title=f"This machine, measured: {_si(machine.peak_flops, 'FLOP/s')}, "
                 f"{_si(machine.bandwidth, 'B/s')}",
           xlabel="arithmetic intensity (FLOPs / byte)", ylabel="FLOP/s")
