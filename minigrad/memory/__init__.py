@@ -22,7 +22,8 @@ from .checkpoint import (CheckpointWrapper, RecomputeAttentionCore, apply_select
 from .chunking import (ChunkedLinearCrossEntropy, chunked_linear_cross_entropy,
                        linear_cross_entropy_scratch_bytes)
 from .finetune import classifier_accuracy, finetune_comparison, mirror, train_classifier
-from .galore import GaLoreAdamW, GaLoreProjector, adamw_state_bytes, galore_state_bytes
+from .galore import (GaLoreAdamW, GaLoreProjector, adamw_state_bytes, galore_param_groups,
+                     galore_state_bytes, galore_vs_adamw)
 from .lora import (LoraConfig, LoRALinear, PeftModel, get_peft_model, kaiming_uniform_bound,
                    lora_parameters)
 from .offload import PCIE_BANDWIDTH, HostMemory, OffloadedAdamW, transfer_time
@@ -47,4 +48,5 @@ __all__ = [
     "get_qlora_model", "base_bytes",
     "mirror", "train_classifier", "classifier_accuracy", "finetune_comparison",
     "GaLoreProjector", "GaLoreAdamW", "galore_state_bytes", "adamw_state_bytes",
+    "galore_param_groups", "galore_vs_adamw",
 ]
