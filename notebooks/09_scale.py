@@ -84,10 +84,10 @@ savefig(fig, "ch09_param_breakdown")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
-# Embeddings are a third of GPT-2 small and vanish at scale; the MLP holds about two thirds
-# of a large model. Llama-3's 128K vocabulary makes its embedding and head 13% of 8B;
-# grouped-query attention (8 KV heads of 64) makes Llama-2 70B's attention smaller than
-# GPT-3's share.
+# Embeddings are a third of GPT-2 small and vanish at scale; the MLP holds two thirds or
+# more of a large model. Llama-3's 128K vocabulary makes its embedding and head 13% of 8B;
+# grouped-query attention (8 KV heads for 64 query heads) halves Llama-2 70B's attention
+# share against GPT-3's.
 #
 # ## 2. Training FLOPs: about 6 per parameter per token
 # A weight multiplies each token once in the forward pass (2 FLOPs: a multiply and an add)
@@ -262,10 +262,11 @@ savefig(fig, "ch09_roofline")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
-# The add sits on the bandwidth roof: it is pure memory traffic. Softmax and layer norm are
+# The add sits on or near the bandwidth roof: it is pure memory traffic. Softmax and layer norm are
 # far below theirs: NumPy runs them as several passes (max, subtract, exp, sum, divide), each
 # reading and writing the whole array, so they move several times the bytes of a fused kernel.
-# Small matmuls are below the compute roof (overheads, caches); large ones reach it.
+# Small matmuls are below the compute roof (call overheads, caches); large ones come close.
+# (On a shared machine the numbers move from run to run; the shape of the picture does not.)
 #
 # ## 6. Time and cost
 # A run of $6ND$ FLOPs on $n$ GPUs at peak $P$ reaching a fraction MFU (model FLOPs
