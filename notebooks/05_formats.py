@@ -152,9 +152,20 @@ savefig(fig, "ch05_gradient_underflow")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
-# A **static** scale has to be chosen by hand: too small and gradients still
-# underflow, too large ($2^{40}$ above) and some overflow to inf. **Dynamic**
-# loss scaling finds it: `GradScaler` multiplies the loss by $S$, checks the
+# A **static** scale (`StaticGradScaler`: one fixed $S$; a step with an inf
+# gradient is skipped) has to be chosen by hand: too small and gradients still
+# underflow, too large ($2^{40}$ above) and some overflow to inf on every step.
+# The toy MLP of section 6, 100 steps with four static scales (fp32 reaches
+# 0.592; $S = 1$ is no scaling at all):
+
+# %%
+for s in (1.0, 2.0 ** 4, 2.0 ** 24, 2.0 ** 40):
+    r = A.train_toy("fp16+static", steps=100, init_scale=s)
+    print(f"static scale 2^{np.log2(s):<3.0f}: loss {r['loss'][0]:.3f} -> {r['loss'][-1]:.3f}   "
+          f"zero gradients {r['zero_grads'].mean():4.0%}   skipped steps {int(r['skipped'].sum())}")
+
+# %% [markdown]
+# **Dynamic** loss scaling finds the scale: `GradScaler` multiplies the loss by $S$, checks the
 # unscaled gradients for inf/NaN, **skips** the step and halves $S$ when it
 # finds one, and doubles $S$ after `growth_interval` clean steps. The API is
 # PyTorch's; `tests/test_amp.py` checks the scale trajectory against
@@ -278,8 +289,9 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # Exam-style questions (answer in `answers.toml`): the largest fp16 value; the
 # smallest fp16 subnormal; bf16's spacing at 1 and at 300; e4m3's max; whether
 # 1 + 1e-4 survives fp16 / bf16; why bf16 needs no loss scaling; a loss scale
-# after a sequence of steps; bytes per parameter of mixed-precision Adam; the
-# bytes of mixed-precision training as a formula.
+# after a sequence of steps; which op autocast keeps in fp32; bytes per
+# parameter of mixed-precision Adam; the bytes of mixed-precision training as a
+# formula.
 #
 # ```
 # minigrad exercises list     # every exercise and question with its points

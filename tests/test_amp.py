@@ -237,6 +237,18 @@ def test_training_in_each_precision():
     assert runs["bf16-pure"]["loss"][-1] < runs["bf16-pure"]["loss"][0]
 
 
+def test_static_scale_too_small_underflows_too_large_skips_every_step():
+    kw = dict(steps=25, n_samples=64, sizes=(2, 16, 3), loss_weight=2.0 ** -22)
+    fp32 = A.train_toy("fp32", **kw)["loss"]
+    small = A.train_toy("fp16+static", init_scale=1.0, **kw)
+    good = A.train_toy("fp16+static", init_scale=2.0 ** 20, **kw)
+    big = A.train_toy("fp16+static", init_scale=2.0 ** 60, **kw)
+    assert np.all(small["zero_grads"] == 1) and np.all(small["loss"] == small["loss"][0])
+    np.testing.assert_allclose(good["loss"], fp32, rtol=2e-2)
+    assert big["skipped"].all() and np.all(big["loss"] == big["loss"][0])
+    assert np.all(big["scale"] == 2.0 ** 60)
+
+
 def test_dynamic_scaler_backs_off_when_the_start_is_too_high():
     r = A.train_toy("fp16+scaling", steps=30, n_samples=64, sizes=(2, 16, 3),
                     init_scale=2.0 ** 60, growth_interval=1000)

@@ -9,8 +9,7 @@ MLP trained in each precision; gradient underflow counted), :mod:`memory`
 :mod:`minigrad.formats`.
 """
 
-from .autocast import (AUTOCAST_OPS, LOW_PRECISION_FORMATS, autocast, cast_to, get_autocast_dtype,
-                       is_autocast_enabled)
+from .autocast import AUTOCAST_OPS, autocast, cast_to, get_autocast_dtype, is_autocast_enabled
 from .master import master_sgd_step_, round_parameters_, weight_update_trajectory
 from .memory import (TRAINING_PRECISIONS, activation_bytes, bytes_per_param_table,
                      training_bytes_per_param, training_memory)
@@ -20,7 +19,6 @@ from .training import PRECISIONS, model_gradients, train_toy, underflow_stats
 __all__ = [
     "GradScaler", "StaticGradScaler", "update_scale", "unscale_grads_",
     "autocast", "cast_to", "is_autocast_enabled", "get_autocast_dtype", "AUTOCAST_OPS",
-    "LOW_PRECISION_FORMATS",
     "master_sgd_step_", "weight_update_trajectory", "round_parameters_",
     "PRECISIONS", "train_toy", "underflow_stats", "model_gradients",
     "TRAINING_PRECISIONS", "training_bytes_per_param", "activation_bytes", "training_memory",

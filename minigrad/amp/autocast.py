@@ -42,10 +42,7 @@ from ..autograd import Function
 from ..formats import Format, get_format, round_to
 from ..nn import Linear
 
-__all__ = ["cast_to", "autocast", "is_autocast_enabled", "get_autocast_dtype", "AUTOCAST_OPS",
-           "LOW_PRECISION_FORMATS"]
-
-LOW_PRECISION_FORMATS = ("float16", "bfloat16")
+__all__ = ["cast_to", "autocast", "is_autocast_enabled", "get_autocast_dtype", "AUTOCAST_OPS"]
 
 AUTOCAST_OPS = (
     ("nn.Linear (matmul + bias)", "low", "most of the FLOPs; tensor cores; products summed in fp32"),

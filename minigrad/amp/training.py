@@ -11,6 +11,7 @@ precision:
     "fp16+scaling"  the same with a dynamic GradScaler
     "bf16"          autocast bf16, fp32 master weights, no loss scaling
     "bf16-pure"     autocast bf16 and the weights themselves stored in bf16 (no master)
+    "fp16+static"   (not in PRECISIONS) fp16 with a StaticGradScaler fixed at init_scale
 
 ``loss_weight`` multiplies the loss (and Adam's eps, so fp32 training is the
 same problem at any weight: Adam's update is invariant to the gradient's
@@ -30,7 +31,7 @@ from ..formats.rounding import as_float_array
 from ..tensor import Tensor, manual_seed
 from .autocast import autocast
 from .master import round_parameters_
-from .scaler import GradScaler
+from .scaler import GradScaler, StaticGradScaler
 
 __all__ = ["PRECISIONS", "underflow_stats", "model_gradients", "train_toy"]
 
@@ -88,8 +89,9 @@ def train_toy(precision: str = "fp32", steps: int = 300, lr: float = 1e-3,
         "zero_grads" (fraction of gradient entries exactly 0); and "accuracy"
         (float, on the training set at the end).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"train_toy: precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision not in PRECISIONS + ("fp16+static",):
+        raise ValueError(f"train_toy: precision must be one of {PRECISIONS + ('fp16+static',)}, "
+                         f"got {precision!r}")
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"train_toy: steps must be an integer >= 1, got {steps!r}")
     fmt = {"fp32": None, "bf16": "bfloat16", "bf16-pure": "bfloat16"}.get(precision, "float16")
@@ -97,8 +99,11 @@ def train_toy(precision: str = "fp32", steps: int = 300, lr: float = 1e-3,
     if precision == "bf16-pure":
         round_parameters_(model.parameters(), fmt)
     opt = optim.Adam(model.parameters(), lr=lr, eps=1e-8 * loss_weight)
-    scaler = GradScaler(init_scale=init_scale, growth_interval=growth_interval,
-                        enabled=precision == "fp16+scaling")
+    if precision == "fp16+static":
+        scaler = StaticGradScaler(init_scale)
+    else:
+        scaler = GradScaler(init_scale=init_scale, growth_interval=growth_interval,
+                            enabled=precision == "fp16+scaling")
     out = {k: np.zeros(steps) for k in ("loss", "scale", "zero_grads")}
     out["skipped"] = np.zeros(steps, bool)
     for t in range(steps):

@@ -129,6 +129,14 @@ QUESTIONS = [
                 "The scale after the last update?"),
         answer=_scale_after_sequence, rtol=0.0),
     Question(
+        "ch5.q.autocast_fp32", kind="choice", points=1,
+        prompt=("Under autocast with fp16, which op still runs in fp32, and why?"),
+        choices={"a": "the Linear layer's matmul: it has the most FLOPs",
+                 "b": ("softmax: exp overflows fp16 above about 11, and its normalizing sum "
+                       "adds many terms that 11 significant bits would lose"),
+                 "c": "ReLU: max(x, 0) is not exact in fp16"},
+        answer=lambda: "b"),
+    Question(
         "ch5.q.mixed_adam_bytes", kind="numeric", points=1,
         prompt=("Bytes per parameter held through mixed-precision training with Adam: 16-bit "
                 "weights and gradients, fp32 master weights and fp32 Adam moments."),
