@@ -10,7 +10,8 @@ precision:
     "fp16"          autocast fp16, fp32 master weights, no loss scaling
     "fp16+scaling"  the same with a dynamic GradScaler
     "bf16"          autocast bf16, fp32 master weights, no loss scaling
-    "bf16-pure"     autocast bf16 and the weights themselves stored in bf16 (no master)
+    "bf16-pure"     autocast bf16 and the weights themselves stored in bf16 (no master;
+                    Adam's moments stay fp32, so only the weights' rounding differs)
     "fp16+static"   (not in PRECISIONS) fp16 with a StaticGradScaler fixed at init_scale
 
 ``loss_weight`` multiplies the loss (and Adam's eps, so fp32 training is the
@@ -85,7 +86,7 @@ def train_toy(precision: str = "fp32", steps: int = 300, lr: float = 1e-3,
     Returns:
         dict of (steps,) arrays: "loss" (the unweighted cross-entropy, fp32),
         "scale" (the loss scale used at each step; 1 without a scaler),
-        "skipped" (bool: the step was skipped for inf/NaN gradients),
+        "skipped" (bool: the scaler skipped the step for inf/NaN gradients),
         "zero_grads" (fraction of gradient entries exactly 0); and "accuracy"
         (float, on the training set at the end).
     """
@@ -116,7 +117,7 @@ def train_toy(precision: str = "fp32", steps: int = 300, lr: float = 1e-3,
         grads = np.concatenate([p.grad.ravel() for p in model.parameters()])
         out["loss"][t] = float(loss.data)
         out["zero_grads"][t] = float(np.mean(grads == 0))
-        out["skipped"][t] = not np.isfinite(grads).all()
+        out["skipped"][t] = scaler.is_enabled() and not np.isfinite(grads).all()
         scaler.step(opt)
         scaler.update()
         if precision == "bf16-pure":
