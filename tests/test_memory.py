@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minigrad
 import minigrad.functional as F
@@ -523,3 +525,59 @@ def test_lora_gets_close_to_full_finetuning_with_few_parameters():
     assert r["lora"]["trainable"] < 0.15 * r["total"] and r["full"]["trainable"] == r["total"]
     assert r["lora"]["accuracy"] >= r["full"]["accuracy"] - 0.06
     assert r["lora"]["accuracy"] > r["head only"]["accuracy"] + 0.1
+
+
+# ----------------------------------------------------------------------------
+# oracles: PyTorch's checkpoint and init, shapes by hypothesis
+# ----------------------------------------------------------------------------
+
+@pytest.mark.torch
+def test_checkpoint_and_lora_gradients_match_torch():
+    torch = pytest.importorskip("torch")
+    from torch.utils.checkpoint import checkpoint as torch_checkpoint
+
+    W1 = rng().standard_normal((8, 6))
+    A, B = rng().standard_normal((2, 6)), rng().standard_normal((8, 2))
+    x = rng().standard_normal((5, 6))
+
+    def ours():
+        w, a, b = (Tensor(v, requires_grad=True) for v in (W1, A, B))
+        xt = Tensor(x, requires_grad=True)
+        y = M.checkpoint(lambda t: (t @ w.T + 0.5 * (t @ a.T) @ b.T).tanh(), xt)
+        (y * y).sum().backward()
+        return [t.grad for t in (w, a, b, xt)]
+
+    def theirs():
+        w, a, b, xt = (torch.tensor(v, requires_grad=True) for v in (W1, A, B, x))
+        y = torch_checkpoint(lambda t: torch.tanh(t @ w.T + 0.5 * (t @ a.T) @ b.T), xt,
+                             use_reentrant=False)
+        (y * y).sum().backward()
+        return [t.grad.numpy() for t in (w, a, b, xt)]
+
+    for g, w in zip(ours(), theirs()):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.torch
+def test_lora_A_init_bound_is_torch_kaiming_uniform():
+    torch = pytest.importorskip("torch")
+    t = torch.empty(64, 300)
+    torch.nn.init.kaiming_uniform_(t, a=math.sqrt(5))        # PEFT's init of lora_A
+    assert M.kaiming_uniform_bound(300) == pytest.approx(float(t.abs().max()), rel=0.01)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 40), c=st.integers(1, 6), v=st.integers(1, 30), chunk=st.integers(1, 50))
+def test_chunked_cross_entropy_any_shape(n, c, v, chunk):
+    r = np.random.default_rng(n * 1000 + v)
+    h = Tensor(r.standard_normal((n, c)), requires_grad=True)
+    W = Tensor(r.standard_normal((v, c)), requires_grad=True)
+    t = r.integers(0, v, n)
+    F.cross_entropy(F.linear(h, W), t).backward()
+    gh, gW = h.grad, W.grad
+    h.grad = W.grad = None
+    loss = M.chunked_linear_cross_entropy(h, W, t, chunk)
+    loss.backward()
+    assert float(loss.data) == pytest.approx(float(F.cross_entropy(F.linear(h, W), t).data), rel=1e-10)
+    np.testing.assert_allclose(h.grad, gh, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(W.grad, gW, rtol=1e-9, atol=1e-12)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numbers
 
 from ..counting import OPTIMIZER_STATES, optimizer_state_bytes
-from ..nn import MLP, Linear
+from ..nn import MLP, Linear, ReLU
 from .tracker import MemoryBreakdown
 
 __all__ = ["parameter_bytes", "gradient_bytes", "adam_state_bytes", "mlp_activation_bytes",
@@ -136,7 +136,7 @@ def estimate_training_memory(model, input_shape, optimizer: str = "adamw") -> Me
         if len(input_shape) != 2 or input_shape[1] != model.sizes[0]:
             raise ValueError(f"estimate_training_memory: an MLP({model.sizes}) takes (N, "
                              f"{model.sizes[0]}), got input_shape {input_shape}")
-        if any(type(m).__name__ != "ReLU" for m in model if not isinstance(m, Linear)):
+        if any(not isinstance(m, (Linear, ReLU)) for m in model):
             raise ValueError("estimate_training_memory: counts an MLP with ReLU and no dropout")
         activations = mlp_activation_bytes(model.sizes, input_shape[0])
     else:

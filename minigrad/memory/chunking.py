@@ -36,8 +36,9 @@ class ChunkedLinearCrossEntropy(Function):
     @staticmethod
     def forward(ctx, hidden, weight, target, chunk_size):
         N = hidden.shape[0]
-        grad_h = np.empty_like(hidden)                      # (N, C)
-        grad_w = np.zeros_like(weight)                      # (V, C)
+        need_grads = any(ctx.needs_input_grad[:2])          # evaluation: the loss only
+        grad_h = np.empty_like(hidden) if need_grads else None   # (N, C)
+        grad_w = np.zeros_like(weight) if need_grads else None   # (V, C)
         total = 0.0
         for start in range(0, N, chunk_size):
             h = hidden[start:start + chunk_size]            # (n, C)
@@ -47,6 +48,8 @@ class ChunkedLinearCrossEntropy(Function):
             z -= z.max(axis=1, keepdims=True)               # stable: exp never overflows
             lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
             total += float((lse[:, 0] - z[rows, t]).sum())
+            if not need_grads:
+                continue
             np.exp(z - lse, out=z)                          # softmax, in z's buffer
             z[rows, t] -= 1                                 # dz = softmax - onehot
             grad_h[start:start + chunk_size] = z @ weight   # (n, V) @ (V, C) -> (n, C)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import functional as F
 from ..nn import Linear, Module, Parameter
-from ..tensor import Tensor, get_rng, no_grad
+from ..tensor import Tensor, get_rng
 
 __all__ = ["LoraConfig", "LoRALinear", "PeftModel", "get_peft_model", "lora_parameters",
            "kaiming_uniform_bound"]
@@ -217,5 +217,4 @@ def get_peft_model(model: Module, peft_config: LoraConfig, rng=None) -> PeftMode
     for name, m in model.named_modules():
         if peft_config.modules_to_save and matches_any(name, peft_config.modules_to_save):
             m.requires_grad_(True)
-    with no_grad():
-        return PeftModel(model, peft_config)
+    return PeftModel(model, peft_config)
