@@ -115,13 +115,13 @@ def roofline_plot(gpus, marks, machine, points, title: str = "Rooflines"):
         a.text(x * 1.1, ylo * 2, name, rotation=90, fontsize=10, color="dimgray", va="bottom")
     a.set(title="GPUs (dense bf16)", xlabel="arithmetic intensity (FLOPs / byte)",
           ylabel="attainable FLOP/s", ylim=(ylo, None))
-    a.legend(loc="upper left", fontsize=9)
+    a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, fontsize=9)
     _roof(b, machine, i)
     markers = "osD^vP*Xh"
     for k, (name, x, y) in enumerate(sorted(points, key=lambda p: p[1])):
         b.plot([x], [y], markers[k % len(markers)], ms=9, color=f"C{(k + 1) % 10}",
                markeredgecolor="black", label=name)
-    b.legend(loc="lower right", fontsize=9)
+    b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9)
     b.set(title=f"This machine, measured: {_si(machine.peak_flops, 'FLOP/s')}, "
                 f"{_si(machine.bandwidth, 'B/s')}",
           xlabel="arithmetic intensity (FLOPs / byte)", ylabel="FLOP/s")
