@@ -292,6 +292,15 @@ def test_elementwise_and_softmax_bytes_are_the_arrays_read_and_written():
     assert S.softmax_cost(8, 24, 4)[1] == 2 * x.nbytes
 
 
+def test_best_time_warms_up_then_takes_the_fastest_of_enough_calls():
+    calls = []
+    t = S.best_time(lambda: calls.append(1), repeats=4, min_seconds=0.0)
+    assert len(calls) == 1 + 4 and 0 < t < 0.1
+    calls.clear()
+    S.best_time(lambda: calls.append(1), repeats=2, min_seconds=0.005)
+    assert len(calls) > 3                   # a quick call is repeated for min_seconds
+
+
 def test_this_machine_measurements_are_positive_and_under_the_roof():
     minigrad.manual_seed(0)
     spec, points = S.measure_machine(quick=True, repeats=1)

@@ -47,16 +47,19 @@ class MeasuredPoint:
         return self.flops / self.seconds
 
 
-def best_time(fn, repeats: int = 3) -> float:
-    """Fastest of ``repeats`` timed calls of ``fn()`` after one untimed warm-up call."""
+def best_time(fn, repeats: int = 3, min_seconds: float = 0.02) -> float:
+    """Fastest timed call of ``fn()`` after one untimed warm-up call: at least ``repeats``
+    calls, more while they add up to under ``min_seconds`` (a quick call gets many tries,
+    so one that a busy neighbour delayed does not count)."""
     if repeats < 1:
         raise ValueError(f"best_time: repeats must be >= 1, got {repeats}")
     fn()
-    best = float("inf")
-    for _ in range(repeats):
+    best, spent, calls = float("inf"), 0.0, 0
+    while calls < repeats or (spent < min_seconds and calls < 1000):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        best, spent, calls = min(best, dt), spent + dt, calls + 1
     return max(best, 1e-9)
 
 

@@ -53,7 +53,7 @@ def run(out_dir, quick: bool) -> list:
                      f"{r['train GB']:,.0f}; {r['GPUs to train']} / {r['GPUs to serve']}"))
 
     # rooflines: A100, H100 and this machine, measured
-    spec, points = S.measure_machine(quick=quick, repeats=2 if quick else 3)
+    spec, points = S.measure_machine(quick=quick, repeats=1 if quick else 3)
     h = S.GPUS["H100"]
     marks = [("decode b=1", S.arithmetic_intensity(*S.decode_step_cost(7e9))),
              ("layer norm", S.arithmetic_intensity(*S.layer_norm_cost(4096, 4096))),

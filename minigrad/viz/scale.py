@@ -92,10 +92,11 @@ def _si(x: float, unit: str) -> str:
 
 
 def _roof(ax, spec, i, ls="-"):
+    bal = spec.peak_flops / spec.bandwidth
+    i = np.sort(np.append(i, bal) if i.min() < bal < i.max() else i)   # the corner exactly
     line, = ax.loglog(i, np.minimum(spec.peak_flops, i * spec.bandwidth), lw=2.5, ls=ls,
                       label=f"{spec.name}: {_si(spec.peak_flops, 'FLOP/s')}, "
                             f"{_si(spec.bandwidth, 'B/s')}")
-    bal = spec.peak_flops / spec.bandwidth
     ax.plot([bal], [spec.peak_flops], "|", color=line.get_color(), ms=16, mew=2.5)
     return line
 
@@ -106,7 +107,7 @@ def roofline_plot(gpus, marks, machine, points, title: str = "Rooflines"):
     ``points`` (name, intensity, achieved FLOP/s), one marker each, named in the legend.
     Log-log; a tick marks each machine balance."""
     fig, (a, b) = new_figure(1, 2, size=(6.6, 5.2))
-    i = np.logspace(-2, 4, 400)
+    i = np.array([1e-2, 1e4])            # two straight pieces in log-log: ends and the corner
     for s in gpus:
         _roof(a, s, i)
     ylo = min(s.peak_flops for s in gpus) / 1e4
