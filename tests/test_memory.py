@@ -97,6 +97,8 @@ def test_calculator_rejects_bad_input():
         M.mlp_activation_bytes([3, 4], 0)
     with pytest.raises(ValueError, match="exceeds block_size"):
         M.gpt_activation_bytes(GPTConfig(block_size=8), 1, 9)
+    with pytest.raises(ValueError, match="counts attn_impl='sdpa', dropout=0"):
+        M.gpt_activation_bytes(GPTConfig(dropout=0.1), 1, 4)
 
 
 def test_measure_peak_bytes_sees_numpy_temporaries():

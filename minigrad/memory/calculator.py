@@ -92,6 +92,10 @@ def gpt_activation_bytes(config, batch: int, seq_len: int, itemsize: int = 4) ->
     docstring for the per-op count): B T (L (25 C + H T + 2) + 4 C + 1 + 2 V) + T C floats,
     plus 17 bytes per token of integer targets and mask."""
     _positive("gpt_activation_bytes", batch=batch, seq_len=seq_len)
+    if config.attn_impl != "sdpa" or config.dropout or config.n_kv_head not in (None, config.n_head):
+        raise ValueError(f"gpt_activation_bytes: counts attn_impl='sdpa', dropout=0 and "
+                         f"n_kv_head=n_head, got attn_impl={config.attn_impl!r}, dropout="
+                         f"{config.dropout}, n_kv_head={config.n_kv_head}")
     if seq_len > config.block_size:
         raise ValueError(f"gpt_activation_bytes: seq_len {seq_len} exceeds block_size "
                          f"{config.block_size}")

@@ -24,6 +24,9 @@ through the module it is (or is a bound method of) and through the modules,
 tensors and functions its closure refers to; they become inputs of the
 checkpoint node, so their gradients flow through the graph exactly as
 without checkpointing (bit for bit: the rerun repeats the same operations).
+A weight reached another way (a global) still gets its gradient, added
+straight into ``.grad`` by the rerun's backward, as long as the node is
+recorded at all: some input or found weight must require grad.
 """
 
 from __future__ import annotations
