@@ -166,9 +166,9 @@ with M.track() as t:
     loss = lm_loss(gpt, idx)
     selective = t.current()
     del loss
-B, T, C, H, L = 8, 32, 64, 4, 2
 print(f"activations kept: {kept / 1e6:.3f} MB -> {selective / 1e6:.3f} MB with selective "
-      f"recomputation; predicted saving 4 L B T (H T + 4 C) = {4 * L * B * T * (H * T + 4 * C) / 1e6:.3f} MB")
+      f"recomputation; measured saving {(kept - selective) / 1e6:.3f} MB, predicted "
+      f"4 L B T (H T + 4 C) = {M.selective_recompute_savings(config, 8, 32) / 1e6:.3f} MB")
 
 # %% [markdown]
 # ## 3. Gradient accumulation, chunking, offloading
@@ -311,6 +311,7 @@ for g in gs:
 print("full-rank GaLore vs AdamW, max |W diff|:", float(np.abs(p1.data - p2.data).max()))
 for r in (8, 32, 128):
     print(f"4096 x 4096, rank {r:>3}: GaLore state {M.galore_state_bytes(4096, 4096, r) / 1e6:6.1f} MB "
+          f"(8-bit: {M.galore_state_bytes(4096, 4096, r, quantized=True) / 1e6:5.1f} MB) "
           f"vs AdamW {M.adamw_state_bytes(4096, 4096) / 1e6:.1f} MB")
 
 # %%
@@ -342,9 +343,11 @@ fig  # noqa: B018
 #
 # Exam-style questions (answer in `answers.toml`): LoRA's parameters on a 4096 x
 # 4096 layer; Adam's state as a formula in N; peak activations with 8 segments of
-# 64 layers; the best segment count for 100 layers; the GB of a 7B QLoRA base;
-# GaLore's state as a fraction of AdamW's; offload seconds per step; the 1/k of
-# accumulation; why LoRA merges and adapters do not; why B starts at zero.
+# 64 layers; the best segment count for 100 layers; what selective recomputation
+# saves on a 24-layer GPT; the logit buffers of an unchunked LM head; the GB of a
+# 7B QLoRA base; GaLore's state as a fraction of AdamW's and in 8 bits; offload
+# seconds per step; the 1/k of accumulation; why LoRA merges and adapters do not;
+# why B starts at zero.
 #
 # ```
 # minigrad exercises list     # every exercise and question with its points

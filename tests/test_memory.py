@@ -217,7 +217,8 @@ def test_selective_recomputation_same_gradients_less_memory():
     # dropped per layer and token: the attention weights P, the dropout mask and P * mask
     # (3 H T), and GELU's Phi(x) (4 C); the outputs of both stay, as the checkpoints' outputs
     B, T, C, H, L = 3, 16, 32, 4, 2
-    dropped = 4 * L * B * T * (3 * H * T + 4 * C)
+    dropped = M.selective_recompute_savings(config, B, T)
+    assert dropped == 4 * L * B * T * (3 * H * T + 4 * C)
     assert act_plain - act_selective == pytest.approx(dropped, rel=0.02)
 
 
@@ -505,6 +506,7 @@ def test_galore_trains_and_8bit_variant_holds_less_state():
     err8, state8 = fit(rank=4, update_proj_gap=20, scale=1.0, quantize=True)
     assert err < 0.3 * err0 and err8 < 0.35 * err0
     assert state == M.galore_state_bytes(32, 24, 4) and state8 < 0.75 * state
+    assert state8 == M.galore_state_bytes(32, 24, 4, quantized=True)
     assert state < 0.35 * M.adamw_state_bytes(32, 24)
 
 

@@ -98,6 +98,23 @@ def _galore_ratio() -> float:
     return galore_state_bytes(4096, 4096, 128) / adamw_state_bytes(4096, 4096)
 
 
+def _selective_gb() -> float:
+    from ..memory import selective_recompute_savings
+    from ..models import GPTConfig
+    config = GPTConfig(vocab_size=50257, block_size=1024, n_layer=24, n_head=16, n_embd=1024)
+    return selective_recompute_savings(config, 4, 1024) / 1e9
+
+
+def _lm_head_gb() -> float:
+    from ..memory import linear_cross_entropy_scratch_bytes
+    return linear_cross_entropy_scratch_bytes(8 * 1024, 50257) / 1e9
+
+
+def _galore_8bit_mb() -> float:
+    from ..memory import galore_state_bytes
+    return galore_state_bytes(4096, 4096, 128, quantized=True) / 1e6
+
+
 def _offload_seconds() -> float:
     from ..memory import transfer_time
     return transfer_time((4 + 4) * 1e9, "pcie4")
@@ -132,6 +149,24 @@ QUESTIONS = [
         prompt=("GaLore with rank 128 on a 4096 x 4096 weight keeps two moments of the projected "
                 "gradient and the projection matrix. Its state as a fraction of AdamW's."),
         answer=_galore_ratio),
+    Question(
+        "ch7.q.selective_gb", kind="numeric", points=2,
+        prompt=("A 24-layer GPT (16 heads, width 1024, no dropout) trains on 4 sequences of 1024 "
+                "tokens in fp32. Selective recomputation drops the attention weights (H T per "
+                "token and layer) and GELU's Phi(x) (4C per token and layer). GB saved?"),
+        answer=_selective_gb),
+    Question(
+        "ch7.q.lm_head_gb", kind="numeric", points=1,
+        prompt=("GB of logit-sized fp32 buffers an unchunked LM head + cross-entropy holds at "
+                "once (logits, log-softmax, their gradient: 3 N V) for 8 x 1024 tokens and "
+                "GPT-2's vocabulary of 50257."),
+        answer=_lm_head_gb),
+    Question(
+        "ch7.q.galore_8bit_mb", kind="numeric", points=1,
+        prompt=("MB (1e6 bytes) of 8-bit GaLore state for one 4096 x 4096 weight at rank 128: "
+                "first moment and projection as int8 with one fp32 absmax per 64 values, "
+                "second moment in fp32."),
+        answer=_galore_8bit_mb),
     Question(
         "ch7.q.offload_seconds", kind="numeric", points=1,
         prompt=("ZeRO-Offload-style training of a 1e9-parameter fp32 model: each step moves the "

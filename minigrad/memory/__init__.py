@@ -18,7 +18,7 @@ from .calculator import (adam_state_bytes, estimate_training_memory, gpt_activat
 from .checkpoint import (CheckpointWrapper, RecomputeAttentionCore, apply_selective_recomputation,
                          checkpoint, checkpoint_activation_bytes, checkpoint_sequential,
                          checkpoint_sweep, checkpoint_wrapper, checkpointed_activation_units,
-                         recompute_fraction, sqrt_segments)
+                         recompute_fraction, selective_recompute_savings, sqrt_segments)
 from .chunking import (ChunkedLinearCrossEntropy, chunked_linear_cross_entropy,
                        linear_cross_entropy_scratch_bytes)
 from .finetune import classifier_accuracy, finetune_comparison, mirror, train_classifier
@@ -37,7 +37,7 @@ __all__ = [
     "checkpoint", "checkpoint_sequential", "CheckpointWrapper", "checkpoint_wrapper",
     "RecomputeAttentionCore", "apply_selective_recomputation", "recompute_fraction",
     "sqrt_segments", "checkpointed_activation_units", "checkpoint_activation_bytes",
-    "checkpoint_sweep",
+    "checkpoint_sweep", "selective_recompute_savings",
     "micro_batches", "accumulate_gradients",
     "chunked_linear_cross_entropy", "ChunkedLinearCrossEntropy",
     "linear_cross_entropy_scratch_bytes",

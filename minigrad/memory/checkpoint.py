@@ -41,7 +41,7 @@ from ..tensor import Tensor, enable_grad, get_rng, no_grad
 __all__ = ["checkpoint", "checkpoint_sequential", "CheckpointWrapper", "checkpoint_wrapper",
            "RecomputeAttentionCore", "apply_selective_recomputation", "recompute_fraction",
            "sqrt_segments", "checkpointed_activation_units",
-           "checkpoint_activation_bytes", "checkpoint_sweep"]
+           "checkpoint_activation_bytes", "checkpoint_sweep", "selective_recompute_savings"]
 
 
 def _parameters_of(function, depth: int = 0) -> list:
@@ -266,6 +266,22 @@ class RecomputeAttentionCore(Module):
         y = checkpoint(lambda q, k, v: a._attend(q, k, v, mask, causal), q, k, v)
         y = y.transpose(1, 2).reshape(B, T, a.embed_dim)        # (B, H, T, D) -> (B, T, C)
         return a.o_proj(y)
+
+
+def selective_recompute_savings(config, batch: int, seq_len: int, itemsize: int = 4) -> int:
+    """Activation bytes :func:`apply_selective_recomputation` drops from a TinyGPT(config) on
+    (batch, seq_len) tokens: per layer and token the attention weights P (H T values; with
+    attention dropout also its mask and P * mask, 3 H T) and GELU's Phi(x) (4 C). The
+    outputs of both stay, as the checkpoints' outputs:
+
+        itemsize * L * B * T * ((1 or 3) H T + 4 C)
+    """
+    if batch < 1 or seq_len < 1:
+        raise ValueError(f"selective_recompute_savings: batch and seq_len must be >= 1, "
+                         f"got {batch}, {seq_len}")
+    H, C, L = config.n_head, config.n_embd, config.n_layer
+    weights = (3 if config.dropout else 1) * H * seq_len
+    return itemsize * L * batch * seq_len * (weights + 4 * C)
 
 
 def apply_selective_recomputation(model: Module, attention: bool = True,

@@ -39,12 +39,23 @@ def adamw_state_bytes(m: int, n: int, itemsize: int = 4) -> int:
     return 2 * m * n * itemsize
 
 
-def galore_state_bytes(m: int, n: int, rank: int, itemsize: int = 4) -> int:
+def galore_state_bytes(m: int, n: int, rank: int, itemsize: int = 4, quantized: bool = False,
+                       blocksize: int = 64) -> int:
     """GaLore's state for an (m, n) weight: moments of the projected gradient
-    (2 r max(m, n)) plus the projection matrix (r min(m, n))."""
+    (2 r max(m, n)) plus the projection matrix (r min(m, n)), each ``itemsize`` bytes.
+
+    ``quantized``: the first moment and the projection as int8 codes plus one fp32
+    absmax per ``blocksize`` values; the second moment stays at ``itemsize``.
+    """
     if not 1 <= rank <= min(m, n):
         raise ValueError(f"galore_state_bytes: rank must be in [1, {min(m, n)}], got {rank}")
-    return (2 * rank * max(m, n) + rank * min(m, n)) * itemsize
+    moment, projection = rank * max(m, n), rank * min(m, n)
+    if not quantized:
+        return (2 * moment + projection) * itemsize
+
+    def int8(k):
+        return k + 4 * -(-k // blocksize)       # codes + one fp32 absmax per block
+    return int8(moment) + moment * itemsize + int8(projection)
 
 
 class GaLoreProjector:
