@@ -375,6 +375,15 @@ def test_lora_forward_is_base_plus_scaled_low_rank_and_only_A_B_train():
     assert layer.lora_A.weight.grad is not None and layer.lora_B.weight.grad is not None
 
 
+def test_lora_gradcheck_float64():
+    layer = M.LoRALinear(nn.Linear(5, 4, dtype=np.float64), r=2, lora_alpha=3)
+    layer.lora_B.weight.data[...] = rng().standard_normal((4, 2))
+    A, B = layer.lora_A.weight, layer.lora_B.weight
+    assert A.dtype == B.dtype == np.float64
+    x = Tensor(rng().standard_normal((3, 5)), requires_grad=True)
+    assert minigrad.gradcheck(lambda x, A, B: layer(x), (x, A, B))
+
+
 def test_merge_gives_same_outputs_and_unmerge_restores_the_weight():
     minigrad.manual_seed(2)
     model = nn.MLP([8, 16, 4])

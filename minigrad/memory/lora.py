@@ -105,7 +105,8 @@ class LoRALinear(Module):
         self.in_features, self.out_features = base_layer.in_features, base_layer.out_features
         self.r, self.lora_alpha, self.lora_dropout = r, lora_alpha, lora_dropout
         self.scaling = lora_alpha / r
-        dtype = np.float32
+        # the base's float dtype (float64 for gradcheck); a quantized base computes in float32
+        dtype = base_layer.weight.dtype if isinstance(base_layer, Linear) else np.float32
         self.lora_A = Linear(self.in_features, r, bias=False, dtype=dtype)
         self.lora_B = Linear(r, self.out_features, bias=False, dtype=dtype)
         bound = kaiming_uniform_bound(self.in_features)
