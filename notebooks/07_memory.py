@@ -148,8 +148,9 @@ savefig(fig, "ch07_checkpoint")
 fig  # noqa: B018
 
 # %% [markdown]
-# The measured peak sits a constant above minigrad's model (the gradients and
-# backward's temporaries). The compute price: the layers of the first $k-1$
+# The measured peak sits a roughly constant amount above minigrad's model (the
+# gradients and backward's temporaries), so the model predicts which segment count
+# wins. The compute price: the layers of the first $k-1$
 # segments run twice, $(k-1)\lfloor n/k\rfloor/n$ of a forward more.
 #
 # **Selective recomputation** (Korthikanti et al. 2022) checkpoints only what is
@@ -243,6 +244,10 @@ base = TinyGPT(config)
 before = base(idx[:, :8]).data.copy()
 peft = M.get_peft_model(base, M.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
 peft.print_trainable_parameters()
+q0 = peft.lora_layers()[0]
+print(f"scaling alpha / r = {q0.lora_alpha} / {q0.r} = {q0.scaling}; lora_A {q0.lora_A.weight.shape} "
+      f"within +-1/sqrt(in) = {M.kaiming_uniform_bound(q0.in_features):.3f}, lora_B "
+      f"{q0.lora_B.weight.shape} all zero: {not q0.lora_B.weight.data.any()}")
 print("output unchanged at init:", np.array_equal(peft(idx[:, :8]).data, before))
 for layer in peft.lora_layers():      # pretend training moved B
     layer.lora_B.weight.data[...] = 0.1 * rng.standard_normal(layer.lora_B.weight.shape)
