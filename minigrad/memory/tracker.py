@@ -23,6 +23,9 @@ import tracemalloc
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
+# (fn's result, peak bytes allocated during the call): chapter 4 measured flash attention with it
+from ..flash.io_model import measure_peak_bytes
+
 __all__ = ["MemoryBreakdown", "measure_peak_bytes", "track", "measure_training_step"]
 
 
@@ -76,14 +79,6 @@ def track():
     finally:
         if not was_tracing:
             tracemalloc.stop()
-
-
-def measure_peak_bytes(fn, *args, **kwargs) -> tuple:
-    """(fn's result, peak bytes allocated during the call above what was live before it)."""
-    with track() as t:
-        out = fn(*args, **kwargs)
-        peak = t.peak()
-    return out, peak
 
 
 def _step(model, optimizer, loss_fn, batch):
