@@ -11,7 +11,7 @@ Tables:
    (full), <= 0.3 (causal); <= 2x torch.
 2. backward / forward time of the flash kernels (target <= 3).
 3. peak extra memory (tracemalloc) of flash / naive (target <= 0.1 at 4096).
-4. batch*heads in parallel (prange) versus one core, which sets
+4. batch*heads in parallel (threads) versus one core, which sets
    ``kernels.PARALLEL``.
 Timings are the best of several runs (noise only adds time), the
 contenders taking turns so they see the same load; check the load average
@@ -140,8 +140,8 @@ def main(argv=None):
                            for w in ("forward", "backward")}, repeat=5)
     kernels.PARALLEL = default
     par_rows = [["serial", t[False, "forward"] * 1e3, t[False, "backward"] * 1e3],
-                ["prange", t[True, "forward"] * 1e3, t[True, "backward"] * 1e3],
-                ["serial/prange", f"{t[False, 'forward'] / t[True, 'forward']:.2f}x",
+                ["threads", t[True, "forward"] * 1e3, t[True, "backward"] * 1e3],
+                ["serial/threads", f"{t[False, 'forward'] / t[True, 'forward']:.2f}x",
                  f"{t[False, 'backward'] / t[True, 'backward']:.2f}x"]]
     print_table(f"\nbatch*heads over cores, N={N}, full (ms)", ["loop", "forward", "backward"],
                 par_rows)

@@ -20,18 +20,43 @@ later runs load it from there in well under a second.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpositive",
            "PARALLEL"]
 
-#: Run batch*heads in parallel (prange). On an idle 2-core machine the benchmark
-#: (benchmarks/bench_flash.py, last table) measured 1.7x (forward) and 1.6x (backward)
-#: over one core at N=2048; when other processes hold the cores it can lose, so switch it
-#: off there. Results are identical either way (tests/test_flash.py).
+#: Run batch*heads in parallel: the heads are split into one contiguous range per thread
+#: (``numba.get_num_threads()``), each range run by the same compiled serial kernel in a
+#: Python thread; the kernels release the GIL (``nogil``). On an idle 2-core machine the
+#: benchmark (benchmarks/bench_flash.py, last table) measured about 1.7x (forward) and
+#: 1.6x (backward) over one core at N=2048; when other processes hold the cores it can
+#: lose, so switch it off there. Results are identical either way (tests/test_flash.py).
+#: Threads rather than numba's ``prange``: a ``parallel=True`` wrapper compiles every
+#: head kernel a second time, which cost 20 s per dtype on a cold cache.
 PARALLEL = True
+
+_pool = None
+
+
+def _over_heads(kernel, n_heads, arrays, args):
+    """kernel(*[a[h0:h1] for a in arrays], *args) for head ranges covering 0..n_heads.
+
+    Returns the first range's result. In parallel, one range per thread.
+    """
+    global _pool
+    workers = min(numba.get_num_threads(), n_heads) if PARALLEL else 1
+    if workers <= 1:
+        return kernel(*arrays, *args)
+    if _pool is None or _pool._max_workers < workers:
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minigrad-flash")
+    cuts = [n_heads * w // workers for w in range(workers + 1)]
+    futures = [_pool.submit(kernel, *[a[lo:hi] for a in arrays], *args)
+               for lo, hi in zip(cuts[:-1], cuts[1:])]
+    return [f.result() for f in futures][0]
 
 # reassociation lets the compiler vectorize row sums; no 'nnan'/'ninf': masked scores are -inf
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
@@ -207,23 +232,10 @@ def _forward_head_kv_outer(q, k, v, o, lse, scale, is_causal, bq, bk, coef, ipro
     return skipped
 
 
-@njit(cache=True, parallel=True)
-def _forward_parallel(q, k, v, o, lse, scale, is_causal, bq, bk, q_outer, coef, iproto):
-    skipped = np.zeros(q.shape[0], np.int64)
-    for h in prange(q.shape[0]):                         # heads are independent
-        if q_outer:
-            skipped[h] = _forward_head_q_outer(q[h], k[h], v[h], o[h], lse[h], scale, is_causal,
-                                               bq, bk, coef, iproto)
-        else:
-            skipped[h] = _forward_head_kv_outer(q[h], k[h], v[h], o[h], lse[h], scale, is_causal,
-                                                bq, bk, coef, iproto)
-    return skipped[0] if q.shape[0] else 0
-
-
-@njit(cache=True)
-def _forward_serial(q, k, v, o, lse, scale, is_causal, bq, bk, q_outer, coef, iproto):
+@njit(cache=True, nogil=True)
+def _forward_heads(q, k, v, o, lse, scale, is_causal, bq, bk, q_outer, coef, iproto):
     skipped = 0
-    for h in range(q.shape[0]):
+    for h in range(q.shape[0]):                          # heads are independent
         if q_outer:
             skipped = _forward_head_q_outer(q[h], k[h], v[h], o[h], lse[h], scale, is_causal,
                                             bq, bk, coef, iproto)
@@ -239,9 +251,9 @@ def flash_forward(q, k, v, scale, is_causal, block_q, block_k, q_outer):
     o = np.empty((BH, L, v.shape[2]), q.dtype)
     lse = np.empty((BH, L), q.dtype)
     coef, iproto = _exp_constants(q.dtype)
-    run = _forward_parallel if PARALLEL else _forward_serial
-    skipped = run(q, k, v, o, lse, q.dtype.type(scale), bool(is_causal), int(block_q),
-                  int(block_k), bool(q_outer), coef, iproto)
+    skipped = _over_heads(_forward_heads, BH, (q, k, v, o, lse),
+                          (q.dtype.type(scale), bool(is_causal), int(block_q), int(block_k),
+                           bool(q_outer), coef, iproto))
     return o, lse, int(skipped)
 
 
@@ -297,16 +309,8 @@ def _forward_head_scalar(q, k, v, o, lse, scale, is_causal, bq, bk):
     return skipped
 
 
-@njit(cache=True, parallel=True)
-def _forward_scalar_parallel(q, k, v, o, lse, scale, is_causal, bq, bk):
-    skipped = np.zeros(q.shape[0], np.int64)
-    for h in prange(q.shape[0]):
-        skipped[h] = _forward_head_scalar(q[h], k[h], v[h], o[h], lse[h], scale, is_causal, bq, bk)
-    return skipped[0] if q.shape[0] else 0
-
-
-@njit(cache=True)
-def _forward_scalar_serial(q, k, v, o, lse, scale, is_causal, bq, bk):
+@njit(cache=True, nogil=True)
+def _forward_scalar_heads(q, k, v, o, lse, scale, is_causal, bq, bk):
     skipped = 0
     for h in range(q.shape[0]):
         skipped = _forward_head_scalar(q[h], k[h], v[h], o[h], lse[h], scale, is_causal, bq, bk)
@@ -320,8 +324,8 @@ def flash_forward_scalar(q, k, v, scale, is_causal, block_q, block_k, q_outer=Tr
     BH, L, _ = q.shape
     o = np.empty((BH, L, v.shape[2]), q.dtype)
     lse = np.empty((BH, L), q.dtype)
-    run = _forward_scalar_parallel if PARALLEL else _forward_scalar_serial
-    skipped = run(q, k, v, o, lse, q.dtype.type(scale), bool(is_causal), int(block_q), int(block_k))
+    skipped = _over_heads(_forward_scalar_heads, BH, (q, k, v, o, lse),
+                          (q.dtype.type(scale), bool(is_causal), int(block_q), int(block_k)))
     return o, lse, int(skipped)
 
 
@@ -369,15 +373,8 @@ def _backward_head(q, k, v, o, lse, do, dq, dk, dv, scale, is_causal, bq, bk, co
         dv[j0:j1] = dvj
 
 
-@njit(cache=True, parallel=True)
-def _backward_parallel(q, k, v, o, lse, do, dq, dk, dv, scale, is_causal, bq, bk, coef, iproto):
-    for h in prange(q.shape[0]):
-        _backward_head(q[h], k[h], v[h], o[h], lse[h], do[h], dq[h], dk[h], dv[h], scale,
-                       is_causal, bq, bk, coef, iproto)
-
-
-@njit(cache=True)
-def _backward_serial(q, k, v, o, lse, do, dq, dk, dv, scale, is_causal, bq, bk, coef, iproto):
+@njit(cache=True, nogil=True)
+def _backward_heads(q, k, v, o, lse, do, dq, dk, dv, scale, is_causal, bq, bk, coef, iproto):
     for h in range(q.shape[0]):
         _backward_head(q[h], k[h], v[h], o[h], lse[h], do[h], dq[h], dk[h], dv[h], scale,
                        is_causal, bq, bk, coef, iproto)
@@ -387,7 +384,6 @@ def flash_backward(q, k, v, o, lse, do, scale, is_causal, block_q, block_k):
     """numba twin of :func:`minigrad.flash.reference.flash_backward_reference`."""
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
     coef, iproto = _exp_constants(q.dtype)
-    run = _backward_parallel if PARALLEL else _backward_serial
-    run(q, k, v, o, lse, do, dq, dk, dv, q.dtype.type(scale), bool(is_causal), int(block_q),
-        int(block_k), coef, iproto)
+    _over_heads(_backward_heads, q.shape[0], (q, k, v, o, lse, do, dq, dk, dv),
+                (q.dtype.type(scale), bool(is_causal), int(block_q), int(block_k), coef, iproto))
     return dq, dk, dv
