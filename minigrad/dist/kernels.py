@@ -181,52 +181,46 @@ def ring_segments_reference(flats, words_, seg, bufs, buf_words, op):
     return -1
 
 
-def _ring_segments_loops(flats, words_, seg, bufs, buf_words, op):
-    # compiled by numba on first use (see _jit), parallel over workers: worker t runs
-    # segments t, t + T, t + 2T, ... through its own packet buffer. Segments are
-    # independent rings, so the workers never touch the same elements.
+def _ring_segments_loops(flats, words_, seg, buf, buf_words, op, worker, workers):
+    # compiled by numba on first use (see _jit), nogil: worker ``worker`` of ``workers``
+    # runs segments worker, worker + workers, ... through its own packet buffer, each in
+    # its own thread (ring_segments). Segments are independent rings, so the workers
+    # never touch the same elements.
     p, n = len(flats), flats[0].shape[0]
     nseg = (n + seg - 1) // seg
-    workers = bufs.shape[0]
-    bad = np.full(workers, -1, np.int64)
-    for t in prange(workers):
-        buf, bw = bufs[t], buf_words[t]
-        b = np.empty(p + 1, np.int64)
-        for sg in range(t, nseg, workers):
-            lo = sg * seg
-            m = min(lo + seg, n) - lo
-            base, extra = m // p, m % p
-            for c in range(p + 1):
-                b[c] = lo + c * base + min(c, extra)
-            for phase in range(2):
-                shift, phase_op = (1, op) if phase == 0 else (0, 0)
-                for step in range(p - 1):
-                    for i in range(p):
-                        c = (i - step - shift) % p
-                        j = (i + 1) % p
-                        lo_c, hi_c = b[c], b[c + 1]
-                        if _transfer_jit(flats[i][lo_c:hi_c], words_[i][lo_c:hi_c],
-                                         flats[j][lo_c:hi_c], buf, bw, phase_op,
-                                         -1, bw.dtype.type(0)) >= 0:
-                            bad[t] = 0
-    return bad.max()
+    b = np.empty(p + 1, np.int64)
+    for sg in range(worker, nseg, workers):
+        lo = sg * seg
+        m = min(lo + seg, n) - lo
+        base, extra = m // p, m % p
+        for c in range(p + 1):
+            b[c] = lo + c * base + min(c, extra)
+        for phase in range(2):
+            shift, phase_op = (1, op) if phase == 0 else (0, 0)
+            for step in range(p - 1):
+                for i in range(p):
+                    c = (i - step - shift) % p
+                    j = (i + 1) % p
+                    lo_c, hi_c = b[c], b[c + 1]
+                    if _transfer_jit(flats[i][lo_c:hi_c], words_[i][lo_c:hi_c],
+                                     flats[j][lo_c:hi_c], buf, buf_words, phase_op,
+                                     -1, buf_words.dtype.type(0)) >= 0:
+                        return 0
+    return -1
 
 
 _compiled = {}
 _transfer_jit = None    # the compiled transfer, a global so the ring kernel can call it
+_pool = None
 
 
 def _jit():
-    global _transfer_jit, prange
+    global _transfer_jit
     if not _compiled:
-        import numba   # lazily: import minigrad must not pay for numba
-        _transfer_jit = _compiled["transfer"] = numba.njit(cache=True)(_transfer_loops)
-        prange = numba.prange
-        _compiled["ring_segments"] = numba.njit(cache=True, parallel=True)(_ring_segments_loops)
+        from numba import njit   # lazily: import minigrad must not pay for numba
+        _transfer_jit = _compiled["transfer"] = njit(cache=True, nogil=True)(_transfer_loops)
+        _compiled["ring_segments"] = njit(cache=True, nogil=True)(_ring_segments_loops)
     return _compiled
-
-
-prange = range   # numba.prange once compiled (_jit); plain range reads the same
 
 
 def transfer(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray, buf: np.ndarray,
@@ -237,7 +231,17 @@ def transfer(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray, buf: np.nd
 
 
 def ring_segments(flats, words_, seg, bufs, buf_words, op) -> int:
-    """numba twin of :func:`ring_segments_reference`, parallel over the rows of ``bufs``."""
+    """numba twin of :func:`ring_segments_reference`: one thread per row of ``bufs``."""
+    global _pool
     from numba.typed import List
     fn = _compiled.get("ring_segments") or _jit()["ring_segments"]
-    return int(fn(List(flats), List(words_), seg, bufs, buf_words, op))
+    flats, words_ = List(flats), List(words_)
+    workers = bufs.shape[0]
+    if workers == 1:
+        return int(fn(flats, words_, seg, bufs[0], buf_words[0], op, 0, 1))
+    if _pool is None or _pool._max_workers < workers:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minigrad-ring")
+    futures = [_pool.submit(fn, flats, words_, seg, bufs[t], buf_words[t], op, t, workers)
+               for t in range(workers)]
+    return int(max(f.result() for f in futures))
