@@ -184,15 +184,21 @@ class Tensor:
         self._retain = True
         return self
 
-    def backward(self, gradient=None) -> None:
+    def backward(self, gradient=None, retain_graph: bool | None = None) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
         Visits nodes in reverse topological order, so a node's gradient is the
-        full sum over all its uses before its ``_backward`` runs.
+        full sum over all its uses before its ``_backward`` runs. As in PyTorch,
+        each node lets go of its backward (and with it the activations that
+        backward saved) as soon as it has run, so the graph's memory is freed
+        while the gradients flow, and a second backward through the same graph
+        raises unless the first one kept it.
 
         Args:
             gradient: d(loss)/d(self), same shape as ``self``; may be omitted
                 only when ``self`` holds a single element.
+            retain_graph: keep the graph (and its saved activations) for
+                another backward or for drawing it; default False.
         """
         if not self.requires_grad:
             raise RuntimeError(
@@ -215,19 +221,23 @@ class Tensor:
 
         grads = {id(self): g0}  # id(node) -> d(self)/d(node), summed over uses so far
         given = set()           # ids of arrays already stored in some leaf's .grad
-        for node in reversed(_topological_order(self)):
+        order = _topological_order(self)
+        while order:
+            node = order.pop()  # popped, not iterated: the list must not keep it alive
             # complete: every consumer of node came earlier; None when every consumer
             # returned None for it (e.g. a Function that does not differentiate an input)
             g = grads.pop(id(node), None)
+            backward, parents = node._backward, node._parents
+            if backward is not None and not retain_graph:
+                node._backward, node._parents = _freed_backward, ()
             if g is None:
                 continue
-            backward = node._backward
 
             if backward is None or node._retain:
                 node._accumulate(g, given)
             if backward is None:
                 continue
-            for p, pg in zip(node._parents, backward(g)):
+            for p, pg in zip(parents, backward(g)):
                 if pg is None or not p.requires_grad:
                     continue
                 if pg.shape != p.data.shape:
@@ -238,6 +248,7 @@ class Tensor:
                 k = id(p)
                 prev = grads.get(k)
                 grads[k] = pg if prev is None else prev + pg  # a value used twice: sum
+            del backward, parents  # the saved activations go now, not at the next node
 
     def _accumulate(self, g: np.ndarray, given: set) -> None:
         if g.dtype != self.data.dtype:
@@ -787,6 +798,14 @@ class Tensor:
 _new_tensor = object.__new__
 _creation_counter = itertools.count()
 _by_creation = operator.attrgetter("_seq")
+
+
+def _freed_backward(g):
+    raise RuntimeError(
+        "backward: trying to backward through the graph a second time; its saved "
+        "activations were freed by the first backward (pass retain_graph=True to the "
+        "first call to keep them)"
+    )
 
 
 def _topological_order(root: Tensor) -> list:

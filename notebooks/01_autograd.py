@@ -75,7 +75,7 @@ d = c + a
 e = d.tanh()
 L = e * e
 retain_grads(L)
-L.backward()
+L.backward(retain_graph=True)   # backward frees the graph as it goes; keep it to draw it
 fig = draw_graph(L, names=dict(a=a, b=b, c=c, d=d, e=e, L=L),
                  title="L = tanh(a*b + a)^2 after L.backward()")
 savefig(fig, "ch01_graph")

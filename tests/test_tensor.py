@@ -442,6 +442,34 @@ def test_backward_twice_accumulates_into_grad():
     np.testing.assert_array_equal(x.grad, np.full(3, 4.0))
 
 
+def test_second_backward_through_a_freed_graph_raises_unless_retained():
+    x = leaf((3,))
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()                                       # the graph was kept: grads add up
+    np.testing.assert_allclose(x.grad, 4 * x.data)
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        y.backward()                                   # the second call freed it
+
+
+def test_backward_frees_saved_activations_as_it_goes():
+    # an intermediate no user variable holds is kept alive only by the graph; after
+    # backward nothing refers to it (PyTorch frees saved tensors the same way)
+    import gc
+    import weakref
+    x = leaf((4, 5))
+    h = (x * 3).tanh()
+    ref = weakref.ref(h)
+    loss = (h * h).sum()
+    del h
+    gc.collect()
+    assert ref() is not None                           # held by loss's graph
+    loss.backward()
+    gc.collect()
+    assert ref() is None
+    assert x.grad is not None
+
+
 def test_leaf_gradients_do_not_alias():
     # add passes one array to both inputs; changing one .grad in place must not move the other
     a, b = leaf((3,)), leaf((3,))

@@ -53,7 +53,7 @@ def _texts(fig):
 def test_draw_graph_labels_ops_shapes_values_and_grads(tmp_path):
     t = _expr()
     retain_grads(t["L"])
-    t["L"].backward()
+    t["L"].backward(retain_graph=True)
     fig = draw_graph(t["L"], names=t, title="demo")
     texts = _texts(fig)
     assert len(texts) == 6
@@ -65,6 +65,13 @@ def test_draw_graph_labels_ops_shapes_values_and_grads(tmp_path):
     arrows = [c for c in fig.axes[0].get_children() if type(c).__name__ == "Annotation"]
     assert len(arrows) == len(trace(t["L"])[1])               # one arrow per use
     assert savefig(fig, "graph", tmp_path).stat().st_size > 5000
+
+
+def test_drawing_a_graph_that_backward_freed_says_how_to_keep_it():
+    t = _expr()
+    t["L"].backward()
+    with pytest.raises(ValueError, match="retain_graph=True"):
+        draw_graph(t["L"])
 
 
 def test_draw_graph_before_backward_and_with_constants():

@@ -28,7 +28,7 @@ def run(out_dir, quick: bool) -> list:
     e = d.tanh()
     L = e * e
     retain_grads(L)
-    L.backward()
+    L.backward(retain_graph=True)      # keep the graph to draw it (backward frees it)
     savefig(draw_graph(L, names=dict(a=a, b=b, c=c, d=d, e=e, L=L),
                        title="L = tanh(a*b + a)^2 after L.backward()"), "ch01_graph", out_dir)
     # the chain rule by hand, both uses of a: dL/da = 2e (1 - e^2) (b + 1)

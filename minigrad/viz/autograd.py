@@ -20,6 +20,10 @@ def trace(output) -> tuple:
         nodes: tensors in topological order (inputs before the ops that use them);
         edges: ``(parent, child)`` pairs, one per use (a value used twice gives two).
     """
+    from ..tensor import _freed_backward
+    if output._backward is _freed_backward:
+        raise ValueError("trace: backward() has freed this graph; call backward(retain_graph=True) "
+                         "to keep it for drawing")
     nodes, edges, seen = [], [], set()
     stack = [(output, False)]
     while stack:
@@ -40,7 +44,7 @@ def trace(output) -> tuple:
 
 def retain_grads(output) -> list:
     """Call ``retain_grad()`` on every intermediate tensor, so a drawing after
-    ``backward()`` can show every node's gradient, not only the leaves'."""
+    ``backward(retain_graph=True)`` can show every node's gradient, not only the leaves'."""
     nodes, _ = trace(output)
     for n in nodes:
         if not n.is_leaf:
