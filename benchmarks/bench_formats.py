@@ -19,8 +19,8 @@ import os
 
 import numpy as np
 
-from minigrad.formats import round_to
-from minigrad.formats.rounding import round_to_reference
+from minigrad.precision import round_to
+from minigrad.precision.rounding import round_to_reference
 
 from .common import best_of, print_table, torch_or_none
 

@@ -19,7 +19,7 @@
 # (how far apart neighbouring values are). Large models are trained in 16 bits
 # (and increasingly 8) to halve memory traffic and double arithmetic speed; this
 # chapter shows what that costs and how training survives it, with
-# `minigrad.formats` and `minigrad.amp`:
+# `minigrad.precision`:
 #
 # 1. **fp32, fp16, bf16, fp8 e4m3 / e5m2** as sign, exponent, mantissa bits;
 # 2. their **range and spacing** (relative spacing about 1e-7, 1e-3, 1e-2),
@@ -41,8 +41,7 @@
 import numpy as np
 
 import minigrad
-import minigrad.amp as A
-import minigrad.formats as NF
+import minigrad.precision as P
 from minigrad.viz import formats as V
 from minigrad.viz import savefig
 
@@ -57,13 +56,13 @@ minigrad.manual_seed(0)
 # keeps it for numbers except the one NaN pattern S.1111.111, reaching 448.
 
 # %%
-for f in NF.FORMATS:
+for f in P.FORMATS:
     print(f)
 print()
 for x, f in [(1.0, "fp16"), (-2.0, "bf16"), (0.1, "fp32"), (0.1, "bf16"), (448.0, "e4m3"),
-             (NF.float16.smallest_subnormal, "fp16")]:
-    print(f"{x:<12g} in {f:>5}: {NF.bit_string(x, f):<34} -> {float(NF.round_to(x, f))!r}")
-fig = V.bit_layouts(NF.FORMATS)
+             (P.float16.smallest_subnormal, "fp16")]:
+    print(f"{x:<12g} in {f:>5}: {P.bit_string(x, f):<34} -> {float(P.round_to(x, f))!r}")
+fig = V.bit_layouts(P.FORMATS)
 savefig(fig, "ch05_bit_layout")
 fig  # noqa: B018  (shows the figure in the notebook)
 
@@ -72,8 +71,8 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # $E = 127$ (bias 127, so $2^0$), mantissa $1 + 64/128 = 1.5$.
 
 # %%
-print(NF.from_bits(np.array([0x3FC0, 0x7F80, 0xFFC0, 0x0001]), "bf16"))
-print(NF.decompose(np.float32([1.5, -3.0]), "bf16"))
+print(P.from_bits(np.array([0x3FC0, 0x7F80, 0xFFC0, 0x0001]), "bf16"))
+print(P.decompose(np.float32([1.5, -3.0]), "bf16"))
 
 # %% [markdown]
 # ## 2. Range and precision
@@ -84,17 +83,17 @@ print(NF.decompose(np.float32([1.5, -3.0]), "bf16"))
 # %%
 print(f"{'format':<14}{'bits':>5}{'max':>12}{'smallest normal':>17}{'smallest subnormal':>20}"
       f"{'eps':>11}{'digits':>8}")
-for r in NF.format_table():
+for r in P.format_table():
     print(f"{r['format']:<14}{r['bits']:>5}{r['max']:>12.4g}{r['smallest_normal']:>17.4g}"
           f"{r['smallest_subnormal']:>20.4g}{r['eps']:>11.3g}{r['digits']:>8.2f}")
 print()
 for f in ("fp32", "fp16", "bf16"):
-    fmt = NF.get_format(f)
-    print(f"{f}: 1 + eps = {float(NF.round_to(1 + fmt.eps, f))!r}, "
-          f"1 + eps/2 = {float(NF.round_to(1 + fmt.eps / 2, f))!r} (a tie: back to even 1.0), "
-          f"1 + 1e-4 = {float(NF.round_to(1 + 1e-4, f))!r}")
-print("spacing at 1, 300, 1e4 in bf16:", NF.spacing(np.array([1.0, 300.0, 1e4]), "bf16"))
-fig = V.spacing_vs_magnitude(NF.FORMATS, NF.spacing)
+    fmt = P.get_format(f)
+    print(f"{f}: 1 + eps = {float(P.round_to(1 + fmt.eps, f))!r}, "
+          f"1 + eps/2 = {float(P.round_to(1 + fmt.eps / 2, f))!r} (a tie: back to even 1.0), "
+          f"1 + 1e-4 = {float(P.round_to(1 + 1e-4, f))!r}")
+print("spacing at 1, 300, 1e4 in bf16:", P.spacing(np.array([1.0, 300.0, 1e4]), "bf16"))
+fig = V.spacing_vs_magnitude(P.FORMATS, P.spacing)
 savefig(fig, "ch05_spacing")
 fig  # noqa: B018  (shows the figure in the notebook)
 
@@ -113,12 +112,12 @@ fig  # noqa: B018  (shows the figure in the notebook)
 x = np.array([1.0009765625, 1.00146484375, 2049.0, 2051.0, 65519.0, 65520.0, 1e5, 3e-8, 2.9e-8,
               -1e-9])
 print("x     :", x)
-print("fp16  :", NF.round_to(x, "fp16"))
-print("bf16  :", NF.round_to(x, "bf16"))
-print("e5m2  :", NF.round_to(np.array([57344.0, 61439.0, 61440.0]), "e5m2"), " (ties to even: inf)")
-print("e4m3  :", NF.round_to(np.array([448.0, 464.0, 500.0, np.inf]), "e4m3"),
+print("fp16  :", P.round_to(x, "fp16"))
+print("bf16  :", P.round_to(x, "bf16"))
+print("e5m2  :", P.round_to(np.array([57344.0, 61439.0, 61440.0]), "e5m2"), " (ties to even: inf)")
+print("e4m3  :", P.round_to(np.array([448.0, 464.0, 500.0, np.inf]), "e4m3"),
       " (PyTorch's e4m3fn cast saturates)")
-print("e4m3, no saturation:", NF.round_to(np.array([500.0]), "e4m3", saturate=False),
+print("e4m3, no saturation:", P.round_to(np.array([500.0]), "e4m3", saturate=False),
       "(no inf in e4m3fn: NaN)")
 
 # %% [markdown]
@@ -137,17 +136,17 @@ print("e4m3, no saturation:", NF.round_to(np.array([500.0]), "e4m3", saturate=Fa
 # fp32 afterwards gives them back.
 
 # %%
-grads = A.model_gradients(loss_weight=2.0 ** -16)
+grads = P.model_gradients(loss_weight=2.0 ** -16)
 for fmt, s in [("fp16", 1.0), ("fp16", 2.0 ** 16), ("fp16", 2.0 ** 40), ("bf16", 1.0)]:
-    st = A.underflow_stats(grads, fmt, s)
+    st = P.underflow_stats(grads, fmt, s)
     print(f"{fmt} x {s:<14g}: zero {st['zero']:6.1%}  subnormal {st['subnormal']:6.1%}  "
           f"normal {st['normal']:6.1%}  overflow {st['overflow']:6.1%}")
 g = np.float32(2.0 ** -26)
-print(f"one gradient 2^-26 = {float(g):.4g}: in fp16 {float(NF.round_to(g, 'fp16'))}, "
-      f"scaled by 2^16, stored in fp16 and unscaled {float(NF.round_to(g * 2 ** 16, 'fp16')) / 2 ** 16:.4g}")
-zero0 = A.underflow_stats(grads, "fp16")["zero"]
-zero1 = A.underflow_stats(grads, "fp16", 2.0 ** 16)["zero"]
-fig = V.gradient_histogram(grads, NF.float16, 2.0 ** 16, (zero0, zero1))
+print(f"one gradient 2^-26 = {float(g):.4g}: in fp16 {float(P.round_to(g, 'fp16'))}, "
+      f"scaled by 2^16, stored in fp16 and unscaled {float(P.round_to(g * 2 ** 16, 'fp16')) / 2 ** 16:.4g}")
+zero0 = P.underflow_stats(grads, "fp16")["zero"]
+zero1 = P.underflow_stats(grads, "fp16", 2.0 ** 16)["zero"]
+fig = V.gradient_histogram(grads, P.float16, 2.0 ** 16, (zero0, zero1))
 savefig(fig, "ch05_gradient_underflow")
 fig  # noqa: B018  (shows the figure in the notebook)
 
@@ -160,7 +159,7 @@ fig  # noqa: B018  (shows the figure in the notebook)
 
 # %%
 for s in (1.0, 2.0 ** 4, 2.0 ** 24, 2.0 ** 40):
-    r = A.train_toy("fp16+static", steps=100, init_scale=s)
+    r = P.train_toy("fp16+static", steps=100, init_scale=s)
     print(f"static scale 2^{np.log2(s):<3.0f}: loss {r['loss'][0]:.3f} -> {r['loss'][-1]:.3f}   "
           f"zero gradients {r['zero_grads'].mean():4.0%}   skipped steps {int(r['skipped'].sum())}")
 
@@ -174,7 +173,7 @@ for s in (1.0, 2.0 ** 4, 2.0 ** 24, 2.0 ** 40):
 # %%
 p = minigrad.nn.Parameter(np.ones(1, np.float32))
 opt = minigrad.optim.SGD([p], lr=0.1)
-scaler = A.GradScaler(init_scale=2.0 ** 16, growth_interval=2)
+scaler = P.GradScaler(init_scale=2.0 ** 16, growth_interval=2)
 for step, overflow in enumerate([False, False, True, False, False, False]):
     opt.zero_grad()
     scaler.scale((p * 3.0).sum()).backward()            # gradient 3 * S
@@ -188,7 +187,7 @@ print(scaler.state_dict())
 
 # %% [markdown]
 # ## 5. Mixed precision: what runs in 16 bits, and fp32 master weights
-# `with A.autocast("cpu", dtype="float16"):` makes every `nn.Linear` compute in
+# `with P.autocast("cpu", dtype="float16"):` makes every `nn.Linear` compute in
 # fp16: inputs, weight and bias rounded to fp16, products summed in fp32 (as
 # tensor cores do), the output rounded to fp16, and, in backward, the gradient
 # of each fp16 tensor rounded to fp16 too (that is where underflow happens).
@@ -199,11 +198,11 @@ print(scaler.state_dict())
 
 # %%
 print(f"{'op':<34}{'precision':<11}why")
-for op, prec, why in A.AUTOCAST_OPS:
+for op, prec, why in P.AUTOCAST_OPS:
     print(f"{op:<34}{ {'low': 'fp16/bf16', 'inputs': 'as inputs'}.get(prec, prec):<11}{why}")
 lin = minigrad.nn.Linear(3, 2)
 xin = minigrad.tensor(np.array([[0.1, 0.2, 0.3]], np.float32))
-with A.autocast("cpu", dtype="float16"):
+with P.autocast("cpu", dtype="float16"):
     y16 = lin(xin)
 print("fp32 output:", lin(xin).data, "  fp16 output:", y16.data, "  weight dtype:", lin.weight.dtype)
 
@@ -214,7 +213,7 @@ print("fp32 output:", lin(xin).data, "  fp16 output:", y16.data, "  weight dtype
 # copy the model computes with moves once the sum reaches a bf16 step.
 
 # %%
-tr = A.weight_update_trajectory(w0=1.0, update=1e-3, steps=100, fmt="bf16")
+tr = P.weight_update_trajectory(w0=1.0, update=1e-3, steps=100, fmt="bf16")
 print(f"after 100 updates of 1e-3: bf16 only {tr['pure'][-1]}, fp32 master {tr['master'][-1]:.5f}, "
       f"its bf16 copy {tr['model'][-1]}")
 fig = V.weight_updates(tr, "bfloat16", 1e-3)
@@ -232,8 +231,8 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # * **pure bf16**: the weights themselves stored in bf16 (no master).
 
 # %%
-runs = {p: A.train_toy(p, steps=200, init_scale=2.0 ** 40, growth_interval=10)
-        for p in A.PRECISIONS}
+runs = {p: P.train_toy(p, steps=200, init_scale=2.0 ** 40, growth_interval=10)
+        for p in P.PRECISIONS}
 for p, r in runs.items():
     print(f"{p:<13} final loss {r['loss'][-1]:.4f}  accuracy {r['accuracy']:.1%}  "
           f"zero gradients {r['zero_grads'].mean():.0%}  skipped steps {int(r['skipped'].sum())}")
@@ -264,13 +263,13 @@ fig  # noqa: B018  (shows the figure in the notebook)
 
 # %%
 print(f"{'precision':<11}{'weights':>8}{'grads':>7}{'optimizer':>11}{'total':>7}")
-for name, w, g, o, t in A.bytes_per_param_table("adam"):
+for name, w, g, o, t in P.bytes_per_param_table("adam"):
     print(f"{name:<11}{w:>8}{g:>7}{o:>11}{t:>7}")
 for prec in ("fp32", "mixed"):
-    m = A.training_memory(7e9, n_activations=int(20e9), precision=prec)
+    m = P.training_memory(7e9, n_activations=int(20e9), precision=prec)
     print(f"7B params, 20e9 saved activations, {prec:>5}: {m['total'] / 1e9:.0f} GB "
           f"(activations {m['activations'] / 1e9:.0f} GB)")
-fig = V.bytes_per_param_bars(A.bytes_per_param_table("adam"))
+fig = V.bytes_per_param_bars(P.bytes_per_param_table("adam"))
 savefig(fig, "ch05_bytes_per_param")
 fig  # noqa: B018  (shows the figure in the notebook)
 
@@ -280,11 +279,11 @@ fig  # noqa: B018  (shows the figure in the notebook)
 #
 # | id | where | what |
 # | --- | --- | --- |
-# | `ch5.decode_bits` | `minigrad/formats/bits.py` | decode a code of fp16/bf16/fp8 (subnormals, inf, NaN) |
-# | `ch5.round_nearest_even` | `minigrad/formats/rounding.py` | round to nearest even on a format's grid |
-# | `ch5.scaler_update` | `minigrad/amp/scaler.py` | the dynamic loss scale's update rule |
-# | `ch5.unscale` | `minigrad/amp/scaler.py` | unscale gradients, detect inf/NaN |
-# | `ch5.master_step` | `minigrad/amp/master.py` | an SGD step on fp32 master weights |
+# | `ch5.decode_bits` | `minigrad/precision/bits.py` | decode a code of fp16/bf16/fp8 (subnormals, inf, NaN) |
+# | `ch5.round_nearest_even` | `minigrad/precision/rounding.py` | round to nearest even on a format's grid |
+# | `ch5.scaler_update` | `minigrad/precision/scaler.py` | the dynamic loss scale's update rule |
+# | `ch5.unscale` | `minigrad/precision/scaler.py` | unscale gradients, detect inf/NaN |
+# | `ch5.master_step` | `minigrad/precision/master.py` | an SGD step on fp32 master weights |
 #
 # Exam-style questions (answer in `answers.toml`): the largest fp16 value; the
 # smallest fp16 subnormal; bf16's spacing at 1 and at 300; e4m3's max; whether

@@ -25,8 +25,8 @@
 #    and compute against the number of segments, and **selective recomputation**;
 # 3. **gradient accumulation**, a **chunked** loss head, **offloading** the
 #    optimizer state to host memory;
-# 4. **LoRA**, **adapters** and **QLoRA**: training a few parameters on a frozen
-#    (even 4-bit) base, and a fine-tuning comparison;
+# 4. **LoRA**, **adapters** and **QLoRA** (`minigrad.peft`): training a few
+#    parameters on a frozen (even 4-bit) base, and a fine-tuning comparison;
 # 5. **GaLore**: Adam's state kept in a low-rank projection of the gradient.
 #
 # By the end you can compute the bytes of Adam's state, the activations a
@@ -41,6 +41,9 @@ import minigrad.functional as F
 import minigrad.memory as M
 from minigrad import Tensor, nn, optim
 from minigrad.models import GPTConfig, TinyGPT
+from minigrad.peft import (LoraConfig, adapter_parameters, base_bytes, finetune_comparison,
+                           get_peft_model, get_qlora_model, kaiming_uniform_bound,
+                           lora_parameters)
 from minigrad.viz import memory as V
 from minigrad.viz import savefig
 
@@ -242,11 +245,11 @@ for name in ("pcie3", "pcie4", "pcie5"):
 # %%
 base = TinyGPT(config)
 before = base(idx[:, :8]).data.copy()
-peft = M.get_peft_model(base, M.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
 peft.print_trainable_parameters()
 q0 = peft.lora_layers()[0]
 print(f"scaling alpha / r = {q0.lora_alpha} / {q0.r} = {q0.scaling}; lora_A {q0.lora_A.weight.shape} "
-      f"within +-1/sqrt(in) = {M.kaiming_uniform_bound(q0.in_features):.3f}, lora_B "
+      f"within +-1/sqrt(in) = {kaiming_uniform_bound(q0.in_features):.3f}, lora_B "
       f"{q0.lora_B.weight.shape} all zero: {not q0.lora_B.weight.data.any()}")
 print("output unchanged at init:", np.array_equal(peft(idx[:, :8]).data, before))
 for layer in peft.lora_layers():      # pretend training moved B
@@ -255,9 +258,9 @@ adapted = peft(idx[:, :8]).data
 peft.merge_adapter()
 print("merged == adapted, max |diff|:", float(np.abs(peft(idx[:, :8]).data - adapted).max()))
 peft.unmerge_adapter()
-print(f"LoRA r=8 on a 4096 x 4096 layer: {M.lora_parameters(4096, 4096, 8):,d} trainable "
-      f"of {4096 * 4096:,d} ({M.lora_parameters(4096, 4096, 8) / 4096**2:.2%})")
-print(f"a Houlsby adapter (bottleneck 64) after a 4096-wide layer: {M.adapter_parameters(4096, 64):,d} "
+print(f"LoRA r=8 on a 4096 x 4096 layer: {lora_parameters(4096, 4096, 8):,d} trainable "
+      f"of {4096 * 4096:,d} ({lora_parameters(4096, 4096, 8) / 4096**2:.2%})")
+print(f"a Houlsby adapter (bottleneck 64) after a 4096-wide layer: {adapter_parameters(4096, 64):,d} "
       f"params, in series: two extra matmuls at every inference (LoRA merges away)")
 
 # %% [markdown]
@@ -268,14 +271,14 @@ print(f"a Houlsby adapter (bottleneck 64) after a 4096-wide layer: {M.adapter_pa
 qbase = TinyGPT(config)
 fp32_bytes = sum(m.weight.data.nbytes for n_, m in qbase.named_modules()
                  if isinstance(m, nn.Linear) and n_ != "lm_head")
-qpeft = M.get_qlora_model(qbase, M.LoraConfig(r=4, lora_alpha=8, target_modules=[
+qpeft = get_qlora_model(qbase, LoraConfig(r=4, lora_alpha=8, target_modules=[
     "q_proj", "k_proj", "v_proj", "o_proj", "0", "2"]))
 nf4_bytes = sum(layer.base_layer.weight_nbytes() for layer in qpeft.lora_layers())
 print(f"targeted base weights: {fp32_bytes:,d} B in fp32 -> {nf4_bytes:,d} B in NF4 "
       f"({fp32_bytes / nf4_bytes:.1f}x smaller)")
 qpeft.print_trainable_parameters()
 for bits in (32, 16, 4):
-    print(f"7B base at {bits:>2} bits: {M.base_bytes(7e9, bits) / 1e9:.3g} GB")
+    print(f"7B base at {bits:>2} bits: {base_bytes(7e9, bits) / 1e9:.3g} GB")
 
 # %% [markdown]
 # **A fine-tuning comparison.** An MLP is trained on three spiral arms, then
@@ -285,7 +288,7 @@ for bits in (32, 16, 4):
 # the first layer, which a low-rank update can make.
 
 # %%
-ft = M.finetune_comparison()
+ft = finetune_comparison()
 for m in ("pretrained", "head only", "adapters", "lora", "full"):
     print(f"{m:<11} accuracy {ft[m]['accuracy']:.1%}, trains {ft[m]['trainable']:>5,d} of "
           f"{ft['total']:,d} params ({ft[m]['trainable'] / ft['total']:.1%})")
@@ -342,8 +345,8 @@ fig  # noqa: B018
 # | `ch7.checkpoint_backward` | `minigrad/memory/checkpoint.py` | recompute and backpropagate in `checkpoint` |
 # | `ch7.checkpoint_units` | `minigrad/memory/checkpoint.py` | peak activations with k segments |
 # | `ch7.accumulate_gradients` | `minigrad/memory/accumulation.py` | micro-batches weighted by n_i / N |
-# | `ch7.lora_forward` | `minigrad/memory/lora.py` | base + (alpha / r) B A x |
-# | `ch7.lora_merge` | `minigrad/memory/lora.py` | fold B A into W |
+# | `ch7.lora_forward` | `minigrad/peft/lora.py` | base + (alpha / r) B A x |
+# | `ch7.lora_merge` | `minigrad/peft/lora.py` | fold B A into W |
 # | `ch7.galore_projection` | `minigrad/memory/galore.py` | top-r singular vectors of the gradient |
 #
 # Exam-style questions (answer in `answers.toml`): LoRA's parameters on a 4096 x

@@ -11,7 +11,7 @@ EXERCISES = [
     Exercise(
         "ch5.decode_bits", title="Decode a code of any float format (bf16, fp16, fp8)", points=3,
         statement=(
-            "minigrad/formats/bits.py, from_bits. With m = mantissa bits and ne = exponent bits: "
+            "minigrad/precision/bits.py, from_bits. With m = mantissa bits and ne = exponent bits: "
             "sign = top bit, E = the ne bits below it, M = the low m bits. E = 0: subnormal "
             "(M / 2^m) * 2^(1 - bias); otherwise (1 + M / 2^m) * 2^(E - bias). The all-ones E "
             "is inf (M = 0) or NaN for IEEE formats (f.has_inf); for float8_e4m3fn only "
@@ -20,7 +20,7 @@ EXERCISES = [
     Exercise(
         "ch5.round_nearest_even", title="Round to nearest even on a format's grid", points=3,
         statement=(
-            "minigrad/formats/rounding.py, _round_magnitude(a, f): a is float64, finite, >= 0. "
+            "minigrad/precision/rounding.py, _round_magnitude(a, f): a is float64, finite, >= 0. "
             "Find the binade e = floor(log2 a) (np.frexp), never below f.min_exp (subnormals "
             "keep emin's spacing), the spacing there 2^(e - f.mantissa_bits), and round a / "
             "spacing half to even (np.rint). Overflow, signs and NaN are handled by the caller, "
@@ -28,7 +28,7 @@ EXERCISES = [
     Exercise(
         "ch5.scaler_update", title="The dynamic loss scale's update rule", points=2,
         statement=(
-            "minigrad/amp/scaler.py, update_scale(scale, growth_tracker, found_inf, "
+            "minigrad/precision/scaler.py, update_scale(scale, growth_tracker, found_inf, "
             "growth_factor, backoff_factor, growth_interval) -> (scale, tracker), as "
             "torch._amp_update_scale_: on overflow scale *= backoff_factor and tracker = 0; "
             "otherwise tracker + 1, and when that reaches growth_interval, scale *= "
@@ -37,26 +37,26 @@ EXERCISES = [
     Exercise(
         "ch5.unscale", title="Unscale gradients and detect inf/NaN", points=2,
         statement=(
-            "minigrad/amp/scaler.py, unscale_grads_(grads, inv_scale): multiply every gradient "
+            "minigrad/precision/scaler.py, unscale_grads_(grads, inv_scale): multiply every gradient "
             "array in place by inv_scale (skip None) and return True if any of them held an "
             "inf or NaN (check all of them, unscale all of them).")),
     Exercise(
         "ch5.master_step", title="An SGD step on fp32 master weights", points=2,
         statement=(
-            "minigrad/amp/master.py, master_sgd_step_(master, grad, lr, fmt): update the "
+            "minigrad/precision/master.py, master_sgd_step_(master, grad, lr, fmt): update the "
             "float32 master weights in place, master -= lr * grad (in float32), and return the "
             "model's copy, the master rounded to fmt with round_to.")),
 ]
 
 
 def _fmt(name):
-    from ..formats import get_format
+    from ..precision import get_format
 
     return get_format(name)
 
 
 def _one_plus_1e4() -> str:
-    from ..formats import round_to
+    from ..precision import round_to
 
     kept = {n: bool(round_to(np.float64(1.0 + 1e-4), n) != 1.0) for n in ("fp16", "bf16")}
     return {(True, True): "a", (True, False): "b", (False, True): "c", (False, False): "d"}[
@@ -64,7 +64,7 @@ def _one_plus_1e4() -> str:
 
 
 def _scale_after_sequence() -> float:
-    from ..amp import update_scale
+    from ..precision import update_scale
 
     scale, tracker = np.float32(2.0 ** 16), 0
     for overflow in (False, False, False, True, True, False, False):
@@ -73,14 +73,14 @@ def _scale_after_sequence() -> float:
 
 
 def _mixed_training_bytes(N, A):
-    from ..amp import training_memory
+    from ..precision import training_memory
 
     return training_memory(1, 0, "mixed", "adam")["total"] * N + \
         training_memory(0, 1, "mixed", "adam")["activations"] * A
 
 
 def _spacing_bf16_at(x):
-    from ..formats import spacing
+    from ..precision import spacing
 
     return float(spacing(np.float64(x), "bf16"))
 

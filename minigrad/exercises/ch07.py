@@ -1,8 +1,9 @@
 """Chapter 7 (memory-efficient training and fine-tuning): coding exercises and
 exam-style questions.
 
-The coding exercises are fenced in ``minigrad/memory``. Answers to the
-questions are computed by calling ``minigrad.memory``, never typed in.
+The coding exercises are fenced in ``minigrad/memory`` and ``minigrad/peft``.
+Answers to the questions are computed by calling ``minigrad.memory`` and
+``minigrad.peft``, never typed in.
 """
 
 from __future__ import annotations
@@ -48,14 +49,14 @@ EXERCISES = [
     Exercise(
         "ch7.lora_forward", title="LoRA forward with alpha / r scaling", points=2,
         statement=(
-            "minigrad/memory/lora.py, LoRALinear.forward (after `result = self.base_layer(x)`). "
+            "minigrad/peft/lora.py, LoRALinear.forward (after `result = self.base_layer(x)`). "
             "Apply dropout (F.dropout(x, self.lora_dropout, self.training)), then lora_A and "
             "lora_B, multiply by self.scaling (lora_alpha / r) and add to result: "
             "h = x W^T + b + scaling * dropout(x) A^T B^T.")),
     Exercise(
         "ch7.lora_merge", title="Merge LoRA into the base weight", points=2,
         statement=(
-            "minigrad/memory/lora.py, LoRALinear.merge. Add (alpha / r) B A (self.delta_weight(), "
+            "minigrad/peft/lora.py, LoRALinear.merge. Add (alpha / r) B A (self.delta_weight(), "
             "shape (out, in)) into base_layer.weight.data in place, so the merged layer alone "
             "gives the adapted outputs.")),
     Exercise(
@@ -69,7 +70,7 @@ EXERCISES = [
 
 
 def _lora_params() -> int:
-    from ..memory import lora_parameters
+    from ..peft import lora_parameters
     return lora_parameters(4096, 4096, 8)
 
 
@@ -89,7 +90,7 @@ def _best_segments() -> int:
 
 
 def _qlora_gb() -> float:
-    from ..memory import base_bytes
+    from ..peft import base_bytes
     return base_bytes(7e9, 4, 64) / 1e9
 
 

@@ -2,7 +2,7 @@
 
 NumPy has no bfloat16 and its float16 matmul is slow and accumulates in 16
 bits, so the low-precision format is *emulated*: a tensor "in fp16" is a
-float32 array whose values lie on fp16's grid (:func:`minigrad.formats.round_to`).
+float32 array whose values lie on fp16's grid (:func:`minigrad.precision.round_to`).
 :func:`cast_to` is the cast as a differentiable op; its backward rounds the
 gradient to the same format, because the gradient of an fp16 tensor is an
 fp16 tensor: that is where small gradients underflow to zero.
@@ -39,8 +39,9 @@ import contextlib
 
 from .. import functional as F
 from ..autograd import Function
-from ..formats import Format, get_format, round_to
 from ..nn import Linear
+from .format import Format, get_format
+from .rounding import round_to
 
 __all__ = ["cast_to", "autocast", "is_autocast_enabled", "get_autocast_dtype", "AUTOCAST_OPS"]
 

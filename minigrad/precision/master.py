@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..formats import get_format, round_to
-from ..formats.rounding import as_float_array
+from .format import get_format
+from .rounding import as_float_array, round_to
 
 __all__ = ["master_sgd_step_", "weight_update_trajectory", "round_parameters_"]
 

@@ -27,11 +27,11 @@ import numpy as np
 from .. import functional as F
 from .. import nn, optim
 from ..data import make_spirals
-from ..formats import get_format, round_to
-from ..formats.rounding import as_float_array
 from ..tensor import Tensor, manual_seed
 from .autocast import autocast
+from .format import get_format
 from .master import round_parameters_
+from .rounding import as_float_array, round_to
 from .scaler import GradScaler, StaticGradScaler
 
 __all__ = ["PRECISIONS", "underflow_stats", "model_gradients", "train_toy"]

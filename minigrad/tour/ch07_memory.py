@@ -12,6 +12,7 @@ def run(out_dir, quick: bool) -> list:
     from .. import memory as M
     from .. import nn, optim
     from ..models import GPTConfig, TinyGPT
+    from ..peft import base_bytes, finetune_comparison, lora_parameters
     from ..tensor import Tensor, get_rng
     from ..viz import memory as V
     from ..viz import savefig
@@ -88,11 +89,11 @@ def run(out_dir, quick: bool) -> list:
 
     # LoRA, adapters and QLoRA
     rows.append(("LoRA r=8 on a 4096 x 4096 layer: trainable params (share)",
-                 f"{M.lora_parameters(4096, 4096, 8):,d} ({M.lora_parameters(4096, 4096, 8) / 4096**2:.2%})"))
+                 f"{lora_parameters(4096, 4096, 8):,d} ({lora_parameters(4096, 4096, 8) / 4096**2:.2%})"))
     rows.append(("7B base GB: fp32 / bf16 / NF4 (QLoRA)",
-                 " / ".join(f"{M.base_bytes(7e9, b) / 1e9:.3g}" for b in (32, 16, 4))))
-    ft = M.finetune_comparison(pretrain_steps=150 if quick else 250,
-                               finetune_steps=60 if quick else 100)
+                 " / ".join(f"{base_bytes(7e9, b) / 1e9:.3g}" for b in (32, 16, 4))))
+    ft = finetune_comparison(pretrain_steps=150 if quick else 250,
+                             finetune_steps=60 if quick else 100)
     savefig(V.finetune_bars(ft), "ch07_finetune", out_dir)
     rows.append(("mirrored spirals acc: pretrained / head / adapters / LoRA / full",
                  " / ".join(f"{ft[m]['accuracy']:.0%}"

@@ -1,6 +1,6 @@
 """Figures of chapter 5 (number formats and mixed precision). Each takes numbers
-computed by :mod:`minigrad.formats` / :mod:`minigrad.amp` and returns a
-matplotlib Figure; save it with :func:`minigrad.viz.savefig`."""
+computed by :mod:`minigrad.precision` and returns a matplotlib Figure; save it
+with :func:`minigrad.viz.savefig`."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def bit_layouts(formats):
 def spacing_vs_magnitude(formats, spacing, n: int = 3000):
     """Log-log: gap to the next value against the value, smallest subnormal to max.
 
-    ``spacing(x, fmt)`` is :func:`minigrad.formats.spacing` (passed in, so this
+    ``spacing(x, fmt)`` is :func:`minigrad.precision.spacing` (passed in, so this
     module computes nothing). Relative spacing eps shows as the offset of the
     staircases; range as their extent.
     """

@@ -1,6 +1,6 @@
 """Figures of chapter 7 (memory-efficient training). Each takes numbers computed by
-:mod:`minigrad.memory` and returns a matplotlib Figure; save it with
-:func:`minigrad.viz.savefig`."""
+:mod:`minigrad.memory` or :mod:`minigrad.peft` and returns a matplotlib Figure; save it
+with :func:`minigrad.viz.savefig`."""
 
 from __future__ import annotations
 

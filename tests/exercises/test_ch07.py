@@ -13,6 +13,7 @@ import minigrad
 import minigrad.functional as F
 import minigrad.memory as M
 from minigrad import Tensor, nn, optim
+from minigrad.peft import LoRALinear
 
 
 def rng():
@@ -141,7 +142,7 @@ def test_accumulation_with_unequal_micro_batches():
 
 
 def _lora(in_f=7, out_f=5, r=3, alpha=6, dropout=0.0):
-    layer = M.LoRALinear(nn.Linear(in_f, out_f), r=r, lora_alpha=alpha, lora_dropout=dropout)
+    layer = LoRALinear(nn.Linear(in_f, out_f), r=r, lora_alpha=alpha, lora_dropout=dropout)
     layer.lora_B.weight.data[...] = rng().standard_normal((out_f, r))
     return layer
 
