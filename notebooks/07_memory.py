@@ -55,8 +55,8 @@ rng = minigrad.get_rng()
 # For $N$ parameters in fp32, the weights take $4N$ bytes, the gradients $4N$,
 # Adam's two moments $8N$: **16 bytes per parameter before a single activation**.
 # Activations scale with the batch instead. In minigrad every node of the graph
-# keeps its output until backward ends, plus whatever its backward closure
-# holds (LayerNorm keeps $\hat x$, GELU keeps $\Phi(x)$, attention the weights
+# keeps its output until its backward has run (then, as in PyTorch, backward
+# frees it), plus whatever its backward closure holds (LayerNorm keeps $\hat x$, GELU keeps $\Phi(x)$, attention the weights
 # $P$). Counting op by op gives, per token of a TinyGPT block,
 # $25C + HT$ floats ($C$ = width, $H$ heads, $T$ tokens). The calculator
 # predicts; `measure_training_step` measures one step with `tracemalloc`.
@@ -124,14 +124,16 @@ print("largest |plain - checkpointed| gradient difference:",
 
 # %% [markdown]
 # `checkpoint_sequential(functions, segments, input)` cuts a chain of $n$
-# layers into $k$ segments and keeps only each segment's input. With an engine
-# that frees activations as backward proceeds (PyTorch), the peak is the $k-1$
-# saved inputs plus one segment, $(k-1) + n/k$ layers, smallest at
-# $k \approx \sqrt n$: $2\sqrt n$ instead of $n$, for one extra forward of the
-# checkpointed layers. minigrad's engine keeps the whole graph until backward
-# ends, so the last segment (never checkpointed) stays alive while each
-# earlier one is recomputed: $(k-1) + \text{last} + n/k$. The sweep measures
-# the peak with tracemalloc and counts the forward FLOPs actually run.
+# layers into $k$ segments and keeps only each segment's input. Because
+# backward frees each node's activations once it has run (minigrad does, as
+# PyTorch does), the peak is the $k-1$ saved inputs plus one segment,
+# $(k-1) + n/k$ layers, smallest at $k \approx \sqrt n$: $2\sqrt n$ instead
+# of $n$, for one extra forward of the checkpointed layers. An engine that kept
+# the whole graph until backward ended would still hold the last segment
+# (never checkpointed) while recomputing each earlier one,
+# $(k-1) + \text{last} + n/k$: the grey line, often no better than no
+# checkpointing. The sweep measures the peak with tracemalloc and counts the
+# forward FLOPs actually run.
 
 # %%
 n = 16
@@ -142,18 +144,18 @@ sweep = M.checkpoint_sweep(n_layers=n, width=64, batch=1024, segments=[0, 2, 4, 
 a, b = sweep["layer_bytes"], sweep["boundary_bytes"]
 keep = [M.checkpoint_activation_bytes(n, k, a, b, frees_during_backward=False) for k in sweep["segments"]]
 free = [M.checkpoint_activation_bytes(n, k, a, b, frees_during_backward=True) for k in sweep["segments"]]
-for k, peak, mk, fl, s in zip(sweep["segments"], sweep["peak_bytes"], keep, sweep["forward_flops"],
+for k, peak, mk, fl, s in zip(sweep["segments"], sweep["peak_bytes"], free, sweep["forward_flops"],
                               sweep["seconds"]):
     print(f"k={k:>2}: peak {peak / 1e6:5.2f} MB (model {mk / 1e6:5.2f} MB of activations), "
           f"forward FLOPs x{fl / sweep['forward_flops'][0]:.2f}, {s * 1e3:.0f} ms")
-fig = V.checkpoint_tradeoff(sweep, keep, free)
+fig = V.checkpoint_tradeoff(sweep, free, keep)
 savefig(fig, "ch07_checkpoint")
 fig  # noqa: B018
 
 # %% [markdown]
-# The measured peak sits a roughly constant amount above minigrad's model (the
-# gradients and backward's temporaries), so the model predicts which segment count
-# wins. The compute price: the layers of the first $k-1$
+# The measured peak sits a roughly constant amount above the model (the
+# gradients and backward's temporaries, a little more while a segment is
+# recomputed), so the model predicts which segment count wins. The compute price: the layers of the first $k-1$
 # segments run twice, $(k-1)\lfloor n/k\rfloor/n$ of a forward more.
 #
 # **Selective recomputation** (Korthikanti et al. 2022) checkpoints only what is

@@ -232,17 +232,20 @@ def test_checkpoint_units_closed_form_and_sqrt_rule():
     assert M.recompute_fraction(16, 4) == 0.75
 
 
-def test_checkpoint_sweep_matches_minigrads_memory_model():
+def test_checkpoint_sweep_matches_the_freeing_memory_model():
+    # backward frees as it goes, so checkpointing saves what (k-1) b + max(s, last) a says
     n = 8
     r = M.checkpoint_sweep(n_layers=n, width=16, batch=256, segments=[0, 2, 4, 8])
     a, b = r["layer_bytes"], r["boundary_bytes"]
-    model = [M.checkpoint_activation_bytes(n, k, a, b, frees_during_backward=False)
-             for k in r["segments"]]
+    model = [M.checkpoint_activation_bytes(n, k, a, b) for k in r["segments"]]
     over = np.array(r["peak_bytes"]) - np.array(model)
     # what the peak holds beyond the activations (gradients, backward's temporaries)
-    # does not depend on the segment count
-    assert over.min() >= r["gradient_bytes"] and over.max() - over.min() < 1.1 * a
-    assert r["peak_bytes"][2] < r["peak_bytes"][0] - a            # the model saves 2.5 a at k = 4
+    # does not depend on the segment count, except a few boundary-sized arrays while
+    # a segment is recomputed
+    assert over.min() >= r["gradient_bytes"]
+    assert over[1:].max() - over[1:].min() < 0.25 * a and over[1:].min() - over[0] < 2 * a
+    assert r["peak_bytes"][2] < r["peak_bytes"][0] - 2.5 * a      # the model saves 4.5 a at k = 4
+    assert r["peak_bytes"][2] == min(r["peak_bytes"])              # sqrt(8) ~ 3, 4 segments best here
     for k, flops in zip(r["segments"], r["forward_flops"]):
         frac = 0 if k == 0 else M.recompute_fraction(n, k)
         assert flops == pytest.approx(r["forward_flops"][0] * (1 + frac))

@@ -5,8 +5,9 @@ activations and scratch.
     gradients    4 bytes per *trainable* parameter
     optimizer    per trainable parameter: SGD 0, momentum 4, Adam/AdamW 8 bytes
     activations  what the forward pass keeps for backward; in minigrad every
-                 graph node's output stays alive (the loss references the
-                 whole graph) plus the extra arrays a backward closure holds
+                 graph node's output stays alive until backward reaches it
+                 (the loss references the whole graph) plus the extra arrays
+                 a backward closure holds
     scratch      transient buffers on top, at the peak (backward temporaries)
 
 Activations of the two model families of the course, counted op by op from

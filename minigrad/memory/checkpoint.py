@@ -216,10 +216,11 @@ def checkpoint_activation_bytes(n_layers: int, segments: int, layer_bytes: int,
 
     layer_bytes: what one layer keeps for backward; boundary_bytes: one layer's
     output (what a segment keeps as its input). An engine that frees as
-    backward proceeds (PyTorch) peaks at (k - 1) b + max(s, last) a; minigrad's
-    keeps the whole graph until backward ends, so the last segment (never
-    checkpointed) is still alive while each earlier one is recomputed:
-    (k - 1) b + last a + s a.
+    backward proceeds (minigrad, PyTorch) peaks at (k - 1) b + max(s, last) a.
+    One that kept the whole graph until backward ended
+    (``frees_during_backward=False``; minigrad before it freed) would still
+    hold the last segment (never checkpointed) while each earlier one is
+    recomputed: (k - 1) b + last a + s a, often no better than no checkpointing.
     """
     if segments == 0:
         return n_layers * layer_bytes

@@ -50,7 +50,7 @@ def run(out_dir, quick: bool) -> list:
     a, b = sweep["layer_bytes"], sweep["boundary_bytes"]
     keep = [M.checkpoint_activation_bytes(n, k, a, b, False) for k in sweep["segments"]]
     free = [M.checkpoint_activation_bytes(n, k, a, b, True) for k in sweep["segments"]]
-    savefig(V.checkpoint_tradeoff(sweep, keep, free), "ch07_checkpoint", out_dir)
+    savefig(V.checkpoint_tradeoff(sweep, free, keep), "ch07_checkpoint", out_dir)
     i4 = sweep["segments"].index(M.sqrt_segments(n))
     rows.append((f"{n}-layer chain, peak MB: plain / {M.sqrt_segments(n)} segments",
                  f"{sweep['peak_bytes'][0] / 1e6:.2f} / {sweep['peak_bytes'][i4] / 1e6:.2f} "

@@ -43,24 +43,25 @@ def memory_breakdown_bars(pairs: dict, title: str = "Where a training step's mem
     return fig
 
 
-def checkpoint_tradeoff(sweep: dict, model_minigrad, model_freeing):
+def checkpoint_tradeoff(sweep: dict, model_freeing, model_keeping):
     """Left: peak memory of forward + backward against the number of checkpoint segments,
     measured and two models. Right: forward FLOPs actually run, relative to no checkpointing.
 
     Args:
         sweep: the dict of :func:`minigrad.memory.checkpoint_sweep`.
-        model_minigrad, model_freeing: predicted activation bytes per segment count
-            (minigrad's engine; an engine that frees during backward).
+        model_freeing, model_keeping: predicted activation bytes per segment count
+            (an engine that frees during backward, as minigrad and PyTorch do; one
+            that keeps the whole graph until backward ends).
     """
     fig, (a, b) = new_figure(1, 2, size=(6.2, 4.4))
     k = np.array(sweep["segments"])
     x = np.where(k == 0, 0, k)
     labels = ["none" if v == 0 else str(v) for v in k]
     a.plot(x, np.array(sweep["peak_bytes"]) / MB, "o-", lw=2.5, label="measured peak")
-    a.plot(x, np.array(model_minigrad) / MB, "s--", lw=1.8,
-           label="activations, minigrad model")
-    a.plot(x, np.array(model_freeing) / MB, "^:", lw=1.8,
-           label="activations, engine freeing in backward")
+    a.plot(x, np.array(model_freeing) / MB, "s--", lw=1.8,
+           label="activations, model (frees in backward)")
+    a.plot(x, np.array(model_keeping) / MB, "^:", lw=1.8, color="0.5",
+           label="activations, if the graph were kept")
     a.set_xticks(x, labels)
     a.set(title=f"{sweep['n_layers']}-layer chain: memory", xlabel="checkpoint segments",
           ylabel="MB")
