@@ -46,10 +46,9 @@ def round_nearest(x, dtype: str = "int") -> np.ndarray:
         return np.rint(x)
     if dtype == "float16":
         return x.astype(np.float16)
-    b = _bfloat16_bits(x)
-    # add 0x7FFF plus the lowest kept bit, then truncate: round half to even on the kept bits
-    b = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
-    return b.view(np.float32)
+    from ..precision import round_to      # chapter 5: one home for rounding to a format
+
+    return np.asarray(round_to(x, "bfloat16"), dtype=np.float32)
 
 
 def stochastic_round(x, dtype: str = "int", rng=None) -> np.ndarray:
