@@ -140,13 +140,6 @@ def _transfer_loops(src, src_words, dst, buf, buf_words, op, flip_word, flip_mas
 # a whole segmented ring all-reduce in one call
 # ----------------------------------------------------------------------------
 
-def _segment_bounds(lo: int, m: int, p: int, b: np.ndarray) -> None:
-    """b[c] = lo + start of chunk c of a segment of m elements (np.array_split's split)."""
-    base, extra = m // p, m % p
-    for c in range(p + 1):
-        b[c] = lo + c * base + min(c, extra)
-
-
 def ring_segments_reference(flats, words_, seg, bufs, buf_words, op):
     """The segmented ring all-reduce's data movement, message by message.
 
@@ -166,10 +159,10 @@ def ring_segments_reference(flats, words_, seg, bufs, buf_words, op):
     Returns:
         -1 if every packet arrived intact, else 0 (a packet failed its checksum).
     """
+    from .collectives import chunk_bounds
     p, n = len(flats), flats[0].shape[0]
-    b = np.empty(p + 1, np.int64)
     for lo in range(0, n, seg):
-        _segment_bounds(lo, min(lo + seg, n) - lo, p, b)
+        b = lo + chunk_bounds(min(lo + seg, n) - lo, p)
         for phase_op, shift in ((op, 1), (OP_COPY, 0)):
             for step in range(p - 1):
                 for i in range(p):
@@ -193,7 +186,7 @@ def _ring_segments_loops(flats, words_, seg, buf, buf_words, op, worker, workers
         lo = sg * seg
         m = min(lo + seg, n) - lo
         base, extra = m // p, m % p
-        for c in range(p + 1):
+        for c in range(p + 1):                   # lo + chunk_bounds(m, p), written out for numba
             b[c] = lo + c * base + min(c, extra)
         for phase in range(2):
             shift, phase_op = (1, op) if phase == 0 else (0, 0)
@@ -211,7 +204,6 @@ def _ring_segments_loops(flats, words_, seg, buf, buf_words, op, worker, workers
 
 _compiled = {}
 _transfer_jit = None    # the compiled transfer, a global so the ring kernel can call it
-_pool = None
 
 
 def _jit():
@@ -232,16 +224,11 @@ def transfer(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray, buf: np.nd
 
 def ring_segments(flats, words_, seg, bufs, buf_words, op) -> int:
     """numba twin of :func:`ring_segments_reference`: one thread per row of ``bufs``."""
-    global _pool
     from numba.typed import List
+
+    from ..threads import run_parallel
     fn = _compiled.get("ring_segments") or _jit()["ring_segments"]
     flats, words_ = List(flats), List(words_)
     workers = bufs.shape[0]
-    if workers == 1:
-        return int(fn(flats, words_, seg, bufs[0], buf_words[0], op, 0, 1))
-    if _pool is None or _pool._max_workers < workers:
-        from concurrent.futures import ThreadPoolExecutor
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minigrad-ring")
-    futures = [_pool.submit(fn, flats, words_, seg, bufs[t], buf_words[t], op, t, workers)
-               for t in range(workers)]
-    return int(max(f.result() for f in futures))
+    return int(max(run_parallel([(fn, (flats, words_, seg, bufs[t], buf_words[t], op, t, workers))
+                                 for t in range(workers)])))

@@ -20,11 +20,12 @@ later runs load it from there in well under a second.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 from numba import njit
+
+from ..threads import run_parallel
 
 __all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpositive",
            "PARALLEL"]
@@ -39,24 +40,18 @@ __all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpo
 #: head kernel a second time, which cost 20 s per dtype on a cold cache.
 PARALLEL = True
 
-_pool = None
-
-
 def _over_heads(kernel, n_heads, arrays, args):
     """kernel(*[a[h0:h1] for a in arrays], *args) for head ranges covering 0..n_heads.
 
     Returns the first range's result. In parallel, one range per thread.
     """
-    global _pool
     workers = min(numba.get_num_threads(), n_heads) if PARALLEL else 1
     if workers <= 1:
         return kernel(*arrays, *args)
-    if _pool is None or _pool._max_workers < workers:
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minigrad-flash")
     cuts = [n_heads * w // workers for w in range(workers + 1)]
-    futures = [_pool.submit(kernel, *[a[lo:hi] for a in arrays], *args)
-               for lo, hi in zip(cuts[:-1], cuts[1:])]
-    return [f.result() for f in futures][0]
+    return run_parallel([(kernel, (*[a[lo:hi] for a in arrays], *args))
+                         for lo, hi in zip(cuts[:-1], cuts[1:])])[0]
+
 
 # reassociation lets the compiler vectorize row sums; no 'nnan'/'ninf': masked scores are -inf
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
