@@ -68,6 +68,13 @@ def _rms_norm(m, x_shape, y_shape):
     return (3 + (m.weight is not None)) * _numel(y_shape)
 
 
+def _attention(m, x_shape, y_shape):
+    # self-attention without a cache, T keys: Q K^T and A V, each 2 B T T C FLOPs (a
+    # multiply-add is 2; grouped KV heads change neither). Its projections are Linear rows.
+    B, T, C = x_shape
+    return 2 * (2 * B * T * T * C)
+
+
 # module type -> (kind, flops(module, input_shape, output_shape), children counted apart);
 # per-element costs:
 # ReLU max(x, 0) = 1; Tanh 1 evaluation; Sigmoid 1/(1+exp(-x)) = neg, exp, add, div = 4;
@@ -84,6 +91,7 @@ _RULES = {
     nn.RMSNorm: ("nonlinear", _rms_norm, False),
     nn.Dropout: ("nonlinear", lambda m, x, y: 0, False),
     nn.Identity: ("nonlinear", lambda m, x, y: 0, False),
+    nn.MultiHeadAttention: ("nonlinear", _attention, True),
 }
 
 

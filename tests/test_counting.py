@@ -104,6 +104,19 @@ def test_unknown_layer_is_an_error_naming_it_and_register_fixes_it():
         counting._RULES.pop(Mystery)
 
 
+@pytest.mark.parametrize("kv_heads", [4, 1])
+def test_attention_counts_its_two_products_and_its_projections_as_linear_rows(kv_heads):
+    # counted by default, so a count never depends on what registered a rule earlier
+    B, T, C = 2, 5, 8
+    attn = nn.MultiHeadAttention(C, num_heads=4, num_kv_heads=kv_heads, bias=False)
+    rows = counting.count(attn, (B, T, C))
+    own = [r for r in rows if r.type == "MultiHeadAttention"]
+    assert len(own) == 1 and own[0].kind == "nonlinear"
+    assert own[0].flops == 2 * B * T * T * C + 2 * B * T * T * C       # Q K^T, then A V
+    linear = sum(r.flops for r in rows if r.kind == "linear")
+    assert linear == 2 * B * T * sum(p.numel() for p in attn.parameters())
+
+
 def test_register_with_children_counts_own_work_apart_from_child_layers():
     class Scaled(nn.Module):
         """A projection (a child Linear) followed by its own softmax over 4 outputs."""

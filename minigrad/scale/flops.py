@@ -80,24 +80,17 @@ def flops_per_token(config: ModelConfig, seq_len: int, backward: bool = True,
     # END SOLUTION
 
 
-def _attention_products(module, x_shape, y_shape) -> int:
-    B, T, C = x_shape                       # self-attention without a cache: T keys
-    return 2 * (2 * B * T * T * C)          # Q K^T and A V, 2 FLOPs per multiply-add each
-
-
 def count_forward_flops(model, input_shape) -> dict:
     """Forward FLOPs of ``model`` on one input, counted by ``minigrad.counting``:
     ``{"products", "attention", "other", "total"}``.
 
     products: every Linear (weights and biases); attention: Q K^T and A V of every
     ``MultiHeadAttention`` call, from the shapes it saw; other: norms and activations.
-    Registers that attention rule with :func:`minigrad.counting.register` (its
-    projections stay separate rows).
+    The attention rule is :mod:`minigrad.counting`'s own (its projections are
+    separate Linear rows).
     """
     from .. import counting
-    from ..nn import MultiHeadAttention
 
-    counting.register(MultiHeadAttention, "nonlinear", _attention_products, children=True)
     rows = counting.count(model, input_shape)
     products = sum(r.flops for r in rows if r.kind == "linear")
     attention = sum(r.flops for r in rows if r.type == "MultiHeadAttention")
