@@ -163,15 +163,9 @@ fig  # noqa: B018
 # and GELU's $\Phi(x)$; the matmul outputs stay. Same gradients, fewer bytes:
 
 # %%
-with M.track() as t:
-    loss = lm_loss(gpt, idx)
-    kept = t.current()
-    del loss
+kept = M.measure_activation_bytes(lm_loss, gpt, idx)
 M.apply_selective_recomputation(gpt)
-with M.track() as t:
-    loss = lm_loss(gpt, idx)
-    selective = t.current()
-    del loss
+selective = M.measure_activation_bytes(lm_loss, gpt, idx)
 print(f"activations kept: {kept / 1e6:.3f} MB -> {selective / 1e6:.3f} MB with selective "
       f"recomputation; measured saving {(kept - selective) / 1e6:.3f} MB, predicted "
       f"4 L B T (H T + 4 C) = {M.selective_recompute_savings(config, 8, 32) / 1e6:.3f} MB")

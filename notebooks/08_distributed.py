@@ -42,7 +42,7 @@ from minigrad import functional as F
 from minigrad.dist import (ChecksumError, OutOfMemoryError, VirtualCluster,
                            format_bytes, ring_all_reduce_bytes)
 from minigrad.dist.collectives import measure_all_reduce
-from minigrad.dist.ddp import DistributedDataParallel, max_divergence
+from minigrad.dist.ddp import DistributedDataParallel, ddp_vs_one_gpu, max_divergence
 from minigrad.dist.parameter_server import ParameterServer
 from minigrad.dist.pipeline import (SCHEDULES, PipelineParallel, bubble_fraction,
                                     simulate_schedule)
@@ -156,7 +156,6 @@ savefig(V.timeline(c.trace, "GPU 2 is a straggler: the all-reduce waits for it")
 
 # %%
 model = nn.MLP([32, 64, 64, 64, 8], dtype=np.float64)
-serial = copy.deepcopy(model)
 X, Y = rng.standard_normal((64, 32)), rng.integers(0, 8, 64)
 
 
@@ -165,17 +164,10 @@ def make_adam(params):
 
 
 ddp_cluster = VirtualCluster(4, latency=2e-7, bandwidth=4e9, flops_per_second=1e10)
-ddp = DistributedDataParallel(model, ddp_cluster, make_adam, bucket_cap_bytes=64 * 65 * 8)
-opt = make_adam(list(serial.parameters()))
-for _ in range(3):
-    ddp_cluster.reset()
-    ddp.train_step(X, Y, F.cross_entropy)
-    opt.zero_grad()
-    F.cross_entropy(serial(Tensor(X)), Y).backward()
-    opt.step()
-print("max |DDP replica - serial| =", max(float(np.abs(a.data - b.data).max())
-                                         for a, b in zip(ddp.replicas[3].parameters(),
-                                                         serial.parameters())))
+# `ddp_vs_one_gpu` runs `ddp.train_step` and a one-GPU copy of the model side by side:
+ddp, diff = ddp_vs_one_gpu(model, ddp_cluster, make_adam, X, Y, F.cross_entropy, steps=3,
+                           bucket_cap_bytes=64 * 65 * 8)
+print("max |DDP replica - one GPU| =", diff)
 savefig(V.timeline(ddp_cluster.trace, "DDP: each bucket is all-reduced while backward goes on"),
         "ch08_ddp_timeline")
 

@@ -9,7 +9,7 @@ import pytest
 from minigrad import Tensor, nn, optim
 from minigrad import functional as F
 from minigrad.dist import OutOfMemoryError, VirtualCluster
-from minigrad.dist.ddp import DistributedDataParallel, max_divergence
+from minigrad.dist.ddp import DistributedDataParallel, ddp_vs_one_gpu, max_divergence
 from minigrad.dist.parameter_server import ParameterServer
 from minigrad.dist.pipeline import (SCHEDULES, PipelineParallel, bubble_fraction,
                                     simulate_schedule, split_stages)
@@ -89,6 +89,16 @@ def test_a_replica_that_skips_the_sync_drifts_apart():
     ddp.train_step(X, Y, F.cross_entropy, skip_sync=(3,))
     assert max_divergence(ddp.replicas) > 1e-4
     assert max_divergence(ddp.replicas[:3]) == 0.0       # the others still agree
+
+
+def test_ddp_vs_one_gpu_reports_rounding_only_and_the_last_step_trace():
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((32, 8)), rng.integers(0, 4, 32)
+    cl = VirtualCluster(4)
+    ddp, diff = ddp_vs_one_gpu(nn.MLP([8, 16, 4], dtype=np.float64), cl,
+                               lambda ps: optim.SGD(ps, lr=0.5), X, Y, F.cross_entropy, steps=3)
+    assert diff < 1e-12 and ddp.replicas_in_sync()
+    assert min(e.start for e in cl.trace) == 0.0              # reset before the last step
 
 
 def test_parameter_server_equals_serial_and_loads_the_server():

@@ -183,6 +183,15 @@ def test_checkpoint_keeps_no_intermediate_activations():
     assert plain >= 6 * one and kept < 1.1 * one             # only the output stays
 
 
+def test_measure_activation_bytes_counts_what_the_graph_keeps():
+    model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(6)])
+    x = minigrad.randn(256, 64, requires_grad=True)
+    one = 256 * 64 * 4
+    kept = M.measure_activation_bytes(lambda m, x: m(x).sum(), model, x)
+    assert 6 * one <= kept < 6 * one + one // 2       # six Linear outputs and a scalar
+    assert M.measure_activation_bytes(lambda m, x: M.checkpoint(m, x).sum(), model, x) < 1.1 * one
+
+
 def test_checkpoint_rejects_bad_input():
     x = minigrad.randn(2, 2, requires_grad=True)
     with pytest.raises(ValueError, match="use_reentrant"):

@@ -369,7 +369,7 @@ class VirtualCluster:
 
     def deliver(self, transfers, op: str = "copy", kind: str = "comm") -> None:
         """Move the data of ``(src, dst, src_array, dst_array)`` transfers through the wire."""
-        code = {"copy": kernels.OP_COPY, "sum": kernels.OP_SUM, "max": kernels.OP_MAX}[op]
+        code = kernels.OP_CODES[op]
         for src, dst, a, b in transfers:
             self._deliver(src, dst, a, b, code, kind)
 
@@ -418,31 +418,32 @@ class VirtualCluster:
         if not self.use_numba or dtype.char not in kernels.NUMBA_CHARS or self.faults.pending:
             return False
         bufs, buf_words = self._worker_packet_buffers(dtype)
-        code = {"sum": kernels.OP_SUM, "max": kernels.OP_MAX}[op]
+        code = kernels.OP_CODES[op]
         if kernels.ring_segments(flats, [kernels.words(f) for f in flats], seg, bufs, buf_words,
                                  code) >= 0:
             raise ChecksumError(f"{kind}: a packet of the ring failed its checksum "
                                 f"(corrupted on the wire); the collective is aborted")
         return True
 
-    def _worker_packet_buffers(self, dtype):
-        """One packet buffer per numba worker thread for ``dtype``, (threads, packet), made once."""
-        import numba
-        key = ("workers", dtype.char, numba.get_num_threads())
+    def _packet_buffers(self, key, rows, dtype):
+        """``rows`` packet buffers for ``dtype`` (a (rows, packet) array, or (packet,) when
+        rows is None) and their words view, made once per ``key``."""
         got = self._packets.get(key)
         if got is None:
-            bufs = np.empty((key[2], max(1, self.packet_bytes // dtype.itemsize)), dtype=dtype)
-            got = self._packets[key] = (bufs, kernels.words(bufs))
+            packet = max(1, self.packet_bytes // dtype.itemsize)
+            buf = np.empty(packet if rows is None else (rows, packet), dtype=dtype)
+            got = self._packets[key] = (buf, kernels.words(buf))
         return got
 
     def _packet_buffer(self, rank, dtype):
-        """GPU ``rank``'s packet buffer for ``dtype`` and its words view, made once."""
-        key = (rank, dtype.char)
-        got = self._packets.get(key)
-        if got is None:
-            buf = np.empty(max(1, self.packet_bytes // dtype.itemsize), dtype=dtype)
-            got = self._packets[key] = (buf, kernels.words(buf))
-        return got
+        """GPU ``rank``'s packet buffer for ``dtype`` and its words view."""
+        return self._packet_buffers((rank, dtype.char), None, dtype)
+
+    def _worker_packet_buffers(self, dtype):
+        """One packet buffer per numba worker thread for ``dtype``, (threads, packet)."""
+        import numba
+        threads = numba.get_num_threads()
+        return self._packet_buffers(("workers", dtype.char, threads), threads, dtype)
 
     # -- collectives as methods (the definitions live in collectives.py) -------------------
     def broadcast(self, tensors, src=0, algorithm="tree", group=None, async_op=False):

@@ -32,7 +32,7 @@ from ..tensor import Tensor
 from .cluster import VirtualCluster
 
 __all__ = ["DistributedDataParallel", "replicate", "split_batch", "layer_flops",
-           "flatten", "unflatten_into", "max_divergence"]
+           "flatten", "unflatten_into", "max_divergence", "ddp_vs_one_gpu"]
 
 
 # ----------------------------------------------------------------------------
@@ -251,3 +251,27 @@ class DistributedDataParallel:
 
     def replicas_in_sync(self, atol: float = 0.0) -> bool:
         return max_divergence(self.replicas) <= atol
+
+
+def ddp_vs_one_gpu(model, cluster: VirtualCluster, make_optimizer, x, y, loss_fn, steps: int,
+                   **ddp_kwargs):
+    """Train ``model`` with DDP on ``cluster`` and a copy of it on one GPU on the whole
+    batch, side by side for ``steps`` steps; the DDP wrapper and the largest
+    |weight difference| between the last replica and the single-GPU model.
+
+    DDP sums the shards' gradients, so the two should agree to rounding. Each
+    step starts on a clean clock (``cluster.reset()``), so the trace afterwards
+    is the last step's.
+    """
+    serial = copy.deepcopy(model)
+    ddp = DistributedDataParallel(model, cluster, make_optimizer, **ddp_kwargs)
+    opt = make_optimizer(list(serial.parameters()))
+    for _ in range(steps):
+        cluster.reset()
+        ddp.train_step(x, y, loss_fn)
+        opt.zero_grad()
+        loss_fn(serial(Tensor(x)), y).backward()
+        opt.step()
+    diff = max(float(np.abs(a.data - b.data).max())
+               for a, b in zip(ddp.replicas[-1].parameters(), serial.parameters()))
+    return ddp, diff

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 OP_COPY, OP_SUM, OP_MAX = 0, 1, 2
+OP_CODES = {"copy": OP_COPY, "sum": OP_SUM, "max": OP_MAX}
 _WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 NUMBA_CHARS = "fdil"   # float32, float64, int32, int64 (and the platform's long) run in numba
 

@@ -22,10 +22,11 @@ from .chunking import (ChunkedLinearCrossEntropy, chunked_linear_cross_entropy,
 from .galore import (GaLoreAdamW, GaLoreProjector, adamw_state_bytes, galore_param_groups,
                      galore_state_bytes, galore_vs_adamw)
 from .offload import PCIE_BANDWIDTH, HostMemory, OffloadedAdamW, transfer_time
-from .tracker import MemoryBreakdown, measure_peak_bytes, measure_training_step, track
+from .tracker import (MemoryBreakdown, measure_activation_bytes, measure_peak_bytes,
+                      measure_training_step, track)
 
 __all__ = [
-    "MemoryBreakdown", "track", "measure_peak_bytes", "measure_training_step",
+    "MemoryBreakdown", "track", "measure_peak_bytes", "measure_training_step", "measure_activation_bytes",
     "parameter_bytes", "gradient_bytes", "adam_state_bytes", "optimizer_state_bytes",
     "mlp_activation_bytes", "gpt_activation_bytes", "estimate_training_memory",
     "checkpoint", "checkpoint_sequential", "CheckpointWrapper", "checkpoint_wrapper",

@@ -26,7 +26,8 @@ from dataclasses import dataclass, fields
 # (fn's result, peak bytes allocated during the call): chapter 4 measured flash attention with it
 from ..flash.io_model import measure_peak_bytes
 
-__all__ = ["MemoryBreakdown", "measure_peak_bytes", "track", "measure_training_step"]
+__all__ = ["MemoryBreakdown", "measure_peak_bytes", "track", "measure_training_step",
+           "measure_activation_bytes"]
 
 
 @dataclass
@@ -81,6 +82,16 @@ def track():
             tracemalloc.stop()
 
 
+def measure_activation_bytes(loss_fn, model, *batch) -> int:
+    """Traced bytes the graph of ``loss_fn(model, *batch)`` keeps alive for backward
+    (what a forward pass leaves behind; no backward is run)."""
+    with track() as t:
+        loss = loss_fn(model, *batch)
+        kept = t.current()
+        del loss
+    return kept
+
+
 def _step(model, optimizer, loss_fn, batch):
     optimizer.zero_grad()
     loss_fn(model, *batch).backward()
@@ -113,7 +124,7 @@ def measure_training_step(model, optimizer, loss_fn, *batch, warmup: int = 1) ->
         loss = loss_fn(model, *batch)
         activations = t.current()
         loss.backward()
-        del loss                                    # the graph (every activation) is freed here
+        del loss                                    # backward freed the activations; the root goes
         optimizer.step()
         peak = t.peak()
     gradients = sum(p.grad.nbytes for p in params if p.grad is not None)

@@ -57,15 +57,9 @@ def run(out_dir, quick: bool) -> list:
                  f"(+{M.recompute_fraction(n, M.sqrt_segments(n)):.0%} forward)"))
 
     # selective recomputation of the attention core and GELU in TinyGPT
-    with M.track() as t:
-        loss = lm_loss(gpt, idx)
-        plain = t.current()
-        del loss
+    plain = M.measure_activation_bytes(lm_loss, gpt, idx)
     M.apply_selective_recomputation(gpt)
-    with M.track() as t:
-        loss = lm_loss(gpt, idx)
-        selective = t.current()
-        del loss
+    selective = M.measure_activation_bytes(lm_loss, gpt, idx)
     rows.append(("TinyGPT activations MB: kept / selective recomputation",
                  f"{plain / 1e6:.3f} / {selective / 1e6:.3f}"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 
@@ -14,7 +13,7 @@ def run(out_dir, quick: bool) -> list:
     from .. import functional as F
     from ..dist import OutOfMemoryError, VirtualCluster, format_bytes
     from ..dist.collectives import measure_all_reduce, ring_all_reduce_bytes
-    from ..dist.ddp import DistributedDataParallel
+    from ..dist.ddp import ddp_vs_one_gpu
     from ..dist.pipeline import SCHEDULES, bubble_fraction, simulate_schedule
     from ..dist.strategy import recommend_strategy
     from ..dist.tensor_parallel import TensorParallelMLP
@@ -47,23 +46,14 @@ def run(out_dir, quick: bool) -> list:
 
     # DDP on 4 virtual GPUs equals one GPU on the whole batch; overlap on the timeline
     model = nn.MLP([32, 64, 64, 64, 8], dtype=np.float64)
-    serial = copy.deepcopy(model)
     rng = np.random.default_rng(0)
     X, Y = rng.standard_normal((64, 32)), rng.integers(0, 8, 64)
 
     def make_opt(ps):
         return optim.Adam(ps, lr=1e-2)
     cl = VirtualCluster(4, latency=2e-7, bandwidth=4e9, flops_per_second=1e10)
-    ddp = DistributedDataParallel(model, cl, make_opt, bucket_cap_bytes=64 * 65 * 8)
-    opt = make_opt(list(serial.parameters()))
-    for _ in range(3):
-        cl.reset()
-        ddp.train_step(X, Y, F.cross_entropy)
-        opt.zero_grad()
-        F.cross_entropy(serial(Tensor(X)), Y).backward()
-        opt.step()
-    diff = max(float(np.abs(a.data - b.data).max())
-               for a, b in zip(ddp.replicas[3].parameters(), serial.parameters()))
+    _, diff = ddp_vs_one_gpu(model, cl, make_opt, X, Y, F.cross_entropy, steps=3,
+                             bucket_cap_bytes=64 * 65 * 8)
     rows.append(("DDP (4 GPUs) vs 1 GPU, max |weight diff| after 3 steps", f"{diff:.1e}"))
     savefig(V.timeline(cl.trace, "DDP step: bucket all-reduces overlap the backward"),
             "ch08_ddp_timeline", out_dir)
