@@ -2,7 +2,7 @@
 
 The lower bound is one ``np.sum`` over the stacked arrays: the same
 additions, no messages. The simulator sends every chunk as explicit packets
-with checksums (minigrad.dist.kernels); the numba wire fuses pack + checksum
+with checksums (minigrad.distributed.kernels); the numba wire fuses pack + checksum
 and verify + add per packet, and runs every segment's ring in one call,
 independent segments on all cores (also timed on one thread; np.sum uses
 one). Two more rows put it in context: the same ring as direct slice adds
@@ -26,7 +26,7 @@ import time
 import numba
 import numpy as np
 
-from minigrad.dist import VirtualCluster, alpha_beta_time, chunk_bounds
+from minigrad.distributed import VirtualCluster, alpha_beta_time, chunk_bounds
 
 from .common import print_table
 

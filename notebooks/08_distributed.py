@@ -16,7 +16,7 @@
 #
 # One GPU is not enough when the model, its gradients and its optimizer state do not fit in
 # its memory, or when one GPU would take months. This chapter trains on a **cluster of virtual
-# GPUs** that lives in one process (`minigrad.dist.VirtualCluster`): each GPU has its own
+# GPUs** that lives in one process (`minigrad.distributed.VirtualCluster`): each GPU has its own
 # arrays and a memory budget, links have a latency and a bandwidth, and every byte that moves
 # is counted and timed.
 #
@@ -39,16 +39,16 @@ import numpy as np
 import minigrad
 from minigrad import Tensor, nn, optim
 from minigrad import functional as F
-from minigrad.dist import (ChecksumError, OutOfMemoryError, VirtualCluster,
+from minigrad.distributed import (ChecksumError, OutOfMemoryError, VirtualCluster,
                            format_bytes, ring_all_reduce_bytes)
-from minigrad.dist.collectives import measure_all_reduce
-from minigrad.dist.ddp import DistributedDataParallel, ddp_vs_one_gpu, max_divergence
-from minigrad.dist.parameter_server import ParameterServer
-from minigrad.dist.pipeline import (SCHEDULES, PipelineParallel, bubble_fraction,
+from minigrad.distributed.collectives import measure_all_reduce
+from minigrad.distributed.ddp import DistributedDataParallel, ddp_vs_one_gpu, max_divergence
+from minigrad.distributed.parameter_server import ParameterServer
+from minigrad.distributed.pipeline import (SCHEDULES, PipelineParallel, bubble_fraction,
                                     simulate_schedule)
-from minigrad.dist.strategy import STRATEGY_TABLE, recommend_strategy
-from minigrad.dist.tensor_parallel import SequenceParallelMLPBlock, TensorParallelMLP
-from minigrad.dist.zero import ZeRO, zero_comm_bytes_per_gpu, zero_memory_per_gpu
+from minigrad.distributed.strategy import STRATEGY_TABLE, recommend_strategy
+from minigrad.distributed.tensor_parallel import SequenceParallelMLPBlock, TensorParallelMLP
+from minigrad.distributed.zero import ZeRO, zero_comm_bytes_per_gpu, zero_memory_per_gpu
 from minigrad.viz import dist as V
 from minigrad.viz import savefig
 

@@ -163,7 +163,7 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # ## 4. Memory: to hold, to train, to serve
 # Weights at $b$ bits cost $Nb/8$ bytes (`minigrad.quant.memory`). Training with
 # mixed-precision Adam keeps $2 + 2 + 12 = 16$ bytes per parameter, which ZeRO shards
-# over the GPUs (`minigrad.dist.zero`, chapter 8). GPUs of 80 GB to train count model
+# over the GPUs (`minigrad.distributed.zero`, chapter 8). GPUs of 80 GB to train count model
 # states only (ZeRO-3); to serve, 16-bit weights plus one sequence's KV cache at the
 # model's context.
 

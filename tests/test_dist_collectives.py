@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigrad.dist import (ChecksumError, MessageLostError, OutOfMemoryError, VirtualCluster,
+from minigrad.distributed import (ChecksumError, MessageLostError, OutOfMemoryError, VirtualCluster,
                            alpha_beta_time, chunk_bounds, ring_all_reduce_bytes)
-from minigrad.dist import kernels as K
+from minigrad.distributed import kernels as K
 
 LENGTHS = (1, 5, 13, 64)
 

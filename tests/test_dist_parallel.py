@@ -8,15 +8,15 @@ import pytest
 
 from minigrad import Tensor, nn, optim
 from minigrad import functional as F
-from minigrad.dist import OutOfMemoryError, VirtualCluster
-from minigrad.dist.ddp import DistributedDataParallel, ddp_vs_one_gpu, max_divergence
-from minigrad.dist.parameter_server import ParameterServer
-from minigrad.dist.pipeline import (SCHEDULES, PipelineParallel, bubble_fraction,
+from minigrad.distributed import OutOfMemoryError, VirtualCluster
+from minigrad.distributed.ddp import DistributedDataParallel, ddp_vs_one_gpu, max_divergence
+from minigrad.distributed.parameter_server import ParameterServer
+from minigrad.distributed.pipeline import (SCHEDULES, PipelineParallel, bubble_fraction,
                                     simulate_schedule, split_stages)
-from minigrad.dist.strategy import recommend_strategy
-from minigrad.dist.tensor_parallel import (SequenceParallelMLPBlock, TensorParallelAttention,
+from minigrad.distributed.strategy import recommend_strategy
+from minigrad.distributed.tensor_parallel import (SequenceParallelMLPBlock, TensorParallelAttention,
                                            TensorParallelMLP)
-from minigrad.dist.zero import FSDP, ZeRO, zero_comm_bytes_per_gpu, zero_memory_per_gpu
+from minigrad.distributed.zero import FSDP, ZeRO, zero_comm_bytes_per_gpu, zero_memory_per_gpu
 
 
 def _data(n=16, d=8, classes=4, seed=0):

@@ -1,8 +1,8 @@
 """Chapter 8 (distributed training on virtual GPUs): coding exercises and exam-style questions.
 
-The coding exercises are fenced in ``minigrad/dist`` (collectives, ddp, zero,
+The coding exercises are fenced in ``minigrad/distributed`` (collectives, ddp, zero,
 pipeline, tensor_parallel). Answers to the questions are computed by calling
-``minigrad.dist``, never typed in.
+``minigrad.distributed``, never typed in.
 """
 
 from __future__ import annotations
@@ -11,27 +11,27 @@ from .registry import Exercise, Question
 
 
 def _ring_bytes(N, p):
-    from ..dist.collectives import ring_all_reduce_bytes
+    from ..distributed.collectives import ring_all_reduce_bytes
     return ring_all_reduce_bytes(N, p, 4)
 
 
 def _bubble(p, m):
-    from ..dist.pipeline import bubble_fraction
+    from ..distributed.pipeline import bubble_fraction
     return bubble_fraction(int(p), int(m))
 
 
 def _zero3_bytes(Psi, N):
-    from ..dist.zero import zero_memory_per_gpu
+    from ..distributed.zero import zero_memory_per_gpu
     return sum(zero_memory_per_gpu(Psi, N, 3).values())
 
 
 def _zero_gb(num_params, n, stage):
-    from ..dist.zero import zero_memory_per_gpu
+    from ..distributed.zero import zero_memory_per_gpu
     return sum(zero_memory_per_gpu(num_params, n, stage).values()) / 1e9
 
 
 def _time_ms(nbytes, p, algorithm, alpha, beta):
-    from ..dist.collectives import alpha_beta_time
+    from ..distributed.collectives import alpha_beta_time
     return alpha_beta_time(nbytes, p, algorithm, alpha, beta) * 1e3
 
 
@@ -39,13 +39,13 @@ _STRATEGY_CHOICES = {"a": "DDP", "b": "ZeRO-1", "c": "ZeRO-2", "d": "ZeRO-3 / FS
 
 
 def _strategy_key():
-    from ..dist.strategy import recommend_strategy
+    from ..distributed.strategy import recommend_strategy
     got = recommend_strategy(30 * 10**9, 80e9, 8).strategy
     return next(k for k, v in _STRATEGY_CHOICES.items() if v == got)
 
 
 def _comm_ratio():
-    from ..dist.zero import zero_comm_bytes_per_gpu
+    from ..distributed.zero import zero_comm_bytes_per_gpu
     return zero_comm_bytes_per_gpu(10**9, 64, 3) / zero_comm_bytes_per_gpu(10**9, 64, 0)
 
 
@@ -54,7 +54,7 @@ EXERCISES = [
         "ch8.ring_reduce_scatter", title="Ring reduce-scatter: which chunk goes where at each step",
         points=3,
         statement=(
-            "minigrad/dist/collectives.py, ring_reduce_scatter_(cluster, flats, bounds, op, ranks). "
+            "minigrad/distributed/collectives.py, ring_reduce_scatter_(cluster, flats, bounds, op, ranks). "
             "p ranks sit in a ring; flats[i] is rank i's flat array, chunk c is "
             "flats[i][bounds[c]:bounds[c+1]]. In p - 1 steps, rank i sends chunk (i - step - 1) "
             "mod p to rank i + 1, which reduces it into its own copy of that chunk. Issue each "
@@ -64,32 +64,32 @@ EXERCISES = [
     Exercise(
         "ch8.ring_all_gather", title="Ring all-gather", points=2,
         statement=(
-            "minigrad/dist/collectives.py, ring_all_gather_(cluster, flats, bounds, ranks). Rank i "
+            "minigrad/distributed/collectives.py, ring_all_gather_(cluster, flats, bounds, ranks). Rank i "
             "starts with its chunk i. In p - 1 steps, rank i sends chunk (i - step) mod p to "
             "rank i + 1, which copies it in (op=\"copy\"), one cluster.communicate call per step.")),
     Exercise(
         "ch8.bubble_fraction", title="The pipeline bubble", points=2,
         statement=(
-            "minigrad/dist/pipeline.py, bubble_fraction(p, m): the idle fraction of a pipeline "
+            "minigrad/distributed/pipeline.py, bubble_fraction(p, m): the idle fraction of a pipeline "
             "step with p stages and m micro-batches of equal cost, (p - 1) / (m + p - 1).")),
     Exercise(
         "ch8.zero_memory", title="ZeRO memory per GPU by stage", points=2,
         statement=(
-            "minigrad/dist/zero.py, zero_memory_per_gpu(num_params, world_size, stage, "
+            "minigrad/distributed/zero.py, zero_memory_per_gpu(num_params, world_size, stage, "
             "param_bytes, grad_bytes, optimizer_bytes). Return a dict with the bytes of "
             "'parameters', 'gradients' and 'optimizer states' held by one GPU: stage 1 divides the "
             "optimizer states by N, stage 2 also the gradients, stage 3 also the parameters.")),
     Exercise(
         "ch8.split_linear", title="Column-parallel split of a Linear", points=2,
         statement=(
-            "minigrad/dist/tensor_parallel.py, split_linear_columns(weight, bias, p). weight is "
+            "minigrad/distributed/tensor_parallel.py, split_linear_columns(weight, bias, p). weight is "
             "(out, in); GPU i gets rows chunk_bounds(out, p)[i]:[i+1] of weight and the same "
             "slice of bias (None stays None), as copies. Return the list of p (weight, bias) "
             "pairs.")),
     Exercise(
         "ch8.ddp_bucket_allreduce", title="DDP: average one bucket of gradients", points=3,
         statement=(
-            "minigrad/dist/ddp.py, DistributedDataParallel._sync_bucket. For each synced rank r, "
+            "minigrad/distributed/ddp.py, DistributedDataParallel._sync_bucket. For each synced rank r, "
             "flatten the gradients of the bucket's parameters (self._bucket_params(r, b)) into "
             "one array, then launch ONE asynchronous all-reduce averaging them over the synced "
             "ranks: self.cluster.all_reduce(arrays, op=\"mean\", algorithm=self.algorithm, "

@@ -5,7 +5,7 @@ Weights alone: N parameters at b bits are N b / 8 bytes (``minigrad.quant``:
 
 Training with mixed-precision Adam keeps 2 + 2 + 12 = 16 bytes per parameter
 (16-bit weights and gradients; fp32 master weights, m and v), which ZeRO
-shards over the GPUs stage by stage (``minigrad.dist.zero``, chapter 8).
+shards over the GPUs stage by stage (``minigrad.distributed.zero``, chapter 8).
 
 Activations (Korthikanti et al. 2022, eq. 2), per transformer layer, 16-bit,
 sequence s, micro-batch b, width h, a heads, no tensor parallelism:
@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..dist.zero import zero_memory_per_gpu
+from ..distributed.zero import zero_memory_per_gpu
 from ..nn.kv_cache import kv_cache_bytes
 from ..quant.memory import GB, model_bytes
 from .configs import ModelConfig

@@ -11,13 +11,13 @@ TITLE = "8. Distributed training"
 def run(out_dir, quick: bool) -> list:
     from .. import Tensor, nn, optim
     from .. import functional as F
-    from ..dist import OutOfMemoryError, VirtualCluster, format_bytes
-    from ..dist.collectives import measure_all_reduce, ring_all_reduce_bytes
-    from ..dist.ddp import ddp_vs_one_gpu
-    from ..dist.pipeline import SCHEDULES, bubble_fraction, simulate_schedule
-    from ..dist.strategy import recommend_strategy
-    from ..dist.tensor_parallel import TensorParallelMLP
-    from ..dist.zero import ZeRO, zero_memory_per_gpu
+    from ..distributed import OutOfMemoryError, VirtualCluster, format_bytes
+    from ..distributed.collectives import measure_all_reduce, ring_all_reduce_bytes
+    from ..distributed.ddp import ddp_vs_one_gpu
+    from ..distributed.pipeline import SCHEDULES, bubble_fraction, simulate_schedule
+    from ..distributed.strategy import recommend_strategy
+    from ..distributed.tensor_parallel import TensorParallelMLP
+    from ..distributed.zero import ZeRO, zero_memory_per_gpu
     from ..viz import dist as V
     from ..viz import savefig
 

@@ -15,11 +15,11 @@ KIND_COLORS = {"forward": "#4C72B0", "backward": "#DD8452", "optimizer": "#55A86
 def ring_allreduce_steps(p: int = 4):
     """The ring all-reduce of p ranks drawn step by step (chunk = one element).
 
-    Each panel is one step of :func:`minigrad.dist.collectives.all_reduce`
+    Each panel is one step of :func:`minigrad.distributed.collectives.all_reduce`
     run on a real cluster; a cell shows how many ranks' values that rank's
     copy of that chunk already contains (p = complete).
     """
-    from ..dist import VirtualCluster
+    from ..distributed import VirtualCluster
     cluster = VirtualCluster(p)
     arrays = [np.ones(p) for _ in range(p)]
     snaps = [np.stack(arrays).copy()]
@@ -83,7 +83,7 @@ def timeline(trace, title: str = "", ranks=None, xlabel: str = "simulated time (
 
 
 def pipeline_schedule(events, p: int, title: str = ""):
-    """Gantt chart of :func:`minigrad.dist.pipeline.simulate_schedule` events (label = micro-batch)."""
+    """Gantt chart of :func:`minigrad.distributed.pipeline.simulate_schedule` events (label = micro-batch)."""
     lanes = [f"stage {s}" for s in range(p)]
     ev = [(f"stage {s}", start, dur, kind, str(i)) for s, start, dur, kind, i in events]
     fig, ax = new_figure(size=(10, 0.6 * p + 1.6))

@@ -13,12 +13,12 @@ import pytest
 
 from minigrad import Tensor, nn, optim
 from minigrad import functional as F
-from minigrad.dist import VirtualCluster, chunk_bounds
-from minigrad.dist.collectives import ring_all_gather_, ring_reduce_scatter_
-from minigrad.dist.ddp import DistributedDataParallel
-from minigrad.dist.pipeline import SCHEDULES, bubble_fraction, simulate_schedule
-from minigrad.dist.tensor_parallel import split_linear_columns
-from minigrad.dist.zero import ZeRO, zero_memory_per_gpu
+from minigrad.distributed import VirtualCluster, chunk_bounds
+from minigrad.distributed.collectives import ring_all_gather_, ring_reduce_scatter_
+from minigrad.distributed.ddp import DistributedDataParallel
+from minigrad.distributed.pipeline import SCHEDULES, bubble_fraction, simulate_schedule
+from minigrad.distributed.tensor_parallel import split_linear_columns
+from minigrad.distributed.zero import ZeRO, zero_memory_per_gpu
 
 
 def _arrays(p, n, seed=0):

@@ -12,7 +12,7 @@ two extra passes over memory; a packet of ``packet_elems`` elements stays in
 cache between pack and receive, so the explicit copy is almost free. NCCL
 slices its ring chunks the same way. For the same reason a large ring
 all-reduce moves its data one segment at a time (``segment_bytes`` in
-:class:`~minigrad.dist.cluster.VirtualCluster`).
+:class:`~minigrad.distributed.cluster.VirtualCluster`).
 
 Checksum of a packet: the wrapping sum and the XOR of its machine words (the
 bit patterns, so -0.0 and NaN count too). A flipped bit changes one word by

@@ -1,4 +1,4 @@
-"""Collective communication on a :class:`~minigrad.dist.cluster.VirtualCluster`.
+"""Collective communication on a :class:`~minigrad.distributed.cluster.VirtualCluster`.
 
 Names and ops follow ``torch.distributed``: broadcast, reduce, all_reduce,
 reduce_scatter, all_gather, all_to_all; ops "sum", "mean", "max". Each takes

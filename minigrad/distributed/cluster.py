@@ -6,7 +6,7 @@ it holds and the request), a clock per stream (``compute`` and ``comm``, so
 communication can overlap computation as on a real GPU), and a speed in
 FLOP/s. GPUs exchange data only through :meth:`VirtualCluster.communicate`:
 explicit messages, packed into packet buffers with a checksum
-(:mod:`minigrad.dist.kernels`), charged in bytes and in time.
+(:mod:`minigrad.distributed.kernels`), charged in bytes and in time.
 
 Time of a message of ``n`` bytes over a link: the alpha-beta (latency-
 bandwidth) model, ``alpha + n / beta`` (Hockney 1994). A GPU has one send
@@ -330,7 +330,7 @@ class VirtualCluster:
         (1-D, contiguous) from GPU ``src`` to GPU ``dst``, which combines it
         into ``dst_array`` with ``op`` ("copy", "sum" or "max"). Messages of
         one step must not read what another message of the step writes (true
-        of every algorithm in :mod:`minigrad.dist.collectives`).
+        of every algorithm in :mod:`minigrad.distributed.collectives`).
 
         :meth:`charge` books the bytes and the time, :meth:`deliver` moves the
         data. Returns each message's arrival time. Raises
