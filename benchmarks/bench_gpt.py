@@ -1,0 +1,317 @@
+"""One training step of TinyGPT against the same model in PyTorch CPU, and where the time goes.
+
+    python -m benchmarks.bench_gpt                 # the step table, then the profile
+    python -m benchmarks.bench_gpt --rounds 5 --threads 1
+
+The model is nanoGPT's CPU recipe for character-level Shakespeare: 4 layers,
+4 heads, 128 wide, context 64, batch 12, a 65-token vocabulary, AdamW
+(lr 1e-3, betas (0.9, 0.99), weight decay 0.1). One step is forward,
+cross-entropy, backward and the optimizer update, float32.
+
+(a) The step. minigrad's TinyGPT and a PyTorch model of the same shape (the
+    same pre-norm blocks, separate q/k/v projections, exact GELU, SDPA with
+    is_causal) are given the same weights and the same batch; their first
+    losses must agree (a wrong comparison would otherwise go unnoticed). The
+    two are then timed in one process, in interleaved rounds (A B A B ...),
+    each round the best of a few steps, so a neighbour's load hits both; the
+    table reports each library's median round and the ratio round by round.
+    Target (issue 17): minigrad <= 1.0x PyTorch.
+(b) The profile: one minigrad step split by op. Forward time is attributed
+    to the op whose result is made next (the time between two consecutive
+    results, Python glue of the module calls included); backward time to the
+    op whose backward closure runs; "engine" is what backward spends outside
+    the closures (the graph walk, gradient accumulation, freeing). Times are
+    the median over steps; shares are of the whole step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from .common import print_table, torch_or_none
+
+CONFIG = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
+BATCH = 12
+ADAMW = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+
+# op name (as recorded by Tensor._make) -> the profile's row
+CATEGORIES = {
+    "linear": "matmuls (linear)", "matmul": "matmuls (linear)",
+    "sdpa": "attention (sdpa)", "flash_attention": "attention (sdpa)",
+    "layer_norm": "layer norm", "gelu": "GELU", "embedding": "embedding",
+    "cross_entropy": "cross-entropy",
+    "reshape": "views (reshape, transpose)", "transpose": "views (reshape, transpose)",
+    "add": "residual adds",
+}
+
+
+def batch(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, CONFIG["vocab_size"], (BATCH, CONFIG["block_size"]))
+    y = np.roll(x, -1, axis=1)
+    return x, y
+
+
+# ----------------------------------------------------------------------------
+# minigrad
+# ----------------------------------------------------------------------------
+
+def minigrad_step_fn(seed: int = 0):
+    import minigrad
+    import minigrad.functional as F
+    from minigrad.models.tinygpt import GPTConfig, TinyGPT
+    from minigrad.optim import AdamW
+
+    minigrad.manual_seed(seed)
+    model = TinyGPT(GPTConfig(**CONFIG))
+    opt = AdamW(model.parameters(), **ADAMW)
+    x, y = batch(seed)
+    V = CONFIG["vocab_size"]
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
+        loss.backward()
+        opt.step()
+        return float(loss.data)
+
+    return model, step
+
+
+# ----------------------------------------------------------------------------
+# PyTorch: the same model, written the way nanoGPT writes it
+# ----------------------------------------------------------------------------
+
+def torch_step_fn(torch, state: dict):
+    """A PyTorch TinyGPT with minigrad's parameter names, loaded from ``state``."""
+    nn, Fn = torch.nn, torch.nn.functional
+    C, H, V, T = CONFIG["n_embd"], CONFIG["n_head"], CONFIG["vocab_size"], CONFIG["block_size"]
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj, self.k_proj = nn.Linear(C, C), nn.Linear(C, C)
+            self.v_proj, self.o_proj = nn.Linear(C, C), nn.Linear(C, C)
+
+        def forward(self, x):
+            B, T_, _ = x.shape
+            def heads(t):
+                return t.view(B, T_, H, C // H).transpose(1, 2)  # (B, T, C) -> (B, H, T, hs)
+            q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
+            o = Fn.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.o_proj(o.transpose(1, 2).reshape(B, T_, C))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(C), Attention(), nn.LayerNorm(C)
+            self.mlp = nn.Sequential(nn.Linear(C, 4 * C), nn.GELU(), nn.Linear(4 * C, C))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(V, C), nn.Embedding(T, C)
+            self.h = nn.ModuleList(Block() for _ in range(CONFIG["n_layer"]))
+            self.ln_f = nn.LayerNorm(C)
+            self.lm_head = nn.Linear(C, V, bias=False)
+
+        def forward(self, idx):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for block in self.h:
+                x = block(x)
+            return self.lm_head(self.ln_f(x))
+
+    model = GPT()
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+    opt = torch.optim.AdamW(model.parameters(), **ADAMW)
+    x, y = (torch.from_numpy(a) for a in batch())
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = Fn.cross_entropy(model(x).view(-1, V), y.view(-1))
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+# ----------------------------------------------------------------------------
+# (a) the step table
+# ----------------------------------------------------------------------------
+
+def _best(step, n: int) -> float:
+    best = float("inf")
+    for _ in range(n):
+        t0 = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def step_table(rounds: int, per_round: int) -> dict:
+    model, mg_step = minigrad_step_fn()
+    torch = torch_or_none()
+    th_step = None
+    if torch is not None:
+        th_step = torch_step_fn(torch, model.state_dict())
+    # the same weights and batch give the same first loss (before either updates)
+    mg_loss = mg_step()
+    if th_step is not None:
+        th_loss = th_step()
+        if not np.isclose(mg_loss, th_loss, rtol=1e-4):
+            raise RuntimeError(f"bench_gpt: first losses differ: minigrad {mg_loss:.6f}, "
+                               f"torch {th_loss:.6f}: the two models are not the same")
+        print(f"first-step loss: minigrad {mg_loss:.6f}, torch {th_loss:.6f} (same weights)")
+    for _ in range(3):  # warm-up: allocator, BLAS threads
+        mg_step()
+        th_step and th_step()
+
+    mg, th = [], []
+    for _ in range(rounds):
+        mg.append(_best(mg_step, per_round))
+        if th_step is not None:
+            th.append(_best(th_step, per_round))
+    rows = [["minigrad TinyGPT step", statistics.median(mg) * 1e3, None]]
+    out = {"minigrad_ms": statistics.median(mg) * 1e3}
+    if th:
+        ratios = [a / b for a, b in zip(mg, th)]
+        rows[0][2] = f"{statistics.median(ratios):.2f}x"
+        rows.append(["PyTorch CPU, same model", statistics.median(th) * 1e3, "1.00x"])
+        out.update(torch_ms=statistics.median(th) * 1e3, ratio=statistics.median(ratios),
+                   ratio_range=(min(ratios), max(ratios)))
+    print_table(f"(a) one training step, {CONFIG} batch {BATCH}, AdamW; median of {rounds} "
+                f"interleaved rounds (best of {per_round} each)",
+                ["what", "ms", "x PyTorch"], rows)
+    if th:
+        print(f"ratio per round: min {min(ratios):.2f}x, max {max(ratios):.2f}x")
+    return out
+
+
+# ----------------------------------------------------------------------------
+# (b) the profile by op
+# ----------------------------------------------------------------------------
+
+class OpProfiler:
+    """Attribute a minigrad step's time to ops by wrapping ``Tensor._make``."""
+
+    def __init__(self):
+        self.fwd = defaultdict(float)
+        self.bwd = defaultdict(float)
+        self.last = None
+
+    def __enter__(self):
+        from minigrad.tensor import Tensor
+
+        self._orig = Tensor.__dict__["_make"]
+        make = self._orig.__func__
+        prof = self
+
+        def timed_make(data, parents, backward, op):
+            now = time.perf_counter()
+            if prof.last is not None:
+                prof.fwd[op] += now - prof.last
+            if backward is not None:
+                inner = backward
+
+                def backward(g, _inner=inner, _op=op):
+                    t0 = time.perf_counter()
+                    try:
+                        return _inner(g)
+                    finally:
+                        prof.bwd[_op] += time.perf_counter() - t0
+            out = make(data, parents, backward, op)
+            prof.last = time.perf_counter()
+            return out
+
+        Tensor._make = staticmethod(timed_make)
+        return self
+
+    def __exit__(self, *exc):
+        from minigrad.tensor import Tensor
+
+        Tensor._make = self._orig
+
+
+def profile_table(steps: int) -> list:
+    import minigrad.functional as F
+
+    model, _ = minigrad_step_fn()
+    from minigrad.optim import AdamW
+
+    opt = AdamW(model.parameters(), **ADAMW)
+    x, y = batch()
+    V = CONFIG["vocab_size"]
+    per_step = []
+    for i in range(steps + 2):
+        parts = {}
+        with OpProfiler() as prof:
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            t1 = time.perf_counter()
+            prof.last = t1
+            loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+            opt.step()
+            t4 = time.perf_counter()
+        rows = defaultdict(float)
+        for op, t in prof.fwd.items():
+            rows[CATEGORIES.get(op, "other ops")] += t
+        for op, t in prof.bwd.items():
+            rows[CATEGORIES.get(op, "other ops")] += t
+        rows["engine (graph walk, accumulation)"] = (t3 - t2) - sum(prof.bwd.values())
+        rows["forward glue (outside ops)"] = max(0.0, (t2 - t1) - sum(prof.fwd.values()))
+        rows["optimizer (AdamW step + zero_grad)"] = (t4 - t3) + (t1 - t0)
+        parts = dict(rows)
+        parts["total"] = t4 - t0
+        if i >= 2:  # the first two warm caches
+            per_step.append(parts)
+    keys = sorted({k for p in per_step for k in p if k != "total"},
+                  key=lambda k: -statistics.median(p.get(k, 0.0) for p in per_step))
+    total = statistics.median(p["total"] for p in per_step)
+    table = []
+    for k in keys:
+        ms = statistics.median(p.get(k, 0.0) for p in per_step) * 1e3
+        table.append([k, ms, f"{100 * ms / (total * 1e3):.0f}%"])
+    table.append(["step (profiled)", total * 1e3, "100%"])
+    print_table(f"(b) where a minigrad step goes (median of {steps} profiled steps; "
+                "the wrappers add a little to every op)", ["part", "ms", "share"], table)
+    return table
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--per-round", type=int, default=3)
+    p.add_argument("--profile-steps", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS/torch threads for both (default: as the machine gives)")
+    args = p.parse_args(argv)
+    if args.threads:
+        try:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(args.threads)
+        except ImportError:
+            os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        torch = torch_or_none()
+        if torch is not None:
+            torch.set_num_threads(args.threads)
+    print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared: ratios, not times)")
+    step_table(args.rounds, args.per_round)
+    profile_table(args.profile_steps)
+
+
+if __name__ == "__main__":
+    main()
