@@ -1,7 +1,7 @@
 """minigrad: how large models are trained under memory and compute limits,
 rebuilt from scratch in NumPy to be read and learned from."""
 
-from . import functional, nn, optim
+from . import functional, kernels, nn, optim
 from .autograd import Function
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient
 from .serialization import load, save
@@ -15,5 +15,5 @@ __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng",
     "cat", "stack", "where", "zeros", "ones", "zeros_like", "ones_like", "randn", "rand",
     "arange", "full", "gradcheck", "numerical_gradient", "GradcheckError", "Function", "save", "load",
-    "functional", "nn", "optim",
+    "functional", "kernels", "nn", "optim",
 ]

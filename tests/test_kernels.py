@@ -1,0 +1,114 @@
+"""The library-wide kernel switch, and the fused functional kernels against their references."""
+
+import numpy as np
+import pytest
+
+import minigrad
+from minigrad import kernels
+
+
+def test_switch_sets_and_restores_the_backend():
+    assert kernels.backend() == "numba"
+    with kernels.use("reference"):
+        assert kernels.backend() == "reference" and not kernels.fast()
+        with kernels.use("numba"):
+            assert kernels.fast()
+        assert kernels.backend() == "reference"
+    assert kernels.backend() == "numba"
+    kernels.use("reference")
+    try:
+        assert kernels.backend() == "reference"
+    finally:
+        kernels.use("numba")
+
+
+def test_switch_rejects_unknown_backends_by_name():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        kernels.use("cuda")
+    assert kernels.backend() == "numba"
+
+
+def test_environment_variable_sets_the_default(monkeypatch):
+    import importlib
+
+    monkeypatch.setenv("MINIGRAD_KERNELS", "reference")
+    try:
+        importlib.reload(kernels)
+        assert kernels.backend() == "reference"
+        monkeypatch.setenv("MINIGRAD_KERNELS", "fast")
+        with pytest.raises(ValueError, match="MINIGRAD_KERNELS"):
+            importlib.reload(kernels)
+    finally:
+        monkeypatch.delenv("MINIGRAD_KERNELS")
+        importlib.reload(kernels)
+    assert kernels.backend() == "numba"
+    assert minigrad.kernels is kernels
+
+
+K = pytest.importorskip("minigrad.kernels.functional")
+
+# odd sizes (rows that do not split evenly over threads), one row, and one
+# large enough to use both threads
+SHAPES = [(1, 7), (3, 5), (37, 129), (300, 257)]
+TOL = {np.float32: 2e-6, np.float64: 1e-12}
+
+
+def _inputs(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    return x, g
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gelu_kernels_agree_with_reference(shape, dtype):
+    x, g = _inputs(shape, dtype)
+    x.flat[0], x.flat[-1] = 0.0, -0.0  # GELU(0) = 0, slope 1/2
+    for name, args in (("gelu_forward", (x,)), ("gelu_backward", (x, g))):
+        ref = getattr(K, name + "_reference")(*args)
+        fast = getattr(K, name + "_numba")(*args)
+        assert fast.dtype == ref.dtype == dtype and fast.shape == shape
+        np.testing.assert_allclose(fast, ref, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_gelu_kernels_at_extreme_magnitudes():
+    x = np.array([-1e30, -40.0, -1e-30, 1e-30, 40.0, 1e30, 3e38], np.float32)
+    g = np.ones_like(x)
+    fwd, bwd = K.gelu_forward_numba(x), K.gelu_backward_numba(x, g)
+    # far left GELU -> 0 (x * Phi(x) underflows), far right -> x; slope 0 then 1
+    np.testing.assert_array_equal(fwd[[0, 1]], [-0.0, -0.0])
+    np.testing.assert_array_equal(fwd[[4, 5, 6]], x[[4, 5, 6]])
+    np.testing.assert_array_equal(bwd, [0, 0, 0.5, 0.5, 1, 1, 1])
+    assert np.isfinite(fwd).all() and np.isfinite(bwd).all()
+
+
+@pytest.mark.parametrize("with_weight", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_layer_norm_kernels_agree_with_reference(shape, dtype, with_weight):
+    x, g = _inputs(shape, dtype)
+    x[0] += 1e4  # a row far from zero: the mean must be removed before squaring
+    w = np.random.default_rng(1).standard_normal(shape[1]).astype(dtype) if with_weight else None
+    # the kernel accumulates in float64, so it is held to the reference computed in
+    # float64 from the same inputs (the float32 reference loses digits at 1e4)
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    w64 = None if w is None else w.astype(np.float64)
+    xhat, rstd = K.layer_norm_forward_reference(x64, 1e-5)
+    xhat_f, rstd_f = K.layer_norm_forward_numba(x, 1e-5)
+    tol = TOL[dtype] * 10
+    assert xhat_f.dtype == rstd_f.dtype == dtype
+    np.testing.assert_allclose(xhat_f, xhat, rtol=tol, atol=tol)
+    np.testing.assert_allclose(rstd_f, rstd, rtol=tol)
+    ref = K.layer_norm_backward_reference(g64, xhat, rstd, w64)
+    fast = K.layer_norm_backward_numba(g, xhat_f, rstd_f, w)
+    for a, b in zip(fast, ref):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol * 10)
+
+
+def test_layer_norm_kernel_on_a_constant_row_is_zero_not_nan():
+    x = np.full((2, 9), 3.0, np.float32)  # variance 0: rstd = 1/sqrt(eps)
+    xhat, rstd = K.layer_norm_forward_numba(x, 1e-5)
+    np.testing.assert_array_equal(xhat, 0.0)
+    np.testing.assert_allclose(rstd, 1 / np.sqrt(1e-5), rtol=1e-6)
