@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from . import kernels
 from .tensor import Tensor, get_rng
 
 __all__ = [
@@ -61,6 +62,8 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
         return 0.5 * x * (1 + (c * (x + 0.044715 * x ** 3)).tanh())
     if approximate != "none":
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if kernels.fast():
+        return _gelu_fused(x)
     from scipy.special import erf  # here, not at import: scipy.special costs ~0.4 s to import
     xd = x.data
     cdf = 0.5 * (1 + erf(xd / math.sqrt(2)))
@@ -70,6 +73,14 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
         pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi)
         return (g * (cdf + xd * pdf),)  # d/dx x Phi(x) = Phi(x) + x phi(x)
     return Tensor._make(out, (x,), backward, "gelu")
+
+
+def _gelu_fused(x: Tensor) -> Tensor:
+    """gelu's fast kernel: value and slope Phi(x) + x phi(x) in one pass; backward g * slope."""
+    from .kernels import functional as K
+
+    out, slope = K.gelu_forward_numba(x.data)
+    return Tensor._make(out, (x,), lambda g: (g * slope,), "gelu")
 
 
 # ----------------------------------------------------------------------------
@@ -130,7 +141,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
                          f"{W.shape} (expected last dim {W.shape[1]})")
     xd, Wd = x.data, W.data
-    out = xd @ Wd.T
+    # one (N, in) @ (in, out) product: NumPy runs a 3-D @ 2-D as one BLAS call per batch row
+    out = (xd.reshape(-1, xd.shape[-1]) @ Wd.T).reshape(xd.shape[:-1] + (Wd.shape[0],))
     parents = (x, W)
     if bias is not None:
         if bias.shape != (W.shape[0],):
@@ -140,7 +152,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
     def backward(g):
         g2 = g.reshape(-1, g.shape[-1])           # (N, out), N = prod(leading dims)
-        gx = g @ Wd if x.requires_grad else None  # (..., out) @ (out, in) -> (..., in)
+        gx = (g2 @ Wd).reshape(xd.shape) if x.requires_grad else None  # (N, out) @ (out, in)
         gW = g2.T @ xd.reshape(-1, xd.shape[-1]) if W.requires_grad else None  # (out, in)
         if bias is None:
             return gx, gW
@@ -210,6 +222,8 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     _check_float(x, "layer_norm")
     axes = _normalized_axes(x, normalized_shape, "layer_norm", weight=weight, bias=bias)
     k = len(axes)
+    if k == 1 and kernels.fast():
+        return _layer_norm_fused(x, weight, bias, eps)
     xd = x.data
     mu = xd.mean(axis=axes, keepdims=True)
     xc = xd - mu
@@ -236,6 +250,27 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
         return tuple(grads)
         # END SOLUTION
     return Tensor._make(out.astype(xd.dtype, copy=False), parents, backward, "layer_norm")
+
+
+def _layer_norm_fused(x: Tensor, weight, bias, eps: float) -> Tensor:
+    """layer_norm over the last dim by the fast kernels (one pass per row each way)."""
+    from .kernels import functional as K
+
+    D = x.shape[-1]
+    w = None if weight is None else weight.data
+    b = None if bias is None else bias.data
+    out, xhat, rstd = K.layer_norm_forward_numba(x.data.reshape(-1, D), eps, w, b)  # (R, D)
+    parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
+
+    def backward(g):
+        gx, gw, gb = K.layer_norm_backward_numba(g.reshape(-1, D), xhat, rstd, w)
+        grads = [gx.reshape(x.shape)]
+        if weight is not None:
+            grads.append(gw)
+        if bias is not None:
+            grads.append(gb)
+        return tuple(grads)
+    return Tensor._make(out.reshape(x.shape), parents, backward, "layer_norm")
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,

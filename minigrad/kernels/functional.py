@@ -1,10 +1,11 @@
 """Fused kernels for the elementwise and row-wise functions of a transformer step.
 
-NumPy computes GELU's backward in seven passes over memory (square, scale,
-exp, divide, multiply, add, multiply), each writing a temporary as large as
-the activation; layer norm's forward and backward take about as many. The
-numba kernels here make one pass per row, keeping the row in registers and
-cache, and split the rows over the cores in threads (``nogil``). Each has a
+NumPy computes GELU and its derivative in about a dozen passes over memory
+(scale, erf, add, multiply; square, scale, exp, multiply, add), each writing
+a temporary as large as the activation; layer norm's forward and backward
+take about as many. The numba kernels here make one pass (per row, for layer
+norm), keeping the values in registers and cache, and split the work over
+the cores in threads (``nogil``). Each has a
 NumPy ``*_reference`` with the same signature, the math of
 :func:`minigrad.functional.gelu` and :func:`minigrad.functional.layer_norm`
 written the readable way; ``tests/test_kernels.py`` holds the two equal.
@@ -26,14 +27,16 @@ from numba import njit
 from ..threads import run_parallel
 
 __all__ = ["gelu_forward_reference", "gelu_forward_numba",
-           "gelu_backward_reference", "gelu_backward_numba",
            "layer_norm_forward_reference", "layer_norm_forward_numba",
            "layer_norm_backward_reference", "layer_norm_backward_numba"]
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_MIN_PER_THREAD = 1 << 15  # below this many values one thread beats the pool's hand-off
+_MIN_PER_THREAD = 1 << 18  # below this many values one thread beats the pool's hand-off
 _THREADS = 2
+# reassociation lets LLVM split a row's sums over SIMD lanes, as NumPy's pairwise sums do;
+# NaN and inf still propagate (no nnan/ninf)
+_REDUCE = {"reassoc", "contract", "nsz"}
 
 
 def _row_ranges(rows: int, per_row: int):
@@ -47,64 +50,58 @@ def _row_ranges(rows: int, per_row: int):
 # GELU, exact: y = x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2
 # ----------------------------------------------------------------------------
 
-def gelu_forward_reference(x: np.ndarray) -> np.ndarray:
-    """y = x * Phi(x)."""
-    from scipy.special import erf
+def gelu_forward_reference(x: np.ndarray):
+    """(y, dy/dx) of y = x * Phi(x): dy/dx = Phi(x) + x * phi(x), phi the normal density.
 
-    return (x * (0.5 * (1 + erf(x * _SQRT_HALF)))).astype(x.dtype, copy=False)
-
-
-def gelu_backward_reference(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """dx = g * (Phi(x) + x * phi(x)), phi the standard normal density."""
+    The derivative is made in the same pass as the value and kept for the
+    backward, which is then one multiply: dx = g * dy/dx.
+    """
     from scipy.special import erf
 
     cdf = 0.5 * (1 + erf(x * _SQRT_HALF))
     pdf = np.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    return (g * (cdf + x * pdf)).astype(x.dtype, copy=False)
+    return (x * cdf).astype(x.dtype, copy=False), (cdf + x * pdf).astype(x.dtype, copy=False)
 
 
 @njit(cache=True, nogil=True)
-def _gelu_forward_range(x, out, lo, hi):
-    xb, ob = x[lo:hi], out[lo:hi]  # block views indexed from 0 (see CONTRIBUTING)
+def _gelu_forward_range(x, out, slope, lo, hi):
+    # in the input's precision: erff and expf for float32, as NumPy's reference
+    half, one = x.dtype.type(0.5), x.dtype.type(1.0)
+    sqrt_half, inv_sqrt_2pi = x.dtype.type(_SQRT_HALF), x.dtype.type(_INV_SQRT_2PI)
+    xb, ob, sb = x[lo:hi], out[lo:hi], slope[lo:hi]  # block views indexed from 0
     for i in range(xb.size):
-        v = np.float64(xb[i])
-        ob[i] = v * 0.5 * (1.0 + math.erf(v * _SQRT_HALF))
+        v = xb[i]
+        cdf = half * (one + math.erf(v * sqrt_half))
+        ob[i] = v * cdf
+        sb[i] = cdf + v * math.exp(-half * v * v) * inv_sqrt_2pi
 
 
-@njit(cache=True, nogil=True)
-def _gelu_backward_range(x, g, out, lo, hi):
-    xb, gb, ob = x[lo:hi], g[lo:hi], out[lo:hi]
-    for i in range(xb.size):
-        v = np.float64(xb[i])
-        cdf = 0.5 * (1.0 + math.erf(v * _SQRT_HALF))
-        ob[i] = gb[i] * (cdf + v * math.exp(-0.5 * v * v) * _INV_SQRT_2PI)
-
-
-def gelu_forward_numba(x: np.ndarray) -> np.ndarray:
+def gelu_forward_numba(x: np.ndarray):
     flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty_like(flat)
-    run_parallel([(_gelu_forward_range, (flat, out, lo, hi)) for lo, hi in _row_ranges(flat.size, 1)])
-    return out.reshape(x.shape)
-
-
-def gelu_backward_numba(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    flat, gf = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(g, x.dtype).reshape(-1)
-    out = np.empty_like(flat)
-    run_parallel([(_gelu_backward_range, (flat, gf, out, lo, hi))
+    out, slope = np.empty_like(flat), np.empty_like(flat)
+    run_parallel([(_gelu_forward_range, (flat, out, slope, lo, hi))
                   for lo, hi in _row_ranges(flat.size, 1)])
-    return out.reshape(x.shape)
+    return out.reshape(x.shape), slope.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------
 # layer norm over the last dim: xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps)
 # ----------------------------------------------------------------------------
 
-def layer_norm_forward_reference(x: np.ndarray, eps: float):
-    """(xhat, rstd) of each row of x (R, D); rstd is (R, 1), the biased variance."""
+def layer_norm_forward_reference(x: np.ndarray, eps: float, weight=None, bias=None):
+    """(y, xhat, rstd) for each row of x (R, D): y = xhat * weight + bias, rstd (R, 1),
+    the biased variance."""
     mu = x.mean(axis=1, keepdims=True)
     xc = x - mu
     rstd = 1.0 / np.sqrt((xc * xc).mean(axis=1, keepdims=True) + eps)
-    return (xc * rstd).astype(x.dtype, copy=False), rstd.astype(x.dtype, copy=False)
+    xhat = xc * rstd
+    y = xhat
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return (y.astype(x.dtype, copy=False), xhat.astype(x.dtype, copy=False),
+            rstd.astype(x.dtype, copy=False))
 
 
 def layer_norm_backward_reference(g: np.ndarray, xhat: np.ndarray, rstd: np.ndarray, weight):
@@ -116,11 +113,11 @@ def layer_norm_backward_reference(g: np.ndarray, xhat: np.ndarray, rstd: np.ndar
     return gx.astype(g.dtype, copy=False), (g * xhat).sum(axis=0), g.sum(axis=0)
 
 
-@njit(cache=True, nogil=True)
-def _layer_norm_forward_rows(x, eps, xhat, rstd, lo, hi):
+@njit(cache=True, nogil=True, fastmath=_REDUCE)
+def _layer_norm_forward_rows(x, eps, weight, bias, y, xhat, rstd, lo, hi):
     D = x.shape[1]
     for r in range(lo, hi):
-        row, out = x[r], xhat[r]
+        row, h, out = x[r], xhat[r], y[r]
         s = 0.0
         for j in range(D):
             s += row[j]
@@ -132,10 +129,12 @@ def _layer_norm_forward_rows(x, eps, xhat, rstd, lo, hi):
         inv = 1.0 / math.sqrt(ss / D + eps)
         rstd[r, 0] = inv
         for j in range(D):
-            out[j] = (row[j] - mu) * inv
+            v = (row[j] - mu) * inv
+            h[j] = v
+            out[j] = v * weight[j] + bias[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_REDUCE)
 def _layer_norm_backward_rows(g, xhat, rstd, weight, has_weight, gx, gw, gb, lo, hi):
     D = g.shape[1]
     for j in range(D):
@@ -157,13 +156,15 @@ def _layer_norm_backward_rows(g, xhat, rstd, weight, has_weight, gx, gw, gb, lo,
             out[j] = inv * (gh - m1 - hrow[j] * m2)
 
 
-def layer_norm_forward_numba(x: np.ndarray, eps: float):
+def layer_norm_forward_numba(x: np.ndarray, eps: float, weight=None, bias=None):
     x = np.ascontiguousarray(x)
     R, D = x.shape
-    xhat, rstd = np.empty_like(x), np.empty((R, 1), x.dtype)
-    run_parallel([(_layer_norm_forward_rows, (x, float(eps), xhat, rstd, lo, hi))
+    w = np.ones(D, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
+    b = np.zeros(D, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    y, xhat, rstd = np.empty_like(x), np.empty_like(x), np.empty((R, 1), x.dtype)
+    run_parallel([(_layer_norm_forward_rows, (x, float(eps), w, b, y, xhat, rstd, lo, hi))
                   for lo, hi in _row_ranges(R, D)])
-    return xhat, rstd
+    return y, xhat, rstd
 
 
 def layer_norm_backward_numba(g: np.ndarray, xhat: np.ndarray, rstd: np.ndarray, weight):
