@@ -54,7 +54,8 @@ class GPUSpec:
 # (50 MB L2, 132 SMs). H200: NVIDIA H200 datasheet (SXM; 1,979 TFLOPS bf16 with sparsity,
 # so 989.5 dense; 67 TFLOPS fp32; 141 GB HBM3e at 4.8 TB/s); the same GH100 chip as the
 # H100, so 228 KB per SM and 132 SMs; its L2 is not in the datasheet: 60 MiB as PyTorch
-# read it off the card (minigrad/data/measured/h200_*.csv).
+# read it off the card (minigrad/data/measured/h200_*.csv). Datasheet "GB" of memory are
+# nearer GiB: the H200 reports 150.1e9 bytes (139.8 GiB) usable, more than 141e9.
 GPUS = {
     "A100": GPUSpec("A100 SXM 80GB", 312e12, 2.039e12, 80e9, 19.5e12, 164 * 1024, 40 * 2**20, 108),
     "H100": GPUSpec("H100 SXM 80GB", 989.4e12, 3.35e12, 80e9, 66.9e12, 228 * 1024, 50 * 2**20, 132),
