@@ -157,7 +157,7 @@ def test_measured_points_stay_under_the_published_roof():
     """Every point whose bytes exceed the L2 is under min(P, I W) of its precision; the
     points above the DRAM roof are the ones the L2 holds."""
     h = GPUS["H200"]
-    for op, dtype, p in SM.roofline_points():
+    for _op, dtype, p in SM.roofline_points():
         peak = h.peak_flops if dtype == "bfloat16" else h.fp32_flops
         if p.nbytes > h.l2_bytes:
             assert p.achieved <= roofline(p.intensity, peak, h.bandwidth), p
