@@ -6,7 +6,7 @@
 #   bash benchmarks/gpu/run_all.sh          (from the folder that holds benchmarks/)
 set -u
 OUT=${OUT:-/tmp/gpu_out}
-W=/tmp/gpuw
+W=${WORK:-${TMPDIR:-/tmp}/gpu_work}
 mkdir -p "$W" "$OUT"
 export PYTHONUNBUFFERED=1
 START=$(date +%s)

@@ -4,7 +4,7 @@
 # (allow_fp16_bf16_reduction_math_sdp) at d = 64. Results in $OUT.
 set -u
 OUT=${OUT:-/tmp/gpu_out}
-W=/tmp/gpuw
+W=${WORK:-${TMPDIR:-/tmp}/gpu_work}
 mkdir -p "$W" "$OUT"
 export PYTHONUNBUFFERED=1
 START=$(date +%s)
