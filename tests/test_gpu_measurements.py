@@ -135,6 +135,28 @@ def test_math_backend_runs_out_of_memory_where_the_count_says():
 def test_largest_fitting_seq_len_rejects_a_memory_too_small():
     with pytest.raises(ValueError, match="memory_bytes"):
         FM.largest_fitting_seq_len(1e6, 64, 32)
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        FM.largest_fitting_seq_len(1e12, 64, 32, step=0)
+
+
+@pytest.mark.parametrize("fn, kwargs, name", [
+    (FM.sdpa_math_io, dict(N=0, d=64), "N"),
+    (FM.sdpa_math_io, dict(N=8, d=64, score_itemsize=0), "score_itemsize"),
+    (FM.sdpa_math_peak_bytes, dict(N=8, d=0, heads=1), "d"),
+    (FM.sdpa_flash_peak_bytes, dict(N=8, d=8, heads=0), "heads"),
+])
+def test_counts_reject_sizes_below_one(fn, kwargs, name):
+    with pytest.raises(ValueError, match=f"{fn.__name__}: {name} must be >= 1"):
+        fn(**kwargs)
+
+
+def test_sdpa_math_io_matches_the_totals_of_its_kernel_table():
+    """The kernel table's sums: upcast 21 N^2 + 30 N d reads, 15 N^2 + 26 N d writes; with
+    bf16 scores (no casts, no weight copy) 9 N^2 + 10 N d and 7 N^2 + 6 N d."""
+    for N, d in ((1, 1), (7, 3), (512, 64)):
+        up, bf = FM.sdpa_math_io(N, d, 4), FM.sdpa_math_io(N, d, 2)
+        assert up == (21 * N * N + 30 * N * d, 15 * N * N + 26 * N * d)
+        assert bf == (9 * N * N + 10 * N * d, 7 * N * N + 6 * N * d)
 
 
 def test_flash_is_faster_and_ncu_agrees_with_the_event_timings(attention):

@@ -32,6 +32,12 @@ __all__ = ["sdpa_math_io", "sdpa_math_peak_bytes", "sdpa_flash_peak_bytes",
            "sram_elements", "math_oom"]
 
 
+def _positive(fn: str, **values) -> None:
+    for name, v in values.items():
+        if not v >= 1:
+            raise ValueError(f"{fn}: {name} must be >= 1, got {v!r}")
+
+
 def sdpa_math_io(N, d, score_itemsize: int = 4, input_itemsize: int = 2) -> IOCount:
     """DRAM bytes of one head of PyTorch 2.11's math SDPA backend, kernel by kernel.
 
@@ -55,6 +61,8 @@ def sdpa_math_io(N, d, score_itemsize: int = 4, input_itemsize: int = 2) -> IOCo
     product, V read and O written by the second (s each), O cast back (read s, write i).
     Upcast: reads 21 N^2 + 30 N d, writes 15 N^2 + 26 N d; bf16: 9 N^2 + 10 N d, 7 N^2 + 6 N d.
     """
+    _positive("sdpa_math_io", N=N, d=d, score_itemsize=score_itemsize,
+              input_itemsize=input_itemsize)
     s, i = score_itemsize, input_itemsize
     up = s != i
     reads = (4 * s + 1 + (s if up else 0)) * N * N \
@@ -69,18 +77,21 @@ def sdpa_math_peak_bytes(N, d, heads, score_itemsize: int = 4) -> int:
     (2 s bytes a score) and the one-byte mask live together, plus four fp32 N x d tensors
     (upcast Q, K, V and the scaled Q): heads (9 N^2 + 16 N d) bytes with fp32 scores. A
     count that matches ``torch.cuda.max_memory_allocated`` on the H200 to the byte."""
+    _positive("sdpa_math_peak_bytes", N=N, d=d, heads=heads, score_itemsize=score_itemsize)
     return heads * ((2 * score_itemsize + 1) * N * N + 16 * N * d)
 
 
 def sdpa_flash_peak_bytes(N, d, heads, itemsize: int = 2) -> int:
     """The flash backend allocates only its output O and the fp32 logsumexp:
     heads (N d itemsize + 4 N) bytes; nothing grows with N^2."""
+    _positive("sdpa_flash_peak_bytes", N=N, d=d, heads=heads, itemsize=itemsize)
     return heads * (N * d * itemsize + 4 * N)
 
 
 def largest_fitting_seq_len(memory_bytes, d, heads, step: int = 2048, start: int = 2048,
                             peak=sdpa_math_peak_bytes) -> int:
     """The largest N = start + k step whose ``peak(N, d, heads)`` fits in ``memory_bytes``."""
+    _positive("largest_fitting_seq_len", step=step, start=start)
     if peak(start, d, heads) > memory_bytes:
         raise ValueError(f"largest_fitting_seq_len: even N={start} needs "
                          f"{peak(start, d, heads)} bytes > memory_bytes={memory_bytes}")
