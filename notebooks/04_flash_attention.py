@@ -31,6 +31,8 @@
 # 6. speed on this CPU: what made the compiled kernel fast (and what did not);
 # 7. overlapping the next tile's load with this tile's compute
 #    (FlashAttention-3's idea) on a simulated timeline.
+# 8. the IO model against a real GPU: PyTorch's two attention backends on an
+#    NVIDIA H200, bytes measured with Nsight Compute.
 #
 # By the end you can compute the bytes of a score matrix and the HBM traffic of
 # both algorithms for any N, d and SRAM size, carry out one step of the online
@@ -305,6 +307,98 @@ print(f"8 tiles: {seq.total * 1e9:.1f} ns one after the other, {ovl.total * 1e9:
 fig = vf.timelines(seq, ovl, unit="ns")
 savefig(fig, "ch04_timeline")
 fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# ## 8. On a real GPU: the IO model against an H200
+# Everything above counts bytes; here they are measured. PyTorch's
+# `scaled_dot_product_attention` ran on an NVIDIA H200 in bf16 with its two
+# backends, the math one (materialising S and P, as Algorithm 0) and the flash
+# one (FlashAttention-2), at N = 512 ... 16384 and d = 64, 128, with
+# B H N = 2^19 rows per call (H = 16), so Q, K, V and O are 64 MiB each at
+# d = 64, beyond the 60 MiB L2. Nsight Compute read the DRAM bytes (and the L2
+# bytes) of the kernels of one call per size; CUDA events timed the calls. The
+# scripts are in `benchmarks/gpu/`, the CSVs in `minigrad/data/measured/`.
+# The model's M is the H200's shared memory (SRAM) per SM, in bf16 elements.
+
+# %%
+from minigrad.data.measurements import read_measurement  # noqa: E402
+from minigrad.flash import measured as FM  # noqa: E402
+from minigrad.scale import GPUS  # noqa: E402
+
+h200 = GPUS["H200"]
+M = FM.sram_elements(h200.sram_per_sm)
+meta = read_measurement("h200_attention_dram").meta
+print(f"{meta['device']}: driver {meta['driver']}, CUDA {meta['cuda']}, PyTorch {meta['torch']}, "
+      f"{meta['ncu']}, measured {meta['date_utc']} UTC")
+print(f"M = {h200.sram_per_sm // 1024} KB per SM = {M:,} bf16 elements; the paper's blocks "
+      f"(q_outer) at d = 64: {io_model.paper_block_sizes(64, M, 'q_outer')}, at d = 128: "
+      f"{io_model.paper_block_sizes(128, M, 'q_outer')}")
+rows = FM.attention_io_comparison(M)
+print(f"{'':6}{'N':>6} {'d':>4} {'measured GB':>12} {'model GB':>9} {'measured/model':>15}"
+      f"{'count GB':>11} {'L2 GB':>7}")
+for r in rows:
+    model = r["standard"] if r["backend"] == "math" else r["sram_model"]
+    other = r["kernels"] if r["backend"] == "math" else r["compulsory"]
+    print(f"{r['backend']:<6}{r['N']:>6} {r['d']:>4} {r['measured'] / 1e9:>12.3f} "
+          f"{model / 1e9:>9.3f} {r['measured'] / model:>15.2f}{other / 1e9:>11.3f} "
+          f"{r['measured_l2'] / 1e9:>7.2f}")
+fig = vf.measured_io(rows)
+savefig(fig, "ch04_h200_io")
+fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# ("model" is Algorithm 0 with fp32 scores for math and the tiled model with
+# M = one SM's SRAM for flash; "count" is every kernel of the math call
+# counted, `FM.sdpa_math_io`, and for flash the compulsory traffic: Q, K, V
+# read once, O and the logsumexp written once.)
+#
+# Three things the model leaves out show up at once:
+#
+# - **The math backend moves 2.25x Algorithm 0's bytes.** For bf16 inputs it
+#   upcasts to fp32 (4-byte scores), and besides writing S, reading it, writing P
+#   and reading P it computes a mask of -inf scores (safe softmax: read S, write
+#   a bool), reduces it per row, rewrites P through `where`, and casts the
+#   attention weights back to bf16: 36 bytes per score instead of 16. Counting
+#   every kernel (`sdpa_math_io`) lands within 3% of the counter.
+# - **The flash backend's DRAM traffic is the compulsory one.** The model's
+#   re-reads of K and V for every block of Q happen, but the 60 MiB L2 serves
+#   them: DRAM sees each of Q, K, V, O about once (0.98-1.18x), while the L2
+#   traffic follows the model with the kernel's own 128 x 128 (d = 64) or
+#   128 x 64 (d = 128) tiles. On this chip the model's "HBM" is the L2. The
+#   model with M = 228 KB predicts bigger blocks than the kernel uses, so it
+#   counts fewer bytes than even the L2 serves; against DRAM it overcounts by a
+#   factor that grows with N (18x at N = 16384, d = 64).
+# - Either way the N^2 term is what separates the two: 300 GB against 0.3 GB
+#   per call at N = 16384.
+#
+# The memory, the time and the out-of-memory point:
+
+# %%
+oom = FM.math_oom(64)
+print(f"math backend, B H = {oom['heads']} heads, d = 64: fits at N = {oom['last_fit']}, out of "
+      f"memory at N = {oom['first_oom']} ({oom['memory_bytes'] / 2**30:.1f} GiB card); counted "
+      f"(9 N^2 + 16 N d bytes a head) largest N = {oom['predicted_last_fit']}")
+print(f"flash at N = {oom['first_oom']}: "
+      f"{FM.sdpa_flash_peak_bytes(oom['first_oom'], 64, oom['heads']) / 2**20:.0f} MiB beyond its inputs")
+t = {(r["backend"], int(r["N"]), int(r["d"])): r for r in read_measurement("h200_attention_time").rows}
+print(f"{'N':>6} {'d':>4} {'math ms':>8} {'flash ms':>9} {'speed-up':>9} {'flash TFLOP/s':>14} "
+      f"{'math peak GB':>13} {'flash peak GB':>14}")
+for (backend, n, dd), r in t.items():
+    if backend != "flash":
+        continue
+    m = t[("math", n, dd)]
+    flops = 4 * r["B"] * r["H"] * n * n * dd
+    print(f"{n:>6} {dd:>4} {m['seconds'] * 1e3:>8.2f} {r['seconds'] * 1e3:>9.3f} "
+          f"{m['seconds'] / r['seconds']:>8.1f}x {flops / r['seconds'] / 1e12:>14.0f} "
+          f"{m['peak_extra_bytes'] / 1e9:>13.2f} {r['peak_extra_bytes'] / 1e9:>14.3f}")
+
+# %% [markdown]
+# The math backend's peak grows as N^2 (S and P in fp32 plus the one-byte mask
+# live together) until the 139.8 GiB card runs out between N = 22528 and 24576
+# at 32 heads; the count predicts the step. The flash backend's peak is its
+# output and one float per row, the same at every N. It is also 12-20x faster: the
+# arithmetic is the same (4 N^2 d per head), but the math backend spends its
+# time moving 36 bytes per score through DRAM, and in fp32.
 
 # %% [markdown]
 # ## Exercises

@@ -30,7 +30,8 @@
 # - the **memory** to hold (weights at 32/16/8/4 bits), to train (16 bytes per parameter
 #   with mixed-precision Adam, split by ZeRO stage; activations; the KV cache to serve);
 # - **arithmetic intensity** and the **roofline** $\min(P, I\,W)$: when a step is
-#   memory-bound and when compute-bound, on an H100 and on this machine, measured;
+#   memory-bound and when compute-bound, on an H100, on this machine and on a real H200,
+#   measured;
 # - **days and dollars** of a run from $6ND / (n\,P\,\mathrm{MFU})$.
 
 # %%
@@ -304,7 +305,72 @@ print(f"step {r['step_seconds'] * 1e3:.0f} ms, {r['model_flops'] / 1e9:.2f} GFLO
 # %% [markdown]
 # Small matrices, many elementwise passes and Python between the ops keep it far from 100%;
 # large runs reach 35-55%.
-#
+
+# %% [markdown]
+# ## 7. A real GPU: an H200's roofline, measured
+# The same picture on an NVIDIA H200 (the H100's chip with 141 GB of faster memory; its
+# published peaks are in `S.GPUS`). Square matmuls in bf16 and fp32 from 256 to 8192, and
+# add, softmax and layer norm on up to 2^28 elements, were timed there with CUDA events
+# (median, after warm-up; once launched from Python and once replayed from a CUDA graph,
+# keeping the faster), and Nsight Compute counted the DRAM bytes of one call of each
+# (`benchmarks/gpu/`, data in `minigrad/data/measured/`). FLOPs and bytes are the cost
+# model's, as above.
+
+# %%
+from minigrad.data.measurements import read_measurement  # noqa: E402
+from minigrad.scale import measured as SM  # noqa: E402
+
+H200 = S.GPUS["H200"]
+meta = read_measurement("h200_roofline_time").meta
+print(f"{meta['device']}: driver {meta['driver']}, CUDA {meta['cuda']}, PyTorch {meta['torch']}, "
+      f"measured {meta['date_utc']} UTC")
+ceil = SM.measured_ceilings()
+for name, peak, got in (("bf16 dense", H200.peak_flops, ceil["bf16"].peak_flops),
+                        ("fp32", H200.fp32_flops, ceil["fp32"].peak_flops),
+                        ("bandwidth", H200.bandwidth, ceil["bf16"].bandwidth)):
+    unit = "TB/s" if name == "bandwidth" else "TFLOP/s"
+    print(f"{name:<10} published {peak / 1e12:6.1f} {unit}, measured {got / 1e12:6.1f} "
+          f"({got / peak:.0%})")
+print(f"machine balance: H200 {S.machine_balance(H200.peak_flops, H200.bandwidth):.0f} "
+      f"FLOPs/byte (H100 {S.machine_balance(H100.peak_flops, H100.bandwidth):.0f}); measured "
+      f"{S.machine_balance(ceil['bf16'].peak_flops, ceil['bf16'].bandwidth):.0f}")
+points = SM.roofline_points()
+for _op, dtype, p in points:
+    peak = H200.peak_flops if dtype == "bfloat16" else H200.fp32_flops
+    roof = S.roofline(p.intensity, peak, H200.bandwidth)
+    print(f"{p.name:<32} I = {p.intensity:>7.2f}  {p.achieved / 1e12:>7.2f} TFLOP/s "
+          f"{p.nbytes / p.seconds / 1e12:>5.2f} TB/s = {p.achieved / roof:>5.0%} of its roof")
+fig = V.measured_roofline(H200, ceil, points, H200.l2_bytes)
+savefig(fig, "ch09_h200_roofline")
+fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# The large matmuls reach 71% of the bf16 datasheet peak and 77% of fp32 (PyTorch's cuBLAS on
+# random data); the small ones sit far under the roof not because of bandwidth but because
+# there is too little work to fill 132 SMs (a 256^3 product takes 3 us). The streaming add
+# reaches 91% of 4.8 TB/s. Hollow points fit in the 60 MiB L2: an add of 4M bf16 elements,
+# replayed from a graph, runs at 6.4 TB/s, *above* the DRAM roof, because its arrays never
+# leave the L2. Softmax and layer norm move exactly the bytes the model counts (below), yet
+# in bf16 they stream at only 2.7 and 1.8 TB/s: each row must be reduced (max and sum; mean
+# and variance) before its output is written, which likely keeps fewer bytes in flight than
+# the add does. Does the cost model's byte count hold? Nsight Compute's DRAM bytes of one call:
+
+# %%
+for r in SM.dram_vs_cost_model():
+    shape = "x".join(map(str, r["shape"]))
+    print(f"{r['op']:<10} {r['dtype']:<8} {shape:>15}: model {r['model_bytes'] / 1e6:9.1f} MB, "
+          f"DRAM {r['measured_bytes'] / 1e6:9.1f} MB (read {r['read'] / 1e6:8.1f}, write "
+          f"{r['write'] / 1e6:7.1f}) = {r['ratio']:.2f}x")
+
+# %% [markdown]
+# Streaming kernels move exactly what the model counts (0.98-0.99x; the last lines of the
+# output are still in the L2 when the kernel ends). A matmul whose operands outgrow the L2
+# (4096 and up) reads them from DRAM several times, 1.7-6x the model's one pass: the cost
+# model's bytes are a lower bound, which the tiling of a GEMM approaches only with a cache
+# large enough to hold the tiles' reuse. Small matmuls write nothing to DRAM at all during
+# the call: their output stays in the L2.
+
+# %% [markdown]
 # ## Exercises
 # Coding exercises (fenced in the library; the student copy has stubs):
 #

@@ -5,8 +5,9 @@ Read in this order: :mod:`configs` (published architectures as data),
 attention), :mod:`chinchilla` (compute-optimal N and D, ~20 tokens per
 parameter), :mod:`memory` (bytes to hold, train and serve; ZeRO and
 activations), :mod:`roofline` (arithmetic intensity, memory- vs
-compute-bound), :mod:`machine` (this machine's roofline, measured),
-:mod:`cost` (days, GPU-hours, dollars, model FLOPs utilization).
+compute-bound), :mod:`machine` (this machine's roofline, measured), :mod:`measured` (an H200's
+roofline, measured once and shipped as data), :mod:`cost` (days, GPU-hours, dollars,
+model FLOPs utilization).
 """
 
 from .chinchilla import (CHINCHILLA_FIT, TOKENS_PER_PARAM, chinchilla_loss, compute_optimal,

@@ -34,18 +34,32 @@ __all__ = ["GPUSpec", "GPUS", "matmul_cost", "elementwise_cost", "softmax_cost",
 
 @dataclass(frozen=True)
 class GPUSpec:
-    """Peak dense 16-bit FLOP/s, memory bandwidth (bytes/s) and memory (bytes) of a chip."""
+    """Peak dense 16-bit FLOP/s, memory bandwidth (bytes/s) and memory (bytes) of a chip;
+    optionally its plain (non-tensor-core) fp32 FLOP/s, shared memory (SRAM) per SM in
+    bytes, L2 bytes and SM count, where the FlashAttention IO model and a second roof need them."""
 
     name: str
     peak_flops: float
     bandwidth: float
     memory_bytes: float = 80e9
+    fp32_flops: float | None = None
+    sram_per_sm: int | None = None
+    l2_bytes: int | None = None
+    sms: int | None = None
 
 
-# datasheets: NVIDIA A100 (SXM4 80GB) and H100 (SXM5), dense bf16 tensor-core peak
+# Published peaks, dense (no 2:4 sparsity). A100: NVIDIA A100 datasheet (SXM4 80GB) and
+# A100 whitepaper (164 KB shared memory per SM, 40 MB L2, 108 SMs). H100: NVIDIA H100
+# datasheet (SXM5) and Hopper tuning guide (228 KB shared memory per SM), H100 whitepaper
+# (50 MB L2, 132 SMs). H200: NVIDIA H200 datasheet (SXM; 1,979 TFLOPS bf16 with sparsity,
+# so 989.5 dense; 67 TFLOPS fp32; 141 GB HBM3e at 4.8 TB/s); the same GH100 chip as the
+# H100, so 228 KB per SM and 132 SMs; its L2 is not in the datasheet: 60 MiB as PyTorch
+# read it off the card (minigrad/data/measured/h200_*.csv). Datasheet "GB" of memory are
+# nearer GiB: the H200 reports 150.1e9 bytes (139.8 GiB) usable, more than 141e9.
 GPUS = {
-    "A100": GPUSpec("A100 SXM 80GB", 312e12, 2.039e12, 80e9),
-    "H100": GPUSpec("H100 SXM 80GB", 989.4e12, 3.35e12, 80e9),
+    "A100": GPUSpec("A100 SXM 80GB", 312e12, 2.039e12, 80e9, 19.5e12, 164 * 1024, 40 * 2**20, 108),
+    "H100": GPUSpec("H100 SXM 80GB", 989.4e12, 3.35e12, 80e9, 66.9e12, 228 * 1024, 50 * 2**20, 132),
+    "H200": GPUSpec("H200 SXM 141GB", 989.5e12, 4.8e12, 141e9, 67e12, 228 * 1024, 60 * 2**20, 132),
 }
 
 

@@ -152,3 +152,44 @@ def kernel_times(labels, times_ms, title: str):
     ax.set_title(title)
     ax.set_xlim(0, max(times_ms) * 1.25)
     return fig
+
+
+__all__ += ["measured_io"]
+
+
+def measured_io(rows, title: str = "Attention's DRAM traffic on an H200: model vs measured"):
+    """One panel per head dimension: bytes of one SDPA call against N, log-log. Measured
+    DRAM bytes (filled markers) and L2 bytes (hollow) beside the IO model's predictions
+    (lines). ``rows`` are :func:`minigrad.flash.measured.attention_io_comparison`'s."""
+    ds = sorted({r["d"] for r in rows})
+    fig, axes = new_figure(1, len(ds), size=(6.2, 5.0), squeeze=False)
+    gb = 1e9
+    lines = [("math", "standard", "-", "#C44E52", "math: Algorithm 0 (fp32 scores)"),
+             ("math", "kernels", "--", "#C44E52", "math: every kernel counted"),
+             ("flash", "sram_model", "-", "#4C72B0", "flash: model, M = SRAM of one SM"),
+             ("flash", "tiles", "--", "#4C72B0", "flash: model, kernel's own tiles"),
+             ("flash", "compulsory", ":", "#4C72B0", "flash: Q, K, V, O once")]
+    for ax, d in zip(axes[0], ds):
+        for backend, key, ls, color, label in lines:
+            rs = sorted((r for r in rows if r["d"] == d and r["backend"] == backend),
+                        key=lambda r: r["N"])
+            ax.loglog([r["N"] for r in rs], [r[key] / gb for r in rs], ls, color=color, lw=2,
+                      label=label)
+        for backend, color, marker in (("math", "#C44E52", "o"), ("flash", "#4C72B0", "s")):
+            rs = sorted((r for r in rows if r["d"] == d and r["backend"] == backend),
+                        key=lambda r: r["N"])
+            ns = [r["N"] for r in rs]
+            ax.loglog(ns, [r["measured"] / gb for r in rs], marker, color=color, ms=9,
+                      markeredgecolor="black", label=f"{backend}: measured DRAM (ncu)")
+            if backend == "flash":
+                ax.loglog(ns, [r["measured_l2"] / gb for r in rs], marker, ms=9,
+                          markerfacecolor="none", markeredgecolor=color, mew=2,
+                          label="flash: measured L2 traffic")
+        heads = sorted({r["heads"] * r["N"] for r in rows if r["d"] == d})
+        ax.set(title=f"d = {d}, B H N = {heads[0]:,} rows", xlabel="sequence length N",
+               ylabel="bytes of one call (GB)")
+        ax.set_xscale("log", base=2)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=10)
+    fig.suptitle(title, fontsize=14)
+    return fig

@@ -128,3 +128,50 @@ def roofline_plot(gpus, marks, machine, points, title: str = "Rooflines"):
           xlabel="arithmetic intensity (FLOPs / byte)", ylabel="FLOP/s")
     fig.suptitle(title, fontsize=14)
     return fig
+
+
+__all__ += ["measured_roofline"]
+
+_OP_MARKERS = {"matmul": "o", "add": "^", "softmax": "D", "layer_norm": "X"}
+_DTYPE_COLORS = {"bfloat16": "#4C72B0", "float32": "#DD8452"}
+
+
+def measured_roofline(spec, ceilings: dict, points, l2_bytes: float,
+                      title: str = "An H200's roofline, measured"):
+    """The published roofs of ``spec`` (dense bf16 and fp32, solid) and the measured
+    ``ceilings`` ({"bf16": GPUSpec, "fp32": GPUSpec}, dashed), with ``points`` (op, dtype,
+    MeasuredPoint) marked by op and coloured by dtype; a point whose bytes fit in the L2
+    (``l2_bytes``) is hollow: it may sit above the DRAM roof."""
+    fig, ax = new_figure(size=(8.6, 6.0))
+    i = np.array([2e-2, 1e4])
+    for peak, color, label in ((spec.peak_flops, _DTYPE_COLORS["bfloat16"], "bf16"),
+                               (spec.fp32_flops, _DTYPE_COLORS["float32"], "fp32")):
+        bal = peak / spec.bandwidth
+        xs = np.sort(np.append(i, bal))
+        ax.loglog(xs, np.minimum(peak, xs * spec.bandwidth), color=color, lw=2.5,
+                  label=f"{spec.name} {label}: {_si(peak, 'FLOP/s')}, {_si(spec.bandwidth, 'B/s')}")
+    for key, color in (("bf16", _DTYPE_COLORS["bfloat16"]), ("fp32", _DTYPE_COLORS["float32"])):
+        c = ceilings[key]
+        bal = c.peak_flops / c.bandwidth
+        xs = np.sort(np.append(i, bal))
+        ax.loglog(xs, np.minimum(c.peak_flops, xs * c.bandwidth), color=color, lw=1.5, ls="--",
+                  label=f"measured {key}: {_si(c.peak_flops, 'FLOP/s')}, "
+                        f"{_si(c.bandwidth, 'B/s')}")
+    seen = []
+    for op, dtype, p in points:
+        color = _DTYPE_COLORS.get(dtype, "gray")
+        in_l2 = p.nbytes <= l2_bytes
+        ax.plot([p.intensity], [p.achieved], _OP_MARKERS.get(op, "o"), ms=9, mew=2 if in_l2 else 1,
+                markeredgecolor=color if in_l2 else "black",
+                markerfacecolor="none" if in_l2 else color)
+        if (op, dtype) not in seen:
+            seen.append((op, dtype))
+    for op, dtype in seen:                       # legend entries: one filled marker per kind
+        ax.plot([], [], _OP_MARKERS.get(op, "o"), ms=9, color=_DTYPE_COLORS.get(dtype, "gray"),
+                markeredgecolor="black", label=f"{op} {dtype}")
+    ax.plot([], [], "o", ms=9, markerfacecolor="none", markeredgecolor="gray", mew=2,
+            label=f"hollow: its bytes fit in the {l2_bytes / 2**20:.0f} MiB L2")
+    ax.set(title=title, xlabel="arithmetic intensity (FLOPs / byte, cost model)",
+           ylabel="FLOP/s", ylim=(1e11, 2e15))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=9)
+    return fig

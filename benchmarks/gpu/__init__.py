@@ -1,0 +1,1 @@
+"""GPU measurements (PyTorch with CUDA only): never imported by the tests."""
