@@ -1,0 +1,135 @@
+"""One per-rank training loop per parallelism, and the single-process run they must equal.
+
+``train(strategy, steps)`` is what every rank runs (after
+``init_process_group``): chapter 2's MLP classifier on a fixed synthetic
+batch, Adam, float64, the same seed on every rank. It returns the losses,
+the final full weights (gathered), the bytes this rank sent and the wall
+time. ``train_single(strategy, steps)`` runs the same model on the whole
+batch in one process. The two agree to rounding (float64: 1e-12).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from ... import functional as F
+from ... import manual_seed, nn, optim
+from ...tensor import Tensor
+from .. import process_group as dist
+
+__all__ = ["STRATEGIES", "make_problem", "train", "train_single"]
+
+STRATEGIES = ("ddp", "zero1", "zero2", "zero3", "gpipe", "1f1b", "tp")
+SIZES = (32, 64, 64, 64, 8)
+BATCH, LR = 48, 1e-2
+_SEEDING = threading.Lock()   # simulated ranks are threads sharing minigrad's one generator
+
+
+def make_problem(strategy="ddp", seed=0, sizes=SIZES, batch=BATCH, dtype=np.float64):
+    """(model, x, y, loss_fn): the same on every rank for a seed."""
+    with _SEEDING:
+        return _make_problem(strategy, seed, sizes, batch, dtype)
+
+
+def _make_problem(strategy, seed, sizes, batch, dtype):
+    manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    if strategy == "tp":                  # one Megatron MLP block on (B, T, C) tokens
+        C, H = sizes[0], sizes[1]
+        model = nn.Sequential(nn.Linear(C, H, dtype=dtype), nn.GELU(), nn.Linear(H, C, dtype=dtype))
+        x = rng.standard_normal((batch // 8, 6, C)).astype(dtype)
+        y = rng.standard_normal((batch // 8, 6, C)).astype(dtype)
+        return model, x, y, F.mse_loss
+    model = nn.MLP(list(sizes), dtype=dtype)
+    x = rng.standard_normal((batch, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], batch)
+    return model, x, y, F.cross_entropy
+
+
+def _flat(arrays):
+    return np.concatenate([np.ravel(a) for a in arrays]) if arrays else np.zeros(0)
+
+
+def _gather_concat(local, group=None):
+    """Every rank's 1-D ``local`` concatenated in rank order (uneven sizes)."""
+    p = dist.get_world_size(group)
+    counts = np.zeros((p, 1), np.int64)
+    dist.all_gather(list(counts), np.array([local.size], np.int64), group=group)
+    outs = [np.empty(int(c), local.dtype) for c in counts[:, 0]]
+    dist.all_gather(outs, np.ascontiguousarray(local), group=group)
+    return outs
+
+
+def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> dict:
+    """Run ``steps`` steps of ``strategy`` on this rank; see the module docstring."""
+    from ..spmd import (DistributedDataParallel, PipelineStage, TensorParallelMLP,
+                        ZeroDataParallel)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"train: strategy must be one of {STRATEGIES}, got {strategy!r}")
+    p, r = dist.get_world_size(), dist.get_rank()
+    model, x, y, loss_fn = make_problem(strategy, seed, **problem)
+    losses = []
+    t0 = time.perf_counter()
+    if strategy in ("ddp", "zero1", "zero2", "zero3"):
+        xs, ys = np.array_split(x, p)[r], np.array_split(y, p)[r]
+        if strategy == "ddp":
+            engine = DistributedDataParallel(model)
+            opt = optim.Adam(list(model.parameters()), lr=LR)
+        else:
+            engine = ZeroDataParallel(model, stage=int(strategy[-1]), lr=LR)
+        for _ in dist.progress(range(steps), desc=strategy):
+            if strategy == "ddp":
+                opt.zero_grad()
+                loss = engine.forward_backward(xs, ys, loss_fn)
+                opt.step()
+            else:
+                loss = engine.train_step(xs, ys, loss_fn)
+            batch_loss = np.array([loss / p])
+            dist.all_reduce(batch_loss)                   # the mean of the equal slices' losses
+            losses.append(float(batch_loss[0]))
+        params = _flat([q.data for q in model.parameters()]) if strategy == "ddp" \
+            else _flat(engine.parameters_full())
+    elif strategy in ("gpipe", "1f1b"):
+        stage = PipelineStage(model, num_microbatches=4, schedule=strategy)
+        opt = optim.Adam(stage.parameters(), lr=LR)
+        for _ in dist.progress(range(steps), desc=strategy):
+            opt.zero_grad()
+            losses.append(stage.train_step(x, y, loss_fn))
+            opt.step()
+        params = np.concatenate(_gather_concat(_flat([q.data for q in stage.parameters()])))
+    else:
+        fc1, _, fc2 = list(model)
+        tp = TensorParallelMLP(fc1, fc2)
+        opt = optim.Adam(tp.parameters(), lr=LR)
+        for _ in dist.progress(range(steps), desc=strategy):
+            opt.zero_grad()
+            loss = loss_fn(tp(Tensor(x)), y)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.item()))
+        # the full weights: fc1's rows and fc2's columns gathered from the shards
+        w1 = np.concatenate(_gather_concat(tp.fc1.weight.data.ravel()))
+        b1 = np.concatenate(_gather_concat(tp.fc1.bias.data))
+        w2_parts = _gather_concat(tp.fc2.weight.data.T.ravel())
+        w2 = np.concatenate([w.reshape(-1, fc2.out_features) for w in w2_parts]).T
+        params = _flat([w1, b1, w2, tp.fc2.bias.data])
+    wall = time.perf_counter() - t0
+    return {"losses": losses, "params": params, "bytes_sent": dist.comm_stats()["bytes_sent"],
+            "wall": wall}
+
+
+def train_single(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> dict:
+    """The same training in one process on the whole batch (the reference)."""
+    model, x, y, loss_fn = make_problem(strategy, seed, **problem)
+    opt = optim.Adam(list(model.parameters()), lr=LR)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(model(Tensor(x)), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+    return {"losses": losses, "params": _flat([q.data for q in model.parameters()])}
