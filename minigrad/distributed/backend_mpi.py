@@ -88,20 +88,20 @@ class MPIBackend:
         """Rank-0-only stdout; an uncaught exception aborts the whole job, naming the rank."""
         if self.rank != 0 and os.environ.get("MINIGRAD_ALL_RANKS_PRINT") != "1":
             sys.stdout = open(os.devnull, "w")
-        previous = sys.excepthook
-
         def hook(kind, value, tb):
+            self.failed = True
             if self.status:
                 self.status.set(f"failed {kind.__name__}: {value}".replace("\n", " "))
             text = "".join(traceback.format_exception(kind, value, tb))
             sys.stderr.write("".join(f"[rank {self.rank}] {line}\n" for line in text.splitlines()))
             sys.stderr.flush()
             if self.world_size > 1:
-                self.comm.Abort(1)
-            previous(kind, value, tb)
+                self.comm.Abort(1)           # ends every rank (MPICH may return first)
+            os._exit(1)
+        self.failed = False
         sys.excepthook = hook
         if self.status:
-            atexit.register(self.status.set, "done")
+            atexit.register(lambda: self.failed or self.status.set("done"))
 
     def world_handle(self):
         return self.comm

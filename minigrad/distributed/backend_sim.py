@@ -162,12 +162,16 @@ class SimBackend:
             self.cluster.compute(self.rank, flops, kind, label)
 
     def book(self, name, nbytes, kind):
-        with self.w.cond:
-            self.cluster.gpus[self.rank].alloc(name, nbytes, kind)
+        with self.w.cond:                  # booking a name again replaces it (a new engine)
+            g = self.cluster.gpus[self.rank]
+            if g.holds(name):
+                g.free(name)
+            g.alloc(name, nbytes, kind)
 
     def unbook(self, name):
         with self.w.cond:
-            self.cluster.gpus[self.rank].free(name)
+            if self.cluster.gpus[self.rank].holds(name):
+                self.cluster.gpus[self.rank].free(name)
 
     def comm_stats(self):
         s = self.cluster.stats
