@@ -13,6 +13,9 @@ reduce it in) then p - 1 of all-gather, the same schedule as the simulator's
 :func:`~minigrad.distributed.collectives.ring_reduce_scatter_`; its bytes are
 counted per rank.
 
+``MINIGRAD_MPI_ALL_REDUCE=ring`` makes ``all_reduce`` itself run that ring
+(blocking), so a run's bytes can be set beside the simulator's.
+
 Before each collective the ranks exchange what they pass (name, shapes,
 dtype, op) in one small ``allgather``, so a mismatch raises a ValueError on
 every rank instead of a hang or garbage (``MINIGRAD_DIST_CHECK=0`` skips it).
@@ -78,6 +81,8 @@ class MPIBackend:
         self.ops = {pg.ReduceOp.SUM: MPI.SUM, pg.ReduceOp.AVG: MPI.SUM, pg.ReduceOp.MAX: MPI.MAX,
                     pg.ReduceOp.MIN: MPI.MIN, pg.ReduceOp.PRODUCT: MPI.PROD}
         self.check = os.environ.get("MINIGRAD_DIST_CHECK", "1") != "0"
+        # "mpi": all_reduce is MPI_Iallreduce; "ring": the chapter's ring over Sendrecv
+        self.all_reduce_algorithm = os.environ.get("MINIGRAD_MPI_ALL_REDUCE", "mpi")
         self.stats = {"bytes_sent": 0, "bytes_received": 0, "messages": 0, "calls": Counter()}
         self.seq = 0
         folder = os.environ.get("MINIGRAD_STATUS_DIR")
@@ -163,6 +168,9 @@ class MPIBackend:
 
     # -- collectives -------------------------------------------------------------------------
     def all_reduce(self, a, op, group):
+        if self.all_reduce_algorithm == "ring":     # the chapter's ring, bytes counted (blocking)
+            self.ring_all_reduce(a, op, group)
+            return pg.Work()
         self._enter("all_reduce", group, (a.shape, a.dtype.str, op.name))
         flat = a.reshape(-1)
         req = group.handle.Iallreduce(self.MPI.IN_PLACE, flat, op=self.ops[op])

@@ -72,6 +72,7 @@ def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> di
     p, r = dist.get_world_size(), dist.get_rank()
     model, x, y, loss_fn = make_problem(strategy, seed, **problem)
     losses = []
+    sent0 = dist.comm_stats()["bytes_sent"]
     t0 = time.perf_counter()
     if strategy in ("ddp", "zero1", "zero2", "zero3"):
         xs, ys = np.array_split(x, p)[r], np.array_split(y, p)[r]
@@ -117,7 +118,7 @@ def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> di
         w2 = np.concatenate([w.reshape(-1, fc2.out_features) for w in w2_parts]).T
         params = _flat([w1, b1, w2, tp.fc2.bias.data])
     wall = time.perf_counter() - t0
-    return {"losses": losses, "params": params, "bytes_sent": dist.comm_stats()["bytes_sent"],
+    return {"losses": losses, "params": params, "bytes_sent": dist.comm_stats()["bytes_sent"] - sent0,
             "wall": wall}
 
 
@@ -165,3 +166,50 @@ def run_example(strategies, argv=None) -> None:
         body()
     else:
         dist.spawn(body, args.world_size)
+
+
+def compare_backends(strategy: str = "ddp", world_sizes=(2, 4), steps: int = 2) -> list:
+    """The same per-rank ``train`` on the simulator and on real MPI processes, side by side.
+
+    The MPI run's all-reduces use the chapter's ring over Sendrecv, so its
+    bytes are counted as the simulator's. Returns rows {"ranks", "backend", "final loss", "bytes sent by rank 0",
+    "train ms" (rank 0's training loop), "launch s" (the whole run,
+    process start and imports included)}. Needs mpi4py and mpiexec for the
+    MPI rows (``pip install "minigrad[mpi]"``).
+    """
+    import json
+    import os
+    import tempfile
+
+    from ..launch import launch
+    rows = []
+    for p in world_sizes:
+        t0 = time.perf_counter()
+        sim = dist.spawn(lambda: train(strategy, steps), p)[0]
+        rows.append({"ranks": p, "backend": "sim", "final loss": sim["losses"][-1],
+                     "bytes sent by rank 0": sim["bytes_sent"], "train ms": sim["wall"] * 1e3,
+                     "launch s": time.perf_counter() - t0})
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "rank0.json")
+            t0 = time.perf_counter()
+            launch("minigrad.distributed.examples.common", p, "mpi",
+                   [strategy, str(steps), out], module=True, capture=True, timeout=120,
+                   env=dict(os.environ, MINIGRAD_MPI_ALL_REDUCE="ring"))   # bytes counted
+            elapsed = time.perf_counter() - t0
+            with open(out) as f:
+                got = json.load(f)
+        rows.append({"ranks": p, "backend": "mpi", "final loss": got["losses"][-1],
+                     "bytes sent by rank 0": got["bytes_sent"], "train ms": got["wall"] * 1e3,
+                     "launch s": elapsed})
+    return rows
+
+
+if __name__ == "__main__":          # one rank of compare_backends' MPI run: strategy steps out.json
+    import json
+    import sys
+    dist.init_process_group()
+    res = train(sys.argv[1], int(sys.argv[2]))
+    if dist.get_rank() == 0:
+        with open(sys.argv[3], "w") as f:
+            json.dump({"losses": res["losses"], "bytes_sent": res["bytes_sent"],
+                       "wall": res["wall"]}, f)
