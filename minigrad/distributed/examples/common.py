@@ -72,7 +72,6 @@ def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> di
     p, r = dist.get_world_size(), dist.get_rank()
     model, x, y, loss_fn = make_problem(strategy, seed, **problem)
     losses = []
-    sent0 = dist.comm_stats()["bytes_sent"]
     t0 = time.perf_counter()
     if strategy in ("ddp", "zero1", "zero2", "zero3"):
         xs, ys = np.array_split(x, p)[r], np.array_split(y, p)[r]
@@ -81,6 +80,7 @@ def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> di
             opt = optim.Adam(list(model.parameters()), lr=LR)
         else:
             engine = ZeroDataParallel(model, stage=int(strategy[-1]), lr=LR)
+        sent0 = dist.comm_stats()["bytes_sent"]       # the steps' traffic, not the setup's
         for _ in dist.progress(range(steps), desc=strategy):
             if strategy == "ddp":
                 opt.zero_grad()
@@ -96,6 +96,7 @@ def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> di
     elif strategy in ("gpipe", "1f1b"):
         stage = PipelineStage(model, num_microbatches=4, schedule=strategy)
         opt = optim.Adam(stage.parameters(), lr=LR)
+        sent0 = dist.comm_stats()["bytes_sent"]       # the steps' traffic, not the setup's
         for _ in dist.progress(range(steps), desc=strategy):
             opt.zero_grad()
             losses.append(stage.train_step(x, y, loss_fn))
@@ -105,6 +106,7 @@ def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> di
         fc1, _, fc2 = list(model)
         tp = TensorParallelMLP(fc1, fc2)
         opt = optim.Adam(tp.parameters(), lr=LR)
+        sent0 = dist.comm_stats()["bytes_sent"]       # the steps' traffic, not the setup's
         for _ in dist.progress(range(steps), desc=strategy):
             opt.zero_grad()
             loss = loss_fn(tp(Tensor(x)), y)
