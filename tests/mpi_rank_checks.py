@@ -29,7 +29,8 @@ def data(rank, n, dtype, salt=0):
 
 
 def run_checks(out_path=None, training=True):
-    dist.init_process_group()
+    if not dist.is_initialized():
+        dist.init_process_group()
     p, r = dist.get_world_size(), dist.get_rank()
     bad, counts = [], {}
 
@@ -42,8 +43,10 @@ def run_checks(out_path=None, training=True):
         if not ok:
             bad.append(f"rank {r} {name}: got {got!r} want {want!r}")
 
+    # 4 ranks share 2 cores here: every dtype on 2 ranks, two of them on more
+    dtypes = DTYPES if p <= 2 else ("float32", "int64")
     for n in LENGTHS:
-        for dt in DTYPES:
+        for dt in dtypes:
             xs = [data(q, n, dt) for q in range(p)]
             tol = 1e-6 if dt == "float32" else 1e-12 if dt == "float64" else 0.0
             for op, fn in OPS.items():
@@ -117,7 +120,7 @@ def run_checks(out_path=None, training=True):
     # training: every strategy against one process
     trained = {}
     for s in STRATEGIES if training else ():
-        got, ref = train(s), train_single(s)
+        got, ref = train(s, steps=2), train_single(s, steps=2)
         trained[s] = {"losses": got["losses"],
                       "loss_diff": max(abs(a - b) for a, b in zip(got["losses"], ref["losses"])),
                       "param_diff": float(np.abs(got["params"] - ref["params"]).max())}
@@ -125,7 +128,7 @@ def run_checks(out_path=None, training=True):
         print(bad, file=sys.stderr)
     flags = np.array([len(bad)], np.int64)
     dist.all_reduce(flags)
-    result = {"world_size": p, "bad": bad, "bad_total": int(flags[0]), "counts": counts,
+    result = {"world_size": p, "dtypes": list(dtypes), "bad": bad, "bad_total": int(flags[0]), "counts": counts,
               "ring_bytes": ring_bytes, "mismatch": mismatch, "mismatch_raised": int(raised[0]),
               "trained": trained}
     if r == 0 and out_path:

@@ -33,10 +33,11 @@ def mpi_run(request, tmp_path_factory):
 
 def test_every_collective_equals_its_numpy_definition_under_mpi(mpi_run):
     assert mpi_run["bad_total"] == 0, mpi_run["bad"]
-    # the checks really ran: 4 dtypes x 2 lengths, 5 ops on floats and 4 on ints
-    assert mpi_run["counts"]["all_reduce MIN"] == 8
-    assert mpi_run["counts"]["all_reduce AVG"] == 4
-    assert mpi_run["counts"]["all_to_all"] == 8 * mpi_run["world_size"]
+    # the checks really ran: every dtype x 2 lengths, AVG on the float dtypes only
+    dts = mpi_run["dtypes"]
+    assert mpi_run["counts"]["all_reduce MIN"] == 2 * len(dts)
+    assert mpi_run["counts"]["all_reduce AVG"] == 2 * sum(d.startswith("float") for d in dts)
+    assert mpi_run["counts"]["all_to_all"] == 2 * len(dts) * mpi_run["world_size"]
 
 
 def test_ring_over_sendrecv_sends_2_p_minus_1_over_p_n_itemsize(mpi_run):
@@ -53,7 +54,7 @@ def test_mismatched_shapes_raise_on_every_rank_naming_the_shapes(mpi_run):
 def test_training_equals_one_process_and_the_simulator(mpi_run, strategy):
     got = mpi_run["trained"][strategy]
     assert got["loss_diff"] < 1e-12 and got["param_diff"] < 1e-12
-    sim = dist.spawn(lambda: train(strategy), mpi_run["world_size"])[0]
+    sim = dist.spawn(lambda: train(strategy, steps=2), mpi_run["world_size"])[0]
     np.testing.assert_allclose(got["losses"], sim["losses"], rtol=1e-12, atol=0)
 
 
@@ -73,7 +74,7 @@ def test_the_same_checks_pass_on_the_simulator():
 def test_a_failing_rank_ends_the_mpi_run_naming_it(how, expect):
     pytest.importorskip("mpi4py")
     with pytest.raises(LaunchError) as info:
-        launch(f"{HERE}/mpi_rank_failures.py", 2, "mpi", [how], capture=True, timeout=4)
+        launch(f"{HERE}/mpi_rank_failures.py", 2, "mpi", [how], capture=True, timeout=3)
     assert expect in str(info.value) and info.value.rank == 1
 
 
@@ -91,10 +92,10 @@ def _sim_hang():
     def fn():
         dist.init_process_group()
         if dist.get_rank() == 1:
-            time.sleep(3)
+            time.sleep(0.6)
         dist.all_reduce(np.ones(3))
     try:
-        dist.spawn(fn, 3, timeout=0.5)
+        dist.spawn(fn, 3, timeout=0.3)
     except dist.DistTimeoutError as e:
         assert "rank(s) [1] did not arrive" in str(e)
         raise LaunchError(str(e), rank=1) from e
@@ -126,8 +127,11 @@ def test_sim_keeps_the_simulators_bytes_clocks_and_faults():
 
 def test_sim_memory_budget_raises_out_of_memory_naming_the_gpu():
     from minigrad.distributed.spmd import ZeroDataParallel
-    model, *_ = __import__("minigrad.distributed.examples.common", fromlist=["x"]).make_problem()
-    budget = sum(q.data.nbytes for q in model.parameters())     # less than DDP's 2x + Adam
+    from minigrad.distributed.examples.common import make_problem
+    model, *_ = make_problem()
+    # per rank, P bytes of weights: ZeRO-1 keeps P + P + 3P/4 (weights, gradients, its shard
+    # of fp64 Adam states), ZeRO-3 (P + P + 3P) / 4: a budget of 1.5 P fits only ZeRO-3
+    budget = 1.5 * sum(q.data.nbytes for q in model.parameters())
 
     def fn(stage):
         ZeroDataParallel(model, stage=stage)
