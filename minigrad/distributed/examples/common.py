@@ -81,7 +81,7 @@ def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> di
         else:
             engine = ZeroDataParallel(model, stage=int(strategy[-1]), lr=LR)
         sent0 = dist.comm_stats()["bytes_sent"]       # the steps' traffic, not the setup's
-        for _ in dist.progress(range(steps), desc=strategy):
+        for _ in dist.progress(range(steps), desc=strategy, leave=False):
             if strategy == "ddp":
                 opt.zero_grad()
                 loss = engine.forward_backward(xs, ys, loss_fn)
@@ -97,7 +97,7 @@ def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> di
         stage = PipelineStage(model, num_microbatches=4, schedule=strategy)
         opt = optim.Adam(stage.parameters(), lr=LR)
         sent0 = dist.comm_stats()["bytes_sent"]       # the steps' traffic, not the setup's
-        for _ in dist.progress(range(steps), desc=strategy):
+        for _ in dist.progress(range(steps), desc=strategy, leave=False):
             opt.zero_grad()
             losses.append(stage.train_step(x, y, loss_fn))
             opt.step()
@@ -107,7 +107,7 @@ def train(strategy: str = "ddp", steps: int = 3, seed: int = 0, **problem) -> di
         tp = TensorParallelMLP(fc1, fc2)
         opt = optim.Adam(tp.parameters(), lr=LR)
         sent0 = dist.comm_stats()["bytes_sent"]       # the steps' traffic, not the setup's
-        for _ in dist.progress(range(steps), desc=strategy):
+        for _ in dist.progress(range(steps), desc=strategy, leave=False):
             opt.zero_grad()
             loss = loss_fn(tp(Tensor(x)), y)
             loss.backward()
