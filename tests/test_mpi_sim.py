@@ -128,3 +128,42 @@ def test_misuse_is_named():
         dist.all_reduce(x, op=dist.ReduceOp.PRODUCT)
         return x.data
     assert all((v == 2.0).all() for v in dist.spawn(fn, 2))
+
+
+@pytest.mark.parametrize("p", [2, 3])
+def test_per_rank_sequence_parallel_mlp_equals_the_unsplit_mlp(p):
+    from minigrad.distributed.collectives import chunk_bounds
+    from minigrad.distributed.spmd import TensorParallelMLP
+    rng = np.random.default_rng(1)
+    fc1, fc2 = nn.Linear(6, 10, dtype=np.float64), nn.Linear(10, 6, dtype=np.float64)
+    x = rng.standard_normal((2, 7, 6))                       # T = 7 tokens: uneven over p
+    ref_in = Tensor(x, requires_grad=True)
+    ref = fc2(F.gelu(fc1(ref_in)))
+    (ref * ref).sum().backward()
+    b = chunk_bounds(7, p)
+
+    def rank():
+        r = dist.get_rank()
+        tp = TensorParallelMLP(fc1, fc2, sequence_parallel=True)
+        xr = Tensor(x[:, b[r]:b[r + 1]].copy(), requires_grad=True)   # this rank's tokens
+        y = tp(xr)
+        (y * y).sum().backward()
+        tp.sync_replicated_grads()
+        return y.data, xr.grad, tp.fc2.bias.grad
+    outs = dist.spawn(rank, p)
+    np.testing.assert_allclose(np.concatenate([o[0] for o in outs], axis=1), ref.data, atol=1e-12)
+    np.testing.assert_allclose(np.concatenate([o[1] for o in outs], axis=1), ref_in.grad,
+                               atol=1e-12)
+    for o in outs:
+        np.testing.assert_allclose(o[2], fc2.bias.grad, atol=1e-12)
+
+
+def test_fsdp_strategies_are_zero_stages():
+    from minigrad.distributed.spmd import FullyShardedDataParallel
+
+    def rank():
+        model, *_ = _problem()
+        return [FullyShardedDataParallel(model, s).stage for s in ("FULL_SHARD", "SHARD_GRAD_OP")]
+    assert dist.spawn(rank, 2)[0] == [3, 2]
+    with pytest.raises(dist.RankError, match="sharding_strategy must be one of"):
+        dist.spawn(lambda: FullyShardedDataParallel(_problem()[0], "NO_SUCH"), 2)
