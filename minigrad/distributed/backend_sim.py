@@ -319,8 +319,12 @@ class SimBackend:
 
     # -- point to point ------------------------------------------------------------------------
     def isend(self, a, dst, tag):
+        """The message travels now (``cluster.post``: this rank's comm stream, from its
+        compute clock) into a buffer; the receiver picks it up at its arrival."""
         with self.w.cond:
-            self.w.mail[self.rank, dst, tag].append((a.copy(), self.cluster.gpus[self.rank].clock))
+            msg = np.empty_like(a)
+            arrival = self.cluster.post(self.rank, dst, a.reshape(-1), msg.reshape(-1))
+            self.w.mail[self.rank, dst, tag].append((msg, arrival))
             self.w.cond.notify_all()
         return pg.Work()
 
@@ -331,17 +335,13 @@ class SimBackend:
                 box = w.mail[src, self.rank, tag]
                 w._wait(lambda: bool(box), self.rank, f"recv from rank {src} (tag {tag})",
                         lambda: [src])
-                msg, ready = box.popleft()
-                sender = self.cluster.gpus[src]
-                sender.comm_clock = max(sender.comm_clock, ready)   # the data left when it was sent
+                msg, arrival = box.popleft()
                 if msg.shape != a.shape or msg.dtype != a.dtype:
                     raise ValueError(f"recv: rank {src} sent {msg.shape} {msg.dtype}, but the "
                                      f"receiving tensor is {a.shape} {a.dtype}")
-                (arrival,) = self.cluster.communicate([(src, self.rank, msg.reshape(-1),
-                                                        a.reshape(-1))], kind="p2p",
-                                                      label=f"{src} -> {self.rank}")
+                a[...] = msg
                 g = self.cluster.gpus[self.rank]
-                g.clock = max(g.clock, arrival)
+                g.clock = max(g.clock, arrival)          # the compute stream waits for it
         return pg.Work(wait)
 
 

@@ -58,16 +58,17 @@ class PipelineStage:
         model: the whole ``Sequential`` (same weights on every rank, e.g. one seed).
         num_microbatches: m; the batch splits evenly.
         schedule: "gpipe" or "1f1b".
+        stages: layer ranges [(lo, hi)] per rank (default: ``split_stages``).
     """
 
-    def __init__(self, model, num_microbatches: int = 4, schedule: str = "1f1b"):
+    def __init__(self, model, num_microbatches: int = 4, schedule: str = "1f1b", stages=None):
         if schedule not in SCHEDULES:
             raise ValueError(f"PipelineStage: schedule must be one of {sorted(SCHEDULES)}, "
                              f"got {schedule!r}")
         self.p, self.s = dist.get_world_size(), dist.get_rank()
         self.m = int(num_microbatches)
         all_layers = layers_of(model)
-        self.lo, self.hi = split_stages(len(all_layers), self.p)[self.s]
+        self.lo, self.hi = (stages or split_stages(len(all_layers), self.p))[self.s]
         self.layers = all_layers[self.lo:self.hi]
         self.ops = SCHEDULES[schedule](self.p, self.m)[self.s]
         self.dtype = next(iter(model.parameters())).data.dtype
