@@ -78,6 +78,16 @@ def test_a_failing_rank_ends_the_mpi_run_naming_it(how, expect):
     assert expect in str(info.value) and info.value.rank == 1
 
 
+def test_a_collective_timeout_ends_a_hung_mpi_run_naming_the_rank():
+    pytest.importorskip("mpi4py")
+    import os
+    with pytest.raises(LaunchError) as info:     # no launcher timeout: the ranks' own watchdogs
+        launch(f"{HERE}/mpi_rank_failures.py", 2, "mpi", ["hang"], capture=True, timeout=60,
+               env=dict(os.environ, MINIGRAD_DIST_TIMEOUT="1"))
+    assert "a collective timed out: rank 1 hangs" in str(info.value) and info.value.rank == 1
+    assert "rank 0: timed out in all_reduce #" in str(info.value)
+
+
 @pytest.mark.parametrize("how", ["raise", "hang"])
 def test_a_failing_rank_ends_the_simulated_run_naming_it(how, monkeypatch):
     with pytest.raises(LaunchError) as info:

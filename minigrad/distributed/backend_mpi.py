@@ -22,7 +22,10 @@ on a mismatch an ``allgather`` of the details, so a mismatch raises a
 ValueError on every rank, naming each rank's shapes, instead of a hang or
 garbage (``MINIGRAD_DIST_CHECK=0`` skips it).
 
-Failure: under ``minigrad launch`` each rank keeps a one-line status file
+Failure: a rank that waits inside one MPI call longer than ``timeout``
+seconds (``init_process_group(timeout=)``, default ``MINIGRAD_DIST_TIMEOUT``
+or 120) ends the job, so a hung or dead peer never hangs the run silently.
+Under ``minigrad launch`` each rank keeps a one-line status file
 (its pid, and the collective it is in); an uncaught exception prints
 ``[rank r]`` with the traceback, marks the status failed and calls
 ``MPI_Abort`` so the whole job ends; the launcher names the rank.
@@ -33,6 +36,8 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
+import time
 import traceback
 import zlib
 from collections import Counter
@@ -88,6 +93,8 @@ class MPIBackend:
         self.all_reduce_algorithm = os.environ.get("MINIGRAD_MPI_ALL_REDUCE", "mpi")
         self.stats = {"bytes_sent": 0, "bytes_received": 0, "messages": 0, "calls": Counter()}
         self.seq = 0
+        self.timeout = pg.DEFAULT_TIMEOUT if timeout is None else float(timeout)
+        self._busy = None            # (what, since when) while this rank waits inside MPI
         folder = os.environ.get("MINIGRAD_STATUS_DIR")
         self.status = _Status(folder, self.rank) if folder else None
 
@@ -108,8 +115,32 @@ class MPIBackend:
             os._exit(1)
         self.failed = False
         sys.excepthook = hook
+        if self.world_size > 1:
+            threading.Thread(target=self._watchdog, name="minigrad-watchdog", daemon=True).start()
         if self.status:
             atexit.register(lambda: self.failed or self.status.set("done"))
+
+    def _watchdog(self):
+        """Abort the job when this rank has waited inside one MPI call longer than the timeout
+        (mpi4py lets go of the GIL while it waits, so this thread runs)."""
+        while True:
+            time.sleep(min(1.0, self.timeout / 4))
+            busy = self._busy
+            if busy is None or time.monotonic() - busy[1] < self.timeout:
+                continue
+            self.failed = True
+            if self.status:
+                self.status.set(f"timed out in {busy[0]} after {self.timeout:g} s")
+            sys.stderr.write(f"[rank {self.rank}] waited {self.timeout:g} s in {busy[0]}: another "
+                             f"rank hangs, died or skipped the call; ending the job\n")
+            sys.stderr.flush()
+            self.comm.Abort(1)
+            os._exit(1)
+
+    def _waiting(self, what, req):
+        self._busy = (what, time.monotonic())
+        req.Wait()
+        self._busy = None
 
     def world_handle(self):
         return self.comm
@@ -145,6 +176,7 @@ class MPIBackend:
         self.stats["calls"][name] += 1
         if self.status:
             self.status.set(f"in {name} #{self.seq}")
+        self._busy = (f"{name} #{self.seq}", time.monotonic())
         if self.check and group.size() > 1:
             if validate is None:     # the common case: one small all-reduce of a checksum
                 h = zlib.crc32(repr((name, sig)).encode())
@@ -160,14 +192,17 @@ class MPIBackend:
                 validate([s for _, s in sigs])
 
     def _left(self, name):
+        self._busy = None
         if self.status:
             self.status.set(f"after {name} #{self.seq}")
 
     def _work(self, name, req, post=None):
         self._left(name)
 
+        label = f"{name} #{self.seq}"
+
         def wait():
-            req.Wait()
+            self._waiting(label, req)
             if post is not None:
                 post()
         return pg.Work(wait)
@@ -267,14 +302,14 @@ class MPIBackend:
         req = self.comm.Isend(a.reshape(-1), dest=dst, tag=tag)
         self.stats["bytes_sent"] += a.nbytes
         self.stats["messages"] += 1
-        return pg.Work(lambda: req.Wait() and None, result=a)   # keeps ``a`` alive until sent
+        return pg.Work(lambda: self._waiting(f"send to rank {dst}", req), result=a)  # keeps ``a``
 
     def irecv(self, a, src, tag):
         if self.status:
             self.status.set(f"in recv from rank {src} #{self.seq}")
         req = self.comm.Irecv(a.reshape(-1), source=src, tag=tag)
         self.stats["bytes_received"] += a.nbytes
-        return pg.Work(lambda: req.Wait() and None)
+        return pg.Work(lambda: self._waiting(f"recv from rank {src}", req))
 
 
 def ring_all_reduce_mpi(flat: np.ndarray, comm, ufunc=np.add) -> int:

@@ -141,6 +141,8 @@ def _launch_mpi(script, nprocs, script_args, timeout, module, hostfile, capture,
 
 
 def _failure_error(status, rc, output):
+    if any(s.startswith("timed out") for _, s in status.values()):
+        return _hang_error(status, None, output)       # a rank's watchdog saw a peer hang
     failed = {r: s for r, (_, s) in status.items() if s.startswith("failed")}
     if failed:
         r = min(failed)
@@ -162,14 +164,14 @@ def _hang_error(status, timeout, output):
     def seq(state):
         m = re.search(r"#(\d+)", state)
         return int(m.group(1)) if m else 0
-    waiting = {r: s for r, (_, s) in status.items() if s.startswith("in ")}
+    waiting = {r: s for r, (_, s) in status.items() if s.startswith(("in ", "timed out"))}
     others = {r: s for r, (_, s) in status.items() if r not in waiting and s != "done"}
     # the culprit: a rank outside any collective while others wait, else the one furthest behind
     culprits = sorted(others) or sorted(waiting, key=lambda r: (seq(waiting[r]), r))[:1]
     detail = "; ".join(f"rank {r}: {s}" for r, (_, s) in status.items())
     r = culprits[0] if culprits else None
-    return LaunchError(f"timed out after {timeout:g} s: rank {r} hangs ({detail})", rank=r,
-                       output=output)
+    after = f"timed out after {timeout:g} s" if timeout else "a collective timed out"
+    return LaunchError(f"{after}: rank {r} hangs ({detail})", rank=r, output=output)
 
 
 # ----------------------------------------------------------------------------
