@@ -95,6 +95,14 @@ def test_launch_on_the_simulator_prints_rank_0_only(capsys, tmp_path):
     assert capsys.readouterr().out == "rank 0 sees [6.0, 6.0, 6.0, 6.0, 6.0]\n"
 
 
+def test_launch_runs_an_example_module_on_the_simulator(capsys):
+    assert main(["launch", "-n", "2", "--backend", "sim", "-m",
+                 "minigrad.distributed.examples.pipeline", "--steps", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["gpipe", "1f1b"]
+    assert all("on 2 ranks (sim)" in line and "vs one process" in line for line in out)
+
+
 def test_the_issues_example_under_plain_mpiexec_gives_6_everywhere(tmp_path):
     pytest.importorskip("mpi4py")
     from minigrad.distributed.launch import mpiexec_path

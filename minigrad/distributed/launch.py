@@ -180,11 +180,12 @@ def _hang_error(status, timeout, output):
 
 def _launch_sim(script, nprocs, script_args, timeout, module):
     import importlib.util
+    package = None
     if module:
         spec = importlib.util.find_spec(script)
         if spec is None or spec.origin is None:
             raise LaunchError(f"launch: no module named {script!r}")
-        path = spec.origin
+        path, package = spec.origin, spec.parent      # relative imports work as under -m
     else:
         path = str(script)
     source = Path(path).read_text()
@@ -194,7 +195,8 @@ def _launch_sim(script, nprocs, script_args, timeout, module):
     sys.path.insert(0, str(Path(path).parent))
 
     def rank_main():
-        g = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
+        g = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__,
+             "__package__": package}
         try:
             exec(code, g)
         except SystemExit as e:

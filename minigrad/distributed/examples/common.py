@@ -160,10 +160,12 @@ def run_example(strategies, argv=None) -> None:
         for s in strategies:
             got, ref = train(s, args.steps), train_single(s, args.steps)
             diff = max(abs(a - b) for a, b in zip(got["losses"], ref["losses"]))
+            sent = f"rank 0 sent {got['bytes_sent']:,} B"
+            if dist.get_backend() == "mpi" and os.environ.get("MINIGRAD_MPI_ALL_REDUCE") != "ring":
+                sent += " (+ MPI's own collectives, uncounted: MINIGRAD_MPI_ALL_REDUCE=ring counts)"
             dist.print0(f"{s:6s} on {dist.get_world_size()} ranks ({dist.get_backend()}): losses "
                         + " ".join(f"{v:.4f}" for v in got["losses"])
-                        + f"  | vs one process {diff:.1e} | rank 0 sent {got['bytes_sent']:,} B"
-                        + f" | {got['wall'] * 1e3:.0f} ms")
+                        + f"  | vs one process {diff:.1e} | {sent} | {got['wall'] * 1e3:.0f} ms")
     if launched:
         body()
     else:
