@@ -147,8 +147,8 @@ class MultiHeadAttention(Module):
         v = self.v_proj(x).reshape(B, T, Hkv, D).transpose(1, 2)    # (B, T, Hkv*D) -> (B, Hkv, T, D)
         if self.rotary is not None:                                 # positions past .. past + T - 1
             from .rope import apply_rotary_pos_emb
-            cos, sin = self.rotary.cos_sin(past, T)                 # (T, D) each
-            q, k = apply_rotary_pos_emb(q, k, cos.astype(q.dtype), sin.astype(q.dtype))
+            cos, sin = self.rotary.cos_sin(past, T, q.dtype)        # (T, D) each
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
         return q, k, v
 
     def _mask(self, attn_mask, B: int, L: int, past: int):

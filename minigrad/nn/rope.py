@@ -98,14 +98,15 @@ class RotaryEmbedding:
     """
 
     def __init__(self, dim: int, base: float = 10000.0, dtype=np.float32):
+        # angles in float64 either way; dtype is only what the tables are cast to
         self.inv_freq = rope_frequencies(dim, base)
         self.dim, self.base, self.dtype = dim, float(base), dtype
 
     def __repr__(self):
         return f"RotaryEmbedding(dim={self.dim}, base={self.base:g})"
 
-    def __call__(self, position_ids):
-        return rope_cos_sin(self.dim, position_ids, self.base, self.dtype)
+    def __call__(self, position_ids, dtype=None):
+        return rope_cos_sin(self.dim, position_ids, self.base, dtype or self.dtype)
 
-    def cos_sin(self, past: int, length: int):
-        return self(np.arange(past, past + length))
+    def cos_sin(self, past: int, length: int, dtype=None):
+        return self(np.arange(past, past + length), dtype)
