@@ -47,7 +47,7 @@ from .attention import IMPLS, _kernels
 from .reference import safe_max
 
 __all__ = ["merge_attention", "ring_layout", "ring_attention", "ring_attention_forward",
-           "RingForward", "ring_bytes", "ring_memory_bytes", "LAYOUTS"]
+           "RingForward", "ring_bytes", "ring_memory_bytes", "scores_per_gpu", "LAYOUTS"]
 
 LAYOUTS = ("contiguous", "zigzag")
 
@@ -149,6 +149,22 @@ def ring_bytes(seq_len: int, world_size: int, head_dim: int, batch_heads: int = 
     n = seq_len / world_size
     hops = (2 * world_size - 1) if backward else (world_size - 1)
     return hops * 2 * n * head_dim * batch_heads * itemsize
+
+
+def scores_per_gpu(seq_len: int, world_size: int, layout: str = "zigzag",
+                   is_causal: bool = True) -> np.ndarray:
+    """(p,) unmasked scores each GPU computes over the whole ring (its share of the work).
+
+    Contiguous and causal: GPU r meets r full blocks and one triangle, so the
+    last GPU does about 2p - 1 times the first's work; zig-zag: equal shares.
+    """
+    layouts = ring_layout(seq_len, world_size, layout)
+    out = np.zeros(world_size, np.int64)
+    for r in range(world_size):
+        for j in range(world_size):
+            for (q0, q1), (k0, k1), diag in _pairs(layouts[r], layouts[j], is_causal):
+                out[r] += (q1 - q0) * (q1 - q0 + 1) // 2 if diag else (q1 - q0) * (k1 - k0)
+    return out
 
 
 def ring_memory_bytes(seq_len: int, world_size: int, head_dim: int, batch_heads: int = 1,
