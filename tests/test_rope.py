@@ -8,7 +8,7 @@ import minigrad
 from minigrad import Tensor, gradcheck
 from minigrad.models import GPTConfig, TinyGPT
 from minigrad.nn.rope import (RotaryEmbedding, apply_rotary_pos_emb, rope_cos_sin,
-                              rope_frequencies, rotate_half)
+                              rope_frequencies)
 
 
 def _rotate_pairs_directly(x, positions, base=10000.0):
