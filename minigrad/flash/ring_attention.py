@@ -47,7 +47,7 @@ from .attention import IMPLS, _kernels
 from .reference import safe_max
 
 __all__ = ["merge_attention", "ring_layout", "ring_attention", "ring_attention_forward",
-           "RingForward", "ring_bytes", "ring_memory_bytes", "scores_per_gpu", "LAYOUTS"]
+           "RingForward", "ring_bytes", "ring_memory_bytes", "scores_per_gpu", "measure_ring_memory", "LAYOUTS"]
 
 LAYOUTS = ("contiguous", "zigzag")
 
@@ -175,6 +175,21 @@ def ring_memory_bytes(seq_len: int, world_size: int, head_dim: int, batch_heads:
     n = seq_len / world_size
     buffers = 4 * head_dim if world_size > 1 else 0
     return n * (4 * head_dim + 1 + buffers) * batch_heads * itemsize
+
+
+def measure_ring_memory(seq_lens, world_size: int, head_dim: int = 64, batch_heads: int = 1,
+                        dtype=np.float32, impl: str = "numpy") -> list:
+    """Peak bytes a GPU booked during the ring forward, for each N in ``seq_lens`` (measured
+    on the virtual GPUs' ledgers, to hold against :func:`ring_memory_bytes`)."""
+    from ..distributed import VirtualCluster
+    from ..tensor import get_rng
+    out = []
+    for n in seq_lens:
+        x = get_rng().standard_normal((batch_heads, n, head_dim)).astype(dtype)
+        cluster = VirtualCluster(world_size)
+        ring_attention_forward(x, x, x, cluster, is_causal=True, impl=impl)
+        out.append(max(g.peak for g in cluster.gpus))
+    return out
 
 
 # ----------------------------------------------------------------------------
