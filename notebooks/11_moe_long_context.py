@@ -190,8 +190,13 @@ for label, acc in ext.accuracy.items():
 savefig(V.extrapolation(ext), "ch11_rope_extrapolation")
 
 # %% [markdown]
-# RoPE carries the rule well past the trained length, though not perfectly: at longer
-# lengths more keys compete in each softmax, and a small model's content terms add noise.
+# RoPE carries the rule far past the trained length, but not forever. Its scores depend on
+# the offset n - m only, and training showed it offsets up to 15. Past about position 40 the
+# queries meet keys 40 or more places back, an offset the model never saw, and for this
+# model those scores happen to beat the key 2 back: the attention maps of such a run put
+# every head's weight on the first token there (checked by reading
+# `model.attention_maps`). Extrapolation in RoPE means *seen offsets at unseen positions*;
+# unseen offsets need training at length or a rescaled theta (position interpolation, YaRN).
 #
 # ## 6. Ring attention
 #
