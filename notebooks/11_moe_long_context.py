@@ -194,7 +194,7 @@ savefig(V.extrapolation(ext), "ch11_rope_extrapolation")
 # the offset n - m only, and training showed it offsets up to 15. Past about position 40 the
 # queries meet keys 40 or more places back, an offset the model never saw, and for this
 # model those scores happen to beat the key 2 back: the attention maps of such a run put
-# every head's weight on the first token there (checked by reading
+# every head's weight on a key near the start of the sequence there (read them with
 # `model.attention_maps`). Extrapolation in RoPE means *seen offsets at unseen positions*;
 # unseen offsets need training at length or a rescaled theta (position interpolation, YaRN).
 #
