@@ -64,6 +64,10 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: attn_impl must be one of {ATTN_IMPLS}, got {self.attn_impl!r}")
         if self.pos_emb not in POS_EMBS:
             raise ValueError(f"GPTConfig: pos_emb must be one of {POS_EMBS}, got {self.pos_emb!r}")
+        if self.moe is not None and not all(hasattr(self.moe, a) for a in
+                                            ("num_experts", "k", "capacity_factor", "mlp_ratio")):
+            raise TypeError(f"GPTConfig: moe must be a minigrad.moe.MoEConfig or None, got "
+                            f"{type(self.moe).__name__}")
         if self.pos_emb == "rope" and self.head_dim % 2:
             raise ValueError(f"GPTConfig: pos_emb='rope' needs an even head_dim, got {self.head_dim}")
 

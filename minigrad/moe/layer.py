@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import functional as F
+from ..autograd import Function
 from ..nn import GELU, Linear, Module, ModuleList, Sequential
 from ..tensor import Tensor, cat
 from .routing import check_k, expert_capacity, load_balancing_loss, router_z_loss, top_k_routing
@@ -84,6 +85,47 @@ def dispatch_order(expert_index: np.ndarray, kept: np.ndarray, num_experts: int)
     order = np.argsort(experts, kind="stable")
     counts = np.bincount(experts, minlength=num_experts)
     return token[order], choice[order], counts
+
+
+class _GatherRows(Function):
+    """x[index] for distinct row indices (one expert's tokens: a token picks an expert once).
+
+    Backward writes each row's gradient back in place of ``np.add.at``, which
+    a general gather with repeats needs and which is several times slower.
+    """
+
+    @staticmethod
+    def forward(ctx, x, *, index):
+        ctx.meta = (x.shape, x.dtype, index)
+        return x[index]                                           # (n, C)
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, dtype, index = ctx.meta
+        gx = np.zeros(shape, dtype)
+        gx[index] = grad
+        return (gx,)
+
+
+class _Combine(Function):
+    """out[t] = sum of the rows y[i] with token[i] == t; (n, C) -> (T, C).
+
+    Within one choice rank j a token appears at most once, so the scatter is k
+    plain indexed adds; the backward is the gather g[token].
+    """
+
+    @staticmethod
+    def forward(ctx, y, *, token, choice, num_tokens, k):
+        ctx.meta = token
+        out = np.zeros((num_tokens, y.shape[1]), y.dtype)
+        for j in range(k):                                        # choice by choice: no repeats
+            sel = choice == j
+            out[token[sel]] += y[sel]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad[ctx.meta],)
 
 
 class MoE(Module):
@@ -152,14 +194,11 @@ class MoE(Module):
         outs, lo = [], 0
         for e, n in enumerate(counts):                            # dispatch -> expert
             if n:
-                outs.append(self.experts[e](flat[token[lo:lo + n]]))   # (n_e, C) -> (n_e, C)
+                rows = _GatherRows.apply(flat, index=token[lo:lo + n])     # (n_e, C)
+                outs.append(self.experts[e](rows))                          # (n_e, C) -> (n_e, C)
             lo += n
         if not outs:                                              # every choice dropped: nothing added
             return Tensor(np.zeros(lead + (self.embed_dim,), x.dtype))
         y = cat(outs, dim=0) * gate[token, choice].reshape(-1, 1)  # (n, C) weighted rows
-        # combine: row n of the padded y is zeros, for dropped choices
-        slot = np.full((T, self.k), len(token), dtype=np.int64)
-        slot[token, choice] = np.arange(len(token))
-        y = cat([y, Tensor(np.zeros((1, self.embed_dim), x.dtype))], dim=0)
-        out = y[slot].sum(dim=1)                                  # (T, k, C) -> (T, C)
+        out = _Combine.apply(y, token=token, choice=choice, num_tokens=T, k=self.k)   # -> (T, C)
         return out.reshape(*lead, self.embed_dim)
