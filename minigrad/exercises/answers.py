@@ -152,7 +152,7 @@ def _key_letter(q, seed) -> str:
         from .registry import key_for
     except ImportError:  # a registry without shuffled releases
         return str(q.answer()).strip().lower()
-    return str(key_for(q, seed)).strip().lower()
+    return str(key_for(q, 0 if seed is None else seed)).strip().lower()  # releases default to 0
 
 
 def _letters(q, seed=None) -> list:

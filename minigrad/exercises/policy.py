@@ -14,6 +14,7 @@ static check misses.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import types
 
@@ -78,6 +79,7 @@ def _resolve(dotted: str):
     return _MISSING
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_module(dotted: str) -> bool:
     return isinstance(_resolve(dotted), types.ModuleType)
 
@@ -103,7 +105,11 @@ def check_region(text: str, first: int, last: int, package: str) -> list:
     module's package (``minigrad.quant``), for relative imports."""
     tree = ast.parse(text)
     aliases = _module_aliases(tree, package)
-    modules = {name: dotted for name, dotted in aliases.items() if _is_module(dotted)}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+            and first <= getattr(n, "lineno", 0) <= last}
+    # only the names the region uses are resolved (importing every module a file names is slow)
+    modules = {name: dotted for name, dotted in aliases.items()
+               if name in used and _is_module(dotted)}
     parents = {}
     for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):
