@@ -147,7 +147,7 @@ def job_python() -> tuple:
     if override:
         return override, site
     stdlib = sysconfig.get_paths()["stdlib"]
-    if _reachable(sys.executable) and _reachable(stdlib):
+    if _reachable(sys.executable) and _reachable(stdlib) and all(_reachable(d) for d in site):
         return sys.executable, []
     for name in (shutil.which(f"python{version}"), f"/usr/bin/python{version}",
                  f"/usr/local/bin/python{version}"):
