@@ -67,7 +67,7 @@ def test_deep_or_long_expressions_fail_fast_with_a_message():
 def test_expression_feedback_never_shows_the_expected_value():
     q = Question("ch9.q.e", "expression", 2, "p", answer=lambda N, d: 4 * N * d, variables=("N", "d"))
     key = question_key(q)
-    out = grade_question(q, "4*N*d + 1", key=key).output
+    out = grade_question(q, "5*N*d", key=key).output
     assert "incorrect" in out
     for _, want in key["at"]:
         assert f"{want:.6g}" not in out, out
