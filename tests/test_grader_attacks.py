@@ -207,3 +207,12 @@ def test_a_deleted_end_marker_costs_only_its_region(sandboxed):
     assert rows["ch3.causal_mask"].score == 0
     assert "END SOLUTION" in rows["ch3.causal_mask"].output
     assert rows["ch3.repeat_kv"].score == rows["ch3.repeat_kv"].max_score, rows["ch3.repeat_kv"].output
+
+
+def test_every_reference_region_passes_the_syntax_check():
+    """The policy refuses attacks, never the reference's own solutions."""
+    from minigrad.exercises.policy import check_region
+
+    for ex_id, r in REGIONS.items():
+        package = ".".join(r.path.with_suffix("").parts[:-1])
+        assert check_region((ROOT / r.path).read_text(), r.begin + 2, r.end, package) == [], ex_id
