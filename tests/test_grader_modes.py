@@ -38,8 +38,15 @@ def _put(root: Path, ex_id: str, body) -> None:
 def test_local_grade_in_a_release_runs_public_tests_and_says_hidden_ones_exist(tmp_path):
     student = release(tmp_path / "student")
     _put(student, EX, _ref_body(EX))
-    rows = {r.id: r for r in grade(student, only=[EX, *[q.id for q in all_questions()]],
+    wrong = "ch1.matmul_backward"  # off by a factor: numpy's mismatch report is the feedback
+    body = _ref_body(wrong)
+    _put(student, wrong, [ln.replace("return ga, gb", "return 2 * ga if ga is not None else ga, gb")
+                          for ln in body])
+    rows = {r.id: r for r in grade(student, only=[EX, wrong, *[q.id for q in all_questions()]],
                                    progress=False)}
+    assert rows[wrong].score == 0
+    assert "Mismatched elements" in rows[wrong].output and "Max absolute difference" in rows[wrong].output
+    assert len(rows[wrong].output.splitlines()) <= 14
     ex = next(e for e in all_exercises() if e.id == EX)
     public = [t for t in rows[EX].tests if not t.hidden]
     assert public and all(t.score == t.max_score for t in public)
