@@ -126,6 +126,16 @@ raise AssertionError(hidden[hidden.index("BEGIN HIDDEN"):])
 '''
 
 
+LIAR = """
+class Liar(float):
+    def __eq__(self, other):
+        return True
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__
+    __hash__ = float.__hash__
+return Liar(-1.0)
+"""
+
+
 @pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory):
     """One graded submission: ch1.unbroadcast carries the attacks, ch1.matmul_backward is
@@ -143,6 +153,7 @@ def sandboxed(tmp_path_factory):
     (sub / "answers.toml").write_text(answers)
     _submit(sub, {"ch1.unbroadcast": SANDBOXED.format(ref=str(ref), sub=str(sub), mark=str(mark)),
                   "ch1.matmul_backward": _ref_body("ch1.matmul_backward"),
+                  "ch8.bubble_fraction": LIAR,
                   "ch3.repeat_kv": _ref_body("ch3.repeat_kv")})
     f = sub / REGIONS["ch3.causal_mask"].path
     lines = f.read_text().splitlines(keepends=True)
@@ -155,7 +166,7 @@ def sandboxed(tmp_path_factory):
     digest = {p: hashlib.sha256(p.read_bytes()).hexdigest()
               for p in [ref / "tests" / "conftest.py", sub / "answers.toml"]}
     rows = grade(sub, reference=ref, timeout=60, check_code=False, progress=False,
-                 only=["ch1.unbroadcast", "ch1.matmul_backward", "ch3.causal_mask",
+                 only=["ch1.unbroadcast", "ch1.matmul_backward", "ch3.causal_mask", "ch8.bubble_fraction",
                        "ch3.repeat_kv", q.id])
     yield {"rows": _by_id(rows), "mark": mark, "digest": digest, "question": q}
     shutil.rmtree(mark, ignore_errors=True)
@@ -164,6 +175,8 @@ def sandboxed(tmp_path_factory):
 def test_sandboxed_attacks_earn_nothing(sandboxed):
     rows = sandboxed["rows"]
     assert rows["ch1.unbroadcast"].score == 0, rows["ch1.unbroadcast"].output
+    # a float whose comparisons always say yes reaches the tests as the float it holds
+    assert rows["ch8.bubble_fraction"].score == 0, rows["ch8.bubble_fraction"].output
     # the reference's region earns its points and no more: the forged 50-point test never ran
     assert rows["ch1.matmul_backward"].score == rows["ch1.matmul_backward"].max_score == 3
     assert all("free_points" not in t.name for t in rows["ch1.matmul_backward"].tests)
@@ -207,6 +220,17 @@ def test_a_deleted_end_marker_costs_only_its_region(sandboxed):
     assert rows["ch3.causal_mask"].score == 0
     assert "END SOLUTION" in rows["ch3.causal_mask"].output
     assert rows["ch3.repeat_kv"].score == rows["ch3.repeat_kv"].max_score, rows["ch3.repeat_kv"].output
+
+
+def test_returns_of_a_graded_region_are_plain_values():
+    from minigrad.exercises.grade import plain_returns
+
+    code = ("def f(x):\n    # BEGIN SOLUTION ch9.f\n" + textwrap.indent(LIAR, "    ")
+            + "    # END SOLUTION\n")
+    ns = {}
+    exec(compile(plain_returns(code, "ch9.f", Path("m.py")), "m", "exec"), ns)
+    got = ns["f"](0)
+    assert type(got) is float and got == -1.0 and not got == 0.5 and not got < -2
 
 
 def test_every_reference_region_passes_the_syntax_check():
