@@ -316,7 +316,7 @@ def read_records(path: Path, key: bytes) -> tuple:
     return collected, tests, None
 
 
-def _run_job(job: _Job, code_root: Path, jobdir: Path, slot: int, tests: dict) -> dict:
+def _run_job(job: _Job, code_root: Path, jobdir: Path, uid: int | None, tests: dict) -> dict:
     """Run one job's tests sandboxed; return exercise id -> (test node id -> (passed,
     message, seconds) or None, problem or None)."""
     tree, private = jobdir / "tree", jobdir / "private"
@@ -329,7 +329,6 @@ def _run_job(job: _Job, code_root: Path, jobdir: Path, slot: int, tests: dict) -
         target.write_text(plain_returns(replace_region(target.read_text(), ex_id, body, rel),
                                         ex_id, rel))
     sandbox.lock_down(tree)
-    uid = sandbox.job_uid(slot)
     scratch = sandbox.scratch_dir(jobdir, uid)
     for sub in ("tmp", "figures", "numba", "mpl"):
         (scratch / sub).mkdir()
@@ -353,7 +352,7 @@ def _run_job(job: _Job, code_root: Path, jobdir: Path, slot: int, tests: dict) -
     for ex_id in job.exercise_ids:
         cmd += ["--exercise", ex_id]
     try:
-        outcome = sandbox.run(cmd, tree, env, job.timeout, slot, private, pass_fds=(fd,))
+        outcome = sandbox.run(cmd, tree, env, job.timeout, uid, private, pass_fds=(fd,))
     finally:
         os.close(fd)
     collected, records, problem = read_records(results_path, key.encode())
@@ -555,17 +554,13 @@ def _at(line: str, col: int, insert: str) -> str:
 
 
 def _run_jobs(todo: list, code_root: Path, tests: dict, jobs: int, progress: bool) -> dict:
-    slots = list(range(max(1, jobs)))
-    if sandbox.is_root() and sandbox.job_python()[0] is None:
+    n = max(1, jobs)
+    if sandbox.is_root() and not sandbox.sandboxed_uids_available():
         print("grade: warning: no Python interpreter that another user may run was found "
               "(set MINIGRAD_GRADE_PYTHON); jobs run as root, without their own uid",
               file=sys.stderr)
-    elif sandbox.is_root():
-        for s in slots:
-            if not sandbox.uid_is_free(sandbox.job_uid(s)):
-                raise GradeError(f"grade: uid {sandbox.job_uid(s)} is in use; set "
-                                 f"MINIGRAD_SANDBOX_UID_BASE to a free range")
-    free, lock = list(slots), threading.Lock()
+    uids = sandbox.claim_uids(n)
+    free, lock = (list(uids) or [None] * n), threading.Lock()
     results = {}
     base = Path(tempfile.mkdtemp(prefix="minigrad-grade-"))
     os.chmod(base, 0o711)  # jobs may enter their own folder, never list the others
@@ -573,20 +568,21 @@ def _run_jobs(todo: list, code_root: Path, tests: dict, jobs: int, progress: boo
     def run(ij):
         i, job = ij
         with lock:
-            slot = free.pop()
+            uid = free.pop()
         try:
-            return _run_job(job, code_root, base / f"job{i}", slot, tests)
+            return _run_job(job, code_root, base / f"job{i}", uid, tests)
         finally:
             with lock:
-                free.append(slot)
+                free.append(uid)
 
     try:
         from tqdm import tqdm
-        with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        with ThreadPoolExecutor(max_workers=n) as pool:
             for res in tqdm(pool.map(run, enumerate(todo)), total=len(todo), desc="grading",
                             unit="run", file=sys.stderr, disable=not progress):
                 results.update(res)
     finally:
+        sandbox.release_uids(uids)
         shutil.rmtree(base, ignore_errors=True)
     return results
 

@@ -3,8 +3,9 @@
 :func:`run` starts a command the way the grader runs a student's tests:
 
 - as an unprivileged user when the grader is root (Gradescope runs as root): a
-  uid of its own per concurrent job slot (``SANDBOX_UID_BASE + slot``, no
-  account needed), no supplementary groups, so it cannot write what root owns
+  uid of its own per concurrent job (:func:`claim_uids`: free uids drawn
+  from ``SANDBOX_UID_BASE`` up, claimed so that two graders on one machine never
+  share one, no account needed), no supplementary groups, so it cannot write what root owns
   (the reference, the hidden tests, the answers, the results) nor read what is
   private to root;
 - with ``RLIMIT_AS`` (memory), ``RLIMIT_NPROC`` (processes and threads of that
@@ -27,17 +28,19 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SANDBOX_UID_BASE = int(os.environ.get("MINIGRAD_SANDBOX_UID_BASE", "61000"))
+SANDBOX_UID_BASE = int(os.environ.get("MINIGRAD_SANDBOX_UID_BASE", "200000"))
 MEMORY_BYTES = int(float(os.environ.get("MINIGRAD_GRADE_MEMORY_GB", "4")) * 2**30)
 MAX_PROCESSES = 128   # threads count: numba, OpenBLAS and pytest need a few dozen
 MAX_FILE_BYTES = 64 * 2**20
@@ -156,12 +159,62 @@ def job_python() -> tuple:
     return None, []
 
 
-def job_uid(slot: int) -> int | None:
-    """The uid a job in ``slot`` runs as: its own, when the grader is root and an
-    interpreter that uid can run exists (else None: the job runs as the grader)."""
-    if not is_root() or job_python()[0] is None:
-        return None
-    return SANDBOX_UID_BASE + slot
+UID_RANGE = 20_000
+_CLAIMS = Path("/run/minigrad-grade-uids") if Path("/run").is_dir() else \
+    Path(tempfile.gettempdir()) / "minigrad-grade-uids"
+
+
+def sandboxed_uids_available() -> bool:
+    """Whether jobs can run as uids of their own: the grader is root and an interpreter
+    those uids can run exists."""
+    return is_root() and job_python()[0] is not None
+
+
+def claim_uids(n: int) -> list:
+    """``n`` uids no account and no process uses, each claimed by an exclusive file in
+    a folder only root can write; give them back with :func:`release_uids`. Empty when
+    jobs cannot switch uid (:func:`sandboxed_uids_available`)."""
+    if not sandboxed_uids_available():
+        return []
+    _CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    rng = random.SystemRandom()
+    claimed = []
+    for _ in range(200 * n):
+        if len(claimed) == n:
+            break
+        uid = SANDBOX_UID_BASE + rng.randrange(UID_RANGE)
+        try:
+            fd = os.open(_CLAIMS / str(uid), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            if _claim_is_stale(uid):
+                (_CLAIMS / str(uid)).unlink(missing_ok=True)
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        if uid_is_free(uid):
+            claimed.append(uid)
+        else:
+            (_CLAIMS / str(uid)).unlink(missing_ok=True)
+    if len(claimed) < n:
+        release_uids(claimed)
+        raise RuntimeError(f"sandbox: could not find {n} free uids from {SANDBOX_UID_BASE}")
+    return claimed
+
+
+def _claim_is_stale(uid: int) -> bool:
+    """A claim whose grader is gone (it crashed before giving the uid back)."""
+    try:
+        pid = int((_CLAIMS / str(uid)).read_text() or 0)
+        os.kill(pid, 0)
+        return False
+    except (ValueError, OSError):
+        return True
+
+
+def release_uids(uids) -> None:
+    for uid in uids:
+        kill_all(uid=uid)
+        (_CLAIMS / str(uid)).unlink(missing_ok=True)
 
 
 def scratch_dir(parent: Path, uid: int | None) -> Path:
@@ -183,11 +236,10 @@ def lock_down(root: Path) -> None:
                 os.chmod(p, 0o644)
 
 
-def run(cmd: list, cwd: Path, env: dict, timeout: float, slot: int, private: Path,
+def run(cmd: list, cwd: Path, env: dict, timeout: float, uid: int | None, private: Path,
         pass_fds=()) -> Outcome:
     """Run ``cmd`` sandboxed (see the module docstring). ``private`` is a folder only
     the grader can write: the output is captured there, never in memory unbounded."""
-    uid = job_uid(slot)
     token = secrets.token_hex(16)
     env = {**env, "MINIGRAD_JOB_TOKEN": token}
     if uid is not None and cmd[0] == sys.executable:
@@ -234,5 +286,5 @@ def uid_is_free(uid: int) -> bool:
         return not _pids_of(uid, None)
 
 
-__all__ = ["Outcome", "is_root", "job_uid", "kill_all", "lock_down", "run", "scratch_dir",
-           "uid_is_free"]
+__all__ = ["Outcome", "claim_uids", "is_root", "kill_all", "lock_down", "release_uids", "run",
+           "sandboxed_uids_available", "scratch_dir", "uid_is_free"]
