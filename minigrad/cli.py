@@ -21,11 +21,6 @@ def main(argv=None) -> int:
     lst.add_argument("--chapter", type=int, default=None, help="only this chapter")
     r = esub.add_parser("release", help="write the student copy with stubs and no hidden tests")
     r.add_argument("out_dir")
-    gs = esub.add_parser("gradescope", help="write a Gradescope autograder zip: setup.sh, "
-                                            "run_autograder, the reference and its hidden tests")
-    gs.add_argument("out_zip")
-    gs.add_argument("--release-seed", type=int, default=None,
-                    help="the seed the students' release was made with (its choice letters)")
 
     g = sub.add_parser("grade", help="grade a submission (default: the current directory)")
     g.add_argument("path", nargs="?", default=".")
@@ -39,6 +34,12 @@ def main(argv=None) -> int:
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per exercise")
     g.add_argument("--jobs", type=int, default=2, help="runs at once")
     g.add_argument("--only", nargs="*", default=None, help="exercise and question ids to grade")
+
+    gs = esub.add_parser("gradescope", help="write a Gradescope autograder zip: setup.sh, "
+                                            "run_autograder, the reference and its hidden tests")
+    gs.add_argument("out_zip")
+    gs.add_argument("--release-seed", type=int, default=None,
+                    help="the seed the students' release was made with (its choice letters)")
 
     args = p.parse_args(argv)
     if args.command == "tour":

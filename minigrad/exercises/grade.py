@@ -24,10 +24,12 @@ How a submission is kept from raising its own grade:
    no interpreter internals, no rewriting of modules). A region that fails
    scores 0 with the reason and never runs.
 2. Each run happens in a throwaway copy owned by root and read-only to the job,
-   as a uid of its own when the grader is root, with memory, process, CPU-time,
-   file-size and wall-time limits, a scratch HOME/TMPDIR, none of the grader's
-   environment, and every process of that uid killed when the run ends
-   (:mod:`.sandbox`). The reference and the submission, kept private to root
+   as a free uid claimed for it when the grader is root, with memory, process,
+   CPU-time, file-size and wall-time limits, a scratch HOME/TMPDIR, none of the
+   grader's environment, and every process of that uid killed when the run
+   ends (:mod:`.sandbox`). Every ``return X`` of the graded region becomes
+   ``return plain(X)`` (:mod:`.plain`), so the tests compare built-in values and
+   base ndarrays, never a subclass with a lying ``__eq__``. The reference and the submission, kept private to root
    (the Gradescope bundle does ``chmod go-rwx``; the grader warns when they are
    not), cannot be read, and nothing the job can write is read back except:
 3. One signed line per test on an inherited file descriptor (the pytest plugin
