@@ -82,3 +82,17 @@ def test_a_released_question_is_only_checked_for_form():
         NotImplementedError("ch9.x: not done")))
     out = grade_question(stubbed, "3").output
     assert "NotImplementedError" in out and "graded by the instructor" in out
+
+
+def test_the_answer_key_scores_every_question(tmp_path):
+    """The instructor's key (``minigrad exercises key``), graded with the reference and
+    the release's seed, earns every question's points: key and grader agree."""
+    release = pytest.importorskip("minigrad.exercises.release")
+    if not hasattr(release, "answer_key"):
+        pytest.skip("this checkout has no answer key writer")
+    (tmp_path / "answers.toml").write_text(release.answer_key(7))
+    ids = [q.id for q in all_questions()]
+    rows = grade(tmp_path, reference=ROOT, only=ids, release_seed=7, progress=False)
+    for r in rows:
+        assert r.score == r.max_score, f"{r.id}: {r.output}"
+    assert len(rows) == len(ids)
