@@ -138,7 +138,8 @@ def question_key(q, seed=None) -> dict:
     reference; the grader needs no answer function, the submission never sees it).
 
     numeric: ``{"value": x}``; choice: ``{"letter": "b"}`` (the letter in the release
-    made with ``seed``); expression: ``{"at": [[point, value], ...]}``.
+    made with ``seed``; None: as chNN.py writes the options); expression:
+    ``{"at": [[point, value], ...]}``.
     """
     if q.kind == "numeric":
         return {"value": float(q.answer())}
@@ -148,11 +149,15 @@ def question_key(q, seed=None) -> dict:
 
 
 def _key_letter(q, seed) -> str:
-    try:  # the release shuffles choices with its seed; the key follows them
+    """The right letter as chNN.py writes the options (``seed`` None), or as the release
+    made with ``seed`` shuffled them."""
+    if seed is None:
+        return str(q.answer()).strip().lower()
+    try:
         from .registry import key_for
     except ImportError:  # a registry without shuffled releases
         return str(q.answer()).strip().lower()
-    return str(key_for(q, 0 if seed is None else seed)).strip().lower()  # releases default to 0
+    return str(key_for(q, seed)).strip().lower()
 
 
 def _letters(q, seed=None) -> list:

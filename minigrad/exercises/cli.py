@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from .registry import show
 
@@ -45,6 +46,6 @@ def grade(args) -> int:
         print("(a check against the public tests; the official grade runs the hidden tests "
               "too: minigrad grade SUBMISSION --reference DIR)", file=sys.stderr)
     if args.json:
-        write_results(args.json, gradescope_json(rows, run_grade.last_seconds))
+        write_results(Path(args.json), gradescope_json(rows, run_grade.last_seconds))
         print(f"Gradescope results written to {args.json}", file=sys.stderr)
     return 0

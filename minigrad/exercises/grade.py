@@ -385,10 +385,13 @@ def grade(path=".", reference=None, timeout: float = 120.0, only=None, jobs: int
 
     ``reference``: the instructor's checkout for the official grade (see the module
     docstring); None grades the submission against its own public tests.
+    ``release_seed``: the seed the students' release was made with (default 0, the
+    release's own default): choice answers are marked in its shuffled order.
     ``check_code=False`` skips the syntax-tree check of regions (only to test the
     sandbox behind it).
     """
     started = time.perf_counter()
+    release_seed = 0 if release_seed is None else int(release_seed)  # the release's default
     sub = Path(path).resolve()
     if not sub.is_dir():
         raise GradeError(f"grade: no folder {sub}")
