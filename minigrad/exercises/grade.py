@@ -339,11 +339,15 @@ def _run_job(job: _Job, code_root: Path, jobdir: Path, uid: int | None, tests: d
     key = secrets.token_hex(32)
     results_path = private / "results.log"
     fd = os.open(results_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    key_r, key_w = os.pipe()  # the key travels on a pipe the plugin drains, not in the environment
+    os.write(key_w, key.encode())
+    os.close(key_w)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(tree),
            "HOME": str(scratch), "TMPDIR": str(scratch / "tmp"), "MPLBACKEND": "Agg",
            "MPLCONFIGDIR": str(scratch / "mpl"), "PYTHONDONTWRITEBYTECODE": "1",
            "MINIGRAD_FIGURES": str(scratch / "figures"), "NUMBA_CACHE_DIR": str(scratch / "numba"),
-           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "LANG": "C.UTF-8", "MINIGRAD_RESULTS_KEY": key}
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "LANG": "C.UTF-8",
+           "MINIGRAD_RESULTS_KEY_FD": str(key_r)}
     for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                  "NUMBA_THREADING_LAYER"):
         if name in os.environ:
@@ -354,9 +358,10 @@ def _run_job(job: _Job, code_root: Path, jobdir: Path, uid: int | None, tests: d
     for ex_id in job.exercise_ids:
         cmd += ["--exercise", ex_id]
     try:
-        outcome = sandbox.run(cmd, tree, env, job.timeout, uid, private, pass_fds=(fd,))
+        outcome = sandbox.run(cmd, tree, env, job.timeout, uid, private, pass_fds=(fd, key_r))
     finally:
         os.close(fd)
+        os.close(key_r)
     collected, records, problem = read_records(results_path, key.encode())
     why = outcome.why()
     if problem == "stopped before the end":
@@ -504,7 +509,8 @@ def _refuse(ref_text: str, rel: Path, ex_id: str, body: list, check_code: bool):
         compile(text, str(rel), "exec", dont_inherit=True)
     except SyntaxError as e:
         line = (e.lineno or 0) - (r.begin + 1)
-        where = f"line {line} of your solution" if 1 <= line <= len(body) else f"{rel}:{e.lineno}"
+        where = (f"line {line} of your solution" if 1 <= line <= len(body) else
+                 f"{rel}:{e.lineno}" if e.lineno else str(rel))
         return f"does not compile: {where}: {e.msg}"
     except (ValueError, RecursionError, MemoryError) as e:
         return f"does not compile: {type(e).__name__}"

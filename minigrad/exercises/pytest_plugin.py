@@ -1,11 +1,11 @@
 """pytest plugin: the ``exercise`` marker, ``--exercise ID`` selection, and the
 per-test outcomes the grader reads.
 
-``--results-fd N`` (set by the grader, with the per-run key in the environment
-variable ``MINIGRAD_RESULTS_KEY``) streams one signed line per test to file
-descriptor N as the test finishes, and a last ``end`` line. The key is read and
-removed from the environment, and the writing functions are bound, when pytest
-loads this plugin: before any test module, and so before any student code, is
+``--results-fd N`` (set by the grader, with the per-run key on a pipe whose
+descriptor is in ``MINIGRAD_RESULTS_KEY_FD``) streams one signed line per test
+to file descriptor N as the test finishes, and a last ``end`` line. The key is
+read from the pipe (which is then closed), and the writing functions are
+bound, when pytest loads this plugin: before any test module, and so before any student code, is
 imported. The grader trusts only lines whose HMAC verifies, in sequence, once
 per test; what a record cannot carry is points: the grader reads those from the
 reference tests itself. ``--points-json PATH`` writes a plain summary (for
@@ -26,7 +26,24 @@ MAX_MESSAGE_CHARS = 900
 
 # bound now, so a later monkeypatch of json, hmac or os cannot change what is sent
 _dumps, _hmac_new, _sha256, _write = json.dumps, hmac.new, hashlib.sha256, os.write
-_KEY = os.environ.pop("MINIGRAD_RESULTS_KEY", "").encode()
+
+
+def _read_key() -> bytes:
+    """The per-run key, read once from the pipe the grader handed over (never from the
+    environment, which a process can read back from /proc/self/environ)."""
+    fd = os.environ.pop("MINIGRAD_RESULTS_KEY_FD", None)
+    if fd is None:
+        return b""
+    fd, chunks = int(fd), []
+    try:
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).strip()
+
+
+_KEY = _read_key()
 _CONFIG = []  # the running config, for hooks that are not handed it
 
 
