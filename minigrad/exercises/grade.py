@@ -216,8 +216,8 @@ def reference_catalog(seed=None, only=None, with_key: bool = True) -> dict:
 def _catalog(ref: Path | None, seed, only) -> dict:
     if ref is None:
         return reference_catalog(seed, only, with_key=False)  # a student's own check: no key
-    if ref == source_root().resolve():
-        return reference_catalog(seed, only)
+    if ref == source_root().resolve() or _package_digest(ref) == _package_digest(source_root()):
+        return reference_catalog(seed, only)  # the running package is the reference's code
     # another checkout than the running package: ask it, in a process of its own
     code = ("import json, sys; from minigrad.exercises.grade import reference_catalog; "
             "a = json.loads(sys.argv[1]); print(json.dumps(reference_catalog(a[0], a[1])))")
@@ -229,6 +229,15 @@ def _catalog(ref: Path | None, seed, only) -> dict:
         raise GradeError(f"grade: the reference at {ref} failed to list its exercises:\n"
                          f"{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _package_digest(root: Path) -> str:
+    """A hash of every .py file of ``root``'s package, paths included."""
+    h = sha256()
+    for p in sorted((Path(root) / PACKAGE).rglob("*.py")):
+        if "__pycache__" not in p.parts:
+            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
 
 
 def _question(row: dict) -> Question:
