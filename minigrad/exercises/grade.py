@@ -334,6 +334,8 @@ def _run_job(job: _Job, code_root: Path, jobdir: Path, uid: int | None, tests: d
     jobdir.mkdir(mode=0o711)
     private.mkdir(mode=0o700)
     _copy_tree(code_root, tree)
+    for own in ("pytest_plugin.py", "plain.py"):  # the grader's, which speak its protocol
+        shutil.copy2(Path(__file__).with_name(own), tree / PACKAGE / "exercises" / own)
     if job.swap is not None:
         rel, ex_id, body = job.swap
         target = tree / rel
@@ -598,9 +600,15 @@ def _run_jobs(todo: list, code_root: Path, tests: dict, jobs: int, progress: boo
     try:
         from tqdm import tqdm
         with ThreadPoolExecutor(max_workers=n) as pool:
-            for res in tqdm(pool.map(run, enumerate(todo)), total=len(todo), desc="grading",
-                            unit="run", file=sys.stderr, disable=not progress):
-                results.update(res)
+            try:
+                for res in tqdm(pool.map(run, enumerate(todo)), total=len(todo), desc="grading",
+                                unit="run", file=sys.stderr, disable=not progress):
+                    results.update(res)
+            except BaseException:  # interrupted: start no more jobs, end the running ones
+                pool.shutdown(wait=False, cancel_futures=True)
+                for uid in uids:
+                    sandbox.kill_all(uid=uid)
+                raise
     finally:
         sandbox.release_uids(uids)
         shutil.rmtree(base, ignore_errors=True)
