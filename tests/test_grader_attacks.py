@@ -82,6 +82,24 @@ def test_attacks_are_refused_before_any_student_code_runs(tmp_path, monkeypatch)
             (ex_id, rows[ex_id].output)
 
 
+def test_links_to_the_reference_or_the_key_hand_in_nothing(tmp_path, monkeypatch):
+    """A submitted file that is a symbolic link to the reference's own file (or an
+    answers.toml linked to the key) would be read by the grader as the student's."""
+    import minigrad.exercises.grade as G
+
+    monkeypatch.setattr(G, "_run_jobs", lambda *a, **k: pytest.fail("a link started a job"))
+    q = next(q for q in all_questions() if q.kind == "numeric")
+    key = tmp_path / "key.toml"
+    key.write_text(f'["{q.id}"]\nanswer = {question_key(q)["value"]!r}\n')
+    sub = tmp_path / "sub"
+    (sub / "minigrad").mkdir(parents=True)
+    (sub / "minigrad" / "tensor.py").symlink_to(ROOT / "minigrad" / "tensor.py")
+    (sub / "answers.toml").symlink_to(key)
+    rows = _by_id(grade(sub, reference=ROOT, only=["ch1.unbroadcast", q.id], progress=False))
+    assert rows["ch1.unbroadcast"].score == 0 and "symbolic link" in rows["ch1.unbroadcast"].output
+    assert rows[q.id].score == 0 and "symbolic link" in rows[q.id].output
+
+
 def test_a_region_that_does_not_compile_says_where(tmp_path):
     _submit(tmp_path, {"ch8.bubble_fraction": "return (p - 1 /\n"})
     rows = grade(tmp_path, reference=ROOT, only=["ch8.bubble_fraction"], progress=False)

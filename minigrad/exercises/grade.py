@@ -179,6 +179,25 @@ def student_region(text: str, exercise_id: str, path) -> tuple:
                   f"before the next region or the end of the file: restore the marker")
 
 
+MAX_SUBMITTED_BYTES = 4 * 2**20
+
+
+def submitted_file(sub: Path, rel) -> tuple:
+    """``(path, None)`` for the submission's file ``rel``, or ``(None, why)``: missing,
+    too large, or reached through a symbolic link (a link to the reference's own file
+    would hand in its solution, one to the answer key its answers)."""
+    path = Path(sub) / rel
+    for p in [path, *path.relative_to(sub).parents]:
+        q = Path(sub) / p if not p.is_absolute() else p
+        if q != Path(sub) and q.is_symlink():
+            return None, f"{Path(rel)}: a symbolic link in the submission; hand in the file itself"
+    if not path.is_file():
+        return None, f"not submitted: no {Path(rel)}"
+    if path.stat().st_size > MAX_SUBMITTED_BYTES:
+        return None, f"{Path(rel)} is over {MAX_SUBMITTED_BYTES >> 20} MB"
+    return path, None
+
+
 def _submission_root(sub: Path) -> Path:
     """The folder of the submission holding ``minigrad/`` or ``answers.toml``: the given
     one, or its only subfolder that does (an upload of the release folder itself)."""
@@ -455,9 +474,9 @@ def grade(path=".", reference=None, timeout: float = 120.0, only=None, jobs: int
                 results[ex_id] = ({}, f"no '# BEGIN SOLUTION {ex_id}' line in {PACKAGE}/: "
                                       f"keep the markers")
                 continue
-        student_file = sub / rel
-        if not student_file.is_file():
-            results[ex_id] = ({}, f"not submitted: no {rel}")
+        student_file, why = submitted_file(sub, rel)
+        if student_file is None:
+            results[ex_id] = ({}, why)
             continue
         body, why = student_region(student_file.read_text(errors="replace"), ex_id, rel)
         if body is None:
@@ -652,10 +671,12 @@ def _exercise_row(e: dict, result: tuple, tests: dict, official: bool, secret_li
 
 
 def _grade_questions(sub: Path, questions: list, official: bool, seed, known_ids: set) -> tuple:
-    answers_path = sub / "answers.toml"
     rows, notes = [], []
+    answers_path, why = submitted_file(sub, "answers.toml")
     try:
-        answers = load_answers(answers_path)
+        if answers_path is None and not why.startswith("not submitted"):
+            raise AnswerError(why)
+        answers = load_answers(answers_path) if answers_path is not None else {}
         bad_file = None
     except AnswerError as err:
         answers, bad_file = {}, str(err)
@@ -750,5 +771,6 @@ def write_results(path, data: dict) -> None:
         raise
 
 
-__all__ = ["GradeError", "Result", "TestResult", "grade", "gradescope_json", "read_records",
-           "plain_returns", "reference_catalog", "report", "student_region", "test_catalog", "write_results"]
+__all__ = ["GradeError", "Result", "TestResult", "grade", "gradescope_json", "plain_returns",
+           "read_records", "reference_catalog", "report", "student_region", "submitted_file",
+           "test_catalog", "write_results"]
