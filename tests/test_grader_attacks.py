@@ -161,9 +161,10 @@ return Liar(-1.0)
 
 @pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory):
-    """One graded submission: ch1.unbroadcast carries the attacks, ch1.matmul_backward is
-    the reference's (and a forged 50-point test of it sits in the submission),
-    ch3.causal_mask lost its END marker and ch3.repeat_kv, next to it, is correct."""
+    """One graded submission: ch1.unbroadcast carries the attacks, ch8.bubble_fraction
+    returns a lying float, ch1.matmul_backward is correct (and a forged 50-point test
+    of it sits in the submission), ch3.causal_mask lost its END marker and
+    ch3.repeat_kv, next to it, is the reference's."""
     base = tmp_path_factory.mktemp("sandboxed")
     assert not base.stat().st_mode & 0o077, "the test's folders must be private"
     ref, sub = base / "ref", base / "sub"
@@ -175,7 +176,10 @@ def sandboxed(tmp_path_factory):
     (sub / "minigrad").mkdir(parents=True)
     (sub / "answers.toml").write_text(answers)
     _submit(sub, {"ch1.unbroadcast": SANDBOXED.format(ref=str(ref), sub=str(sub), mark=str(mark)),
-                  "ch1.matmul_backward": _ref_body("ch1.matmul_backward"),
+                  # differs from the reference, so it runs alone and its `return ga, gb`
+                  # goes through plain()
+                  "ch1.matmul_backward": [REGIONS["ch1.matmul_backward"].indent + "# mine\n"]
+                  + _ref_body("ch1.matmul_backward"),
                   "ch8.bubble_fraction": LIAR,
                   "ch3.repeat_kv": _ref_body("ch3.repeat_kv")})
     f = sub / REGIONS["ch3.causal_mask"].path
@@ -257,12 +261,19 @@ def test_returns_of_a_graded_region_are_plain_values():
     exec(compile(plain_returns(code, "ch9.f", Path("m.py")), "m", "exec"), ns)
     got = ns["f"](0)
     assert type(got) is float and got == -1.0 and not got == 0.5 and not got < -2
+    pair = "def g(a):\n    # BEGIN SOLUTION ch9.g\n    return a, (a,)\n    # END SOLUTION\n"
+    exec(compile(plain_returns(pair, "ch9.g", Path("m.py")), "m", "exec"), ns)
+    assert ns["g"](1) == (1, (1,))
 
 
 def test_every_reference_region_passes_the_syntax_check():
     """The policy refuses attacks, never the reference's own solutions."""
     from minigrad.exercises.policy import check_region
 
+    from minigrad.exercises.grade import plain_returns
+
     for ex_id, r in REGIONS.items():
         package = ".".join(r.path.with_suffix("").parts[:-1])
-        assert check_region((ROOT / r.path).read_text(), r.begin + 2, r.end, package) == [], ex_id
+        text = (ROOT / r.path).read_text()
+        assert check_region(text, r.begin + 2, r.end, package) == [], ex_id
+        compile(plain_returns(text, ex_id, r.path), str(r.path), "exec")  # still Python

@@ -17,7 +17,9 @@ Two modes, always chosen by the caller, never by how the package is installed:
 How a submission is kept from raising its own grade:
 
 1. Before any student code runs, the parent reads answers.toml (each answer
-   under a size, term and time limit), parses every region on its own (a
+   under a size, term and time limit), refuses submitted files reached through
+   a symbolic link (one to the reference's file would hand in its solution),
+   parses every region on its own (a
    missing ``# END SOLUTION`` costs that exercise only), compiles each hybrid
    file, and checks each region's syntax tree (:mod:`.policy`: no file or
    operating-system access, no imports outside numpy/math/minigrad, no classes,
@@ -569,9 +571,10 @@ def plain_returns(text: str, ex_id: str, rel) -> str:
     for n in sorted(returns, key=lambda n: (n.value.lineno, n.value.col_offset), reverse=True):
         v = n.value
         end = lines[v.end_lineno - 1]
-        lines[v.end_lineno - 1] = _at(end, v.end_col_offset, ")")
+        lines[v.end_lineno - 1] = _at(end, v.end_col_offset, "))")
         start = lines[v.lineno - 1]
-        lines[v.lineno - 1] = _at(start, v.col_offset, "_minigrad_plain_(")
+        # two parentheses: ``return a, b`` is one tuple, not two arguments
+        lines[v.lineno - 1] = _at(start, v.col_offset, "_minigrad_plain_((")
     head = f"{r.indent}from minigrad.exercises.plain import plain as _minigrad_plain_\n"
     return "".join(lines[:r.begin + 1] + [head] + lines[r.begin + 1:])
 
