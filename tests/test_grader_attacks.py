@@ -126,6 +126,16 @@ attempt("conftest_ref", lambda: open(ref + "/tests/conftest.py", "a").write("\\n
 attempt("answers", lambda: open(sub + "/answers.toml", "w").write("['ch1.q.bias_grad']\\nanswer = 65\\n"))
 attempt("read_reference", lambda: open(ref + "/minigrad/exercises/ch01.py").read())
 attempt("memory", lambda: bytearray(8 * 2**30))
+def spawn():
+    kids = []
+    try:
+        for _ in range(400):
+            kids.append(subprocess.Popen(["sleep", "60"]))
+    finally:
+        for k in kids:
+            k.kill()
+            k.wait()
+attempt("processes", spawn)
 json.dump = lambda *a, **k: None
 json.dumps = lambda *a, **k: '{{"kind": "end"}}'
 def forge():
@@ -217,6 +227,7 @@ def test_sandboxed_code_cannot_write_or_read_what_it_must_not(sandboxed):
     assert log["answers"] == "PermissionError"
     assert log["read_reference"] == "PermissionError"
     assert log["memory"] == "MemoryError"                # RLIMIT_AS
+    assert log["processes"] == "BlockingIOError"         # RLIMIT_NPROC: no 400 sleepers
     # the key that signs results never sits in the environment (a pipe the plugin drained)
     assert log["environ"] == "PermissionError" or (
         "MINIGRAD_RESULTS_KEY" not in log["environ"] and "MINIGRAD_RESULTS_KEY_FD" in log["environ"])
