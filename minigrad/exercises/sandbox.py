@@ -135,6 +135,14 @@ def _reachable(path: str) -> bool:
         return False
 
 
+def site_dirs() -> list:
+    """Where the grader's own libraries (numpy, numba, pytest) live: its site-packages,
+    and any site-packages folder it was given on PYTHONPATH."""
+    found = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    found += [p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))]
+    return list(dict.fromkeys(p for p in found if os.path.isdir(p)))
+
+
 @functools.lru_cache(maxsize=1)
 def job_python() -> tuple:
     """``(interpreter, extra sys.path entries)`` a job's uid can run, or ``(None, [])``.
@@ -144,7 +152,7 @@ def job_python() -> tuple:
     environment's site-packages (a Python installed under root's private home
     cannot be run by another user). ``MINIGRAD_GRADE_PYTHON`` names one outright.
     """
-    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    site = site_dirs()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     override = os.environ.get("MINIGRAD_GRADE_PYTHON")
     if override:
@@ -242,8 +250,8 @@ def run(cmd: list, cwd: Path, env: dict, timeout: float, uid: int | None, privat
     the grader can write: the output is captured there, never in memory unbounded."""
     token = secrets.token_hex(16)
     env = {**env, "MINIGRAD_JOB_TOKEN": token}
-    if uid is not None and cmd[0] == sys.executable:
-        python, site = job_python()
+    if cmd[0] == sys.executable:
+        python, site = job_python() if uid is not None else (sys.executable, site_dirs())
         cmd = [python, *cmd[1:]]
         env["PYTHONPATH"] = os.pathsep.join([p for p in [env.get("PYTHONPATH")] if p] + site)
     log_path = Path(private) / "output.log"
