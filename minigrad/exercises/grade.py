@@ -637,6 +637,9 @@ def _run_jobs(todo: list, code_root: Path, tests: dict, jobs: int, progress: boo
     return results
 
 
+_NOT_RUN = "did not run: the test run ended without reaching it, or pytest did not collect it"
+
+
 def _exercise_row(e: dict, result: tuple, tests: dict, official: bool, secret_lines) -> Result:
     ex_id, max_points = e["id"], e["points"]
     per_test, problem = result
@@ -646,7 +649,7 @@ def _exercise_row(e: dict, result: tuple, tests: dict, official: bool, secret_li
         got = per_test.get(t)
         passed = bool(got and got[0] and problem is None)
         msg = "passed" if passed else (problem if problem else
-                                       "did not run" if got is None else got[1] or "failed")
+                                       _NOT_RUN if got is None else got[1] or "failed")
         msg = _scrub(msg, secret_lines)[:MAX_FEEDBACK_CHARS]
         earned += info.points if passed else 0
         rows.append(TestResult(t.split("::")[-1], info.points if passed else 0, info.points, msg,
@@ -654,7 +657,8 @@ def _exercise_row(e: dict, result: tuple, tests: dict, official: bool, secret_li
     score = min(float(max_points), earned)
     public = [r for r in rows if not r.hidden]
     if problem or not per_test:
-        output = problem or "no test ran"
+        output = problem or ("no test ran: no test in tests/exercises is marked for this "
+                             "exercise (tell the instructor)")
         output = _scrub(output, secret_lines)
     elif official:
         failed = [r for r in rows if r.score < r.max_score]
