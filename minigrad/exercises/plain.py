@@ -4,8 +4,8 @@ The grader rewrites every ``return X`` in a graded region into
 ``return plain(X)``, so the tests compare built-in numbers, tuples, lists,
 dicts and base ``np.ndarray`` objects: a ``float`` subclass whose ``__eq__``
 and ``__lt__`` always say yes (or an ``ndarray`` subclass doing the same)
-cannot decide a comparison. Values of other types (a Tensor, None) pass
-through unchanged.
+cannot decide a comparison. Named tuples keep their type (with plain
+fields); values of other types (a Tensor, None) pass through unchanged.
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ def plain(x):
     if isinstance(x, str):
         return str.__str__(x)
     if isinstance(x, tuple):
-        return tuple(plain(v) for v in tuple.__iter__(x))
+        fields = tuple(plain(v) for v in tuple.__iter__(x))
+        # a named tuple of the library's (MaxResult, FloatFields) keeps its names; a
+        # region cannot define one of its own (the syntax check refuses classes)
+        return t(*fields) if getattr(t, "_fields", None) is not None else fields
     if isinstance(x, list):
         return [plain(v) for v in list.__iter__(x)]
     if isinstance(x, dict):
