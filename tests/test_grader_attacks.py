@@ -275,6 +275,16 @@ def test_returns_of_a_graded_region_are_plain_values():
     pair = "def g(a):\n    # BEGIN SOLUTION ch9.g\n    return a, (a,)\n    # END SOLUTION\n"
     exec(compile(plain_returns(pair, "ch9.g", Path("m.py")), "m", "exec"), ns)
     assert ns["g"](1) == (1, (1,))
+    from minigrad.exercises.plain import plain
+    from minigrad.tensor import MaxResult
+
+    class Liar(float):
+        def __eq__(self, other):
+            return True
+        __hash__ = float.__hash__
+
+    named = plain(MaxResult(Liar(1.5), 0))   # named tuples keep their names, not their liars
+    assert type(named) is MaxResult and type(named.values) is float and not named.values == 2
 
 
 def test_every_reference_region_passes_the_syntax_check():
