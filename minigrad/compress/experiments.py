@@ -28,7 +28,8 @@ from .sparsegpt import sparsegpt_prune
 
 __all__ = ["small_addition_model", "exact_match", "calibration_inputs", "record_inputs",
            "compress_linears_", "COMPRESSORS", "pruning_sweep", "gptq_vs_rtn",
-           "finetune_masked_", "planted_outliers", "int8_outlier_errors", "weight_bytes"]
+           "finetune_masked_", "planted_outliers", "int8_outlier_errors", "weight_bytes",
+           "distillation_experiment", "plus_one_batch", "peft_comparison"]
 
 _TRAINED: dict = {}
 
@@ -280,4 +281,70 @@ def distillation_experiment(seed: int = 0, n_teacher: int = 1000, n_student: int
                     out["steps"].append(step + 1)
         out[f"{name}_curve"] = curve
         out[name] = classifier_accuracy(student, xe, ye)
+    return out
+
+
+def plus_one_batch(task, a, b):
+    """Task B for prompt tuning: the same strings, but the answer is a + b + 1.
+    Returns (x, y) as ``task.batch``."""
+    x, y = task.batch(a, b)
+    n = task.answer_len
+    s = np.asarray(a) + np.asarray(b) + 1
+    digits = (s[:, None] // 10 ** np.arange(n - 1, -1, -1)) % 10          # (N, n), most significant first
+    if task.reverse_answer:
+        digits = digits[:, ::-1]
+    full = np.concatenate([x, y[:, -1:]], axis=1)                          # (N, seq_len)
+    full[:, task.prompt_len:] = digits
+    y = full[:, 1:].copy()
+    y[:, :task.prompt_len - 1] = -100
+    return full[:, :-1], y
+
+
+def peft_comparison(steps: int = 150, lr: float = 1e-2, num_virtual_tokens: int = 4,
+                    r: int = 2, seed: int = 0, batch_size: int = 64, **model_kw) -> dict:
+    """Adapt the addition model to "a + b + 1" three ways, the same steps of AdamW each: a soft
+    prompt (prompt tuning), LoRA on every block Linear, full fine-tuning. Returns
+    {method: {"trainable": int, "accuracy": held-out exact match, "losses": [...]}} plus
+    "before" (the unadapted model's exact match on task B) and "total" (its parameters)."""
+    from ..peft import LoraConfig, PromptTuningConfig, get_peft_model
+
+    model, task, _ = small_addition_model(**model_kw)
+    a, b = task.test_a, task.test_b
+
+    def task_b_match(m, offset=0):
+        x, y = plus_one_batch(task, a, b)
+        with no_grad():
+            logits = m(x).data[:, offset:]
+        return float(((logits.argmax(-1) == y) | (y < 0)).all(axis=1).mean())
+
+    out = {"before": task_b_match(model), "total": model.num_parameters()}
+    makers = {
+        "prompt tuning": lambda m: get_peft_model(m, PromptTuningConfig(
+            num_virtual_tokens=num_virtual_tokens, prompt_tuning_init="SAMPLE_VOCAB"),
+            rng=np.random.default_rng(seed)),
+        "lora": lambda m: get_peft_model(m, LoraConfig(
+            r=r, lora_alpha=2 * r, target_modules=list(prunable_linears(m))),
+            rng=np.random.default_rng(seed)),
+        "full": lambda m: m,
+    }
+    for name, make in makers.items():
+        model, task, _ = small_addition_model(**model_kw)
+        peft = make(model)
+        offset = num_virtual_tokens if name == "prompt tuning" else 0
+        params = [p for p in peft.parameters() if p.requires_grad]
+        opt = AdamW(params, lr=lr, weight_decay=0.0)
+        rng = np.random.default_rng(seed)
+        losses = []
+        peft.train()
+        for _ in range(steps):
+            x, y = plus_one_batch(task, *task.sample_pairs(batch_size, rng))
+            logits = peft(x)[:, offset:]
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.data))
+        peft.eval()
+        out[name] = {"trainable": sum(p.numel() for p in params),
+                     "accuracy": task_b_match(peft, offset), "losses": losses}
     return out

@@ -33,7 +33,7 @@ from ..quant import quantize_affine
 from .obs import check_damp, column_step, inverse_hessian_cholesky
 
 __all__ = ["BaseQuantizeConfig", "GPTQResult", "grid_params", "quantize_to_grid", "rtn_quantize",
-           "gptq_quantize", "output_error"]
+           "gptq_quantize", "output_error", "gptq_bits_per_weight"]
 
 
 def check_bits(bits, fn: str) -> int:
@@ -179,3 +179,14 @@ def output_error(W, W_hat, X) -> float:
     X = np.asarray(getattr(X, "data", X), np.float64).reshape(-1, np.shape(W)[1])
     ref = X @ np.asarray(W, np.float64).T
     return float(np.linalg.norm(ref - X @ np.asarray(W_hat, np.float64).T) / np.linalg.norm(ref))
+
+
+def gptq_bits_per_weight(bits: int = 4, group_size: int = 128, scale_bits: int = 16) -> float:
+    """Stored bits per weight: the code, plus one fp16 scale and one ``bits``-bit zero per
+    group of ``group_size`` (AutoGPTQ's packing; -1: per row, negligible for wide rows)."""
+    bits = check_bits(bits, "gptq_bits_per_weight")
+    if group_size == -1:
+        return float(bits)
+    if group_size < 1:
+        raise ValueError(f"gptq_bits_per_weight: group_size must be -1 or >= 1, got {group_size}")
+    return bits + (scale_bits + bits) / group_size

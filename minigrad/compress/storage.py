@@ -19,7 +19,8 @@ import numpy as np
 
 from .pruning import semi_structured_mask
 
-__all__ = ["to_csr", "from_csr", "to_semi_structured", "from_semi_structured", "storage_bytes"]
+__all__ = ["to_csr", "from_csr", "to_semi_structured", "from_semi_structured", "storage_bytes",
+           "dense_nbytes", "csr_nbytes", "semi_structured_nbytes", "csr_break_even_sparsity"]
 
 
 def to_csr(W, value_dtype=np.float16, index_dtype=np.int32):
@@ -74,3 +75,27 @@ def storage_bytes(W, value_dtype=np.float16, index_dtype=np.int32) -> dict:
     if W.ndim == 2 and W.shape[1] % 4 == 0:
         out["2:4"] = sum(a.nbytes for a in to_semi_structured(W, value_dtype))
     return out
+
+
+def dense_nbytes(rows: int, cols: int, value_bytes: int = 2) -> int:
+    """rows * cols * value_bytes."""
+    return rows * cols * value_bytes
+
+
+def csr_nbytes(rows: int, nnz: int, value_bytes: int = 2, index_bytes: int = 4) -> int:
+    """nnz values + nnz column indices + (rows + 1) row pointers."""
+    return nnz * (value_bytes + index_bytes) + (rows + 1) * index_bytes
+
+
+def semi_structured_nbytes(rows: int, cols: int, value_bytes: int = 2) -> int:
+    """2:4: half the values, 2 bits of position per kept value (n / 8 bytes; 4 | cols)."""
+    if cols % 4:
+        raise ValueError(f"semi_structured_nbytes: 4 must divide cols, got {cols}")
+    kept = rows * cols // 2
+    return kept * value_bytes + kept * 2 // 8
+
+
+def csr_break_even_sparsity(value_bytes: int = 2, index_bytes: int = 4) -> float:
+    """Sparsity above which CSR is smaller than dense (row pointers neglected):
+    (1 - s)(v + i) < v  <=>  s > i / (v + i)."""
+    return index_bytes / (value_bytes + index_bytes)

@@ -15,7 +15,8 @@ from .adapters import Adapter, AdapterWrapper, adapter_parameters, add_adapters
 from .finetune import classifier_accuracy, finetune_comparison, mirror, train_classifier
 from .lora import (LoraConfig, LoRALinear, PeftModel, get_peft_model, kaiming_uniform_bound,
                    lora_parameters)
-from .prompt_tuning import PromptEmbedding, PromptTuningConfig, PromptTuningModel
+from .prompt_tuning import (PromptEmbedding, PromptTuningConfig, PromptTuningModel,
+                            prompt_tuning_parameters)
 from .qlora import base_bytes, get_qlora_model
 
 __all__ = [
@@ -23,6 +24,6 @@ __all__ = [
     "kaiming_uniform_bound",
     "Adapter", "AdapterWrapper", "add_adapters", "adapter_parameters",
     "get_qlora_model", "base_bytes",
-    "PromptTuningConfig", "PromptEmbedding", "PromptTuningModel",
+    "PromptTuningConfig", "PromptEmbedding", "PromptTuningModel", "prompt_tuning_parameters",
     "mirror", "train_classifier", "classifier_accuracy", "finetune_comparison",
 ]

@@ -28,9 +28,14 @@ import numpy as np
 from ..nn import Embedding, Module
 from ..tensor import Tensor, cat, get_rng
 
-__all__ = ["PromptTuningConfig", "PromptEmbedding", "PromptTuningModel"]
+__all__ = ["PromptTuningConfig", "PromptEmbedding", "PromptTuningModel", "prompt_tuning_parameters"]
 
 INITS = ("RANDOM", "SAMPLE_VOCAB")
+
+
+def prompt_tuning_parameters(num_virtual_tokens: int, token_dim: int) -> int:
+    """Trainable parameters of prompt tuning: num_virtual_tokens * token_dim."""
+    return num_virtual_tokens * token_dim
 
 
 @dataclass
