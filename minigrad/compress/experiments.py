@@ -29,7 +29,8 @@ from .sparsegpt import sparsegpt_prune
 __all__ = ["small_addition_model", "exact_match", "calibration_inputs", "record_inputs",
            "compress_linears_", "COMPRESSORS", "pruning_sweep", "gptq_vs_rtn",
            "finetune_masked_", "planted_outliers", "int8_outlier_errors", "weight_bytes",
-           "distillation_experiment", "plus_one_batch", "peft_comparison"]
+           "distillation_experiment", "plus_one_batch", "peft_comparison", "int8_on_model",
+           "compression_table"]
 
 _TRAINED: dict = {}
 
@@ -348,3 +349,60 @@ def peft_comparison(steps: int = 150, lr: float = 1e-2, num_virtual_tokens: int 
         out[name] = {"trainable": sum(p.numel() for p in params),
                      "accuracy": task_b_match(peft, offset), "losses": losses}
     return out
+
+
+def int8_on_model(threshold: float = 6.0, **model_kw) -> dict:
+    """Held-out exact match of the addition model with every block Linear swapped for a
+    :class:`~minigrad.compress.llm_int8.Linear8bitLt`, without (threshold 0) and with the
+    decomposition, and how many outlier dimensions each layer saw on the test set."""
+    from .llm_int8 import replace_with_int8_
+
+    model, task, _ = small_addition_model(**model_kw)
+    out = {"fp32": exact_match(model, task)}
+    for name, th in (("int8", 0.0), ("llm.int8()", threshold)):
+        model, task, _ = small_addition_model(**model_kw)
+        layers = replace_with_int8_(model, threshold=th)
+        out[name] = exact_match(model, task)
+        out[f"{name} outlier dims"] = [int(layer.last_outliers.size) for layer in layers]
+    return out
+
+
+def compression_table(sparsity: float = 0.5, bits=(4, 3), n_calib: int = 128,
+                      **model_kw) -> list:
+    """Bytes of the block Linear weights and held-out exact match after each method, one
+    row per method: [{"method", "bytes", "ratio" (to fp32), "accuracy"}]."""
+    from .llm_int8 import replace_with_int8_
+    from .storage import semi_structured_nbytes, storage_bytes
+
+    def linears(m):
+        return list(prunable_linears(m).values())
+
+    model, task, _ = small_addition_model(**model_kw)
+    x = calibration_inputs(task, n_calib)
+    fp32 = weight_bytes(model, 32)
+    rows = [("fp32 (dense)", fp32, exact_match(model, task))]
+    for layer in linears(model):
+        layer.weight.data = layer.weight.data.astype(np.float16).astype(np.float32)
+    rows.append(("fp16 (dense)", weight_bytes(model, 16), exact_match(model, task)))
+    for method in ("magnitude", "sparsegpt"):
+        model, task, _ = small_addition_model(**model_kw)
+        compress_linears_(model, x, method, sparsity=sparsity)
+        nbytes = sum(storage_bytes(m.weight.data)["csr"] for m in linears(model))
+        rows.append((f"{method} {sparsity:.0%}, CSR fp16", nbytes, exact_match(model, task)))
+    model, task, _ = small_addition_model(**model_kw)
+    compress_linears_(model, x, "sparsegpt 2:4")
+    nbytes = sum(semi_structured_nbytes(*m.weight.shape) for m in linears(model))
+    rows.append(("sparsegpt 2:4, fp16", nbytes, exact_match(model, task)))
+    for b in bits:
+        for method in ("rtn", "gptq"):
+            model, task, _ = small_addition_model(**model_kw)
+            compress_linears_(model, x, method, bits=b, group_size=-1)
+            # codes, plus an fp16 scale and a b-bit zero per output row
+            nbytes = sum(m.weight.data.size * b / 8 + m.out_features * (2 + b / 8)
+                         for m in linears(model))
+            rows.append((f"{method.upper()} {b}-bit", int(np.ceil(nbytes)), exact_match(model, task)))
+    model, task, _ = small_addition_model(**model_kw)
+    layers = replace_with_int8_(model, threshold=6.0)
+    rows.append(("LLM.int8()", sum(m.weight_nbytes() for m in layers), exact_match(model, task)))
+    return [{"method": m, "bytes": int(nb), "ratio": nb / fp32, "accuracy": acc}
+            for m, nb, acc in rows]
