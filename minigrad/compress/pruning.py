@@ -48,7 +48,8 @@ def magnitude_mask(weight, sparsity: float) -> np.ndarray:
     """Keep-mask that removes the ``floor(sparsity * size)`` smallest-|w| entries of ``weight``.
 
     Exactly that many are removed, also when magnitudes tie (ties go to the
-    lower flat index first, as a stable sort orders them).
+    lower flat index first, as a stable sort orders them). A partition finds the
+    k-th smallest magnitude in O(n); no full sort.
 
     Args:
         weight: float array of any shape.
@@ -60,9 +61,14 @@ def magnitude_mask(weight, sparsity: float) -> np.ndarray:
     sparsity = check_sparsity(sparsity, "magnitude_mask")
     # BEGIN SOLUTION ch10.magnitude_mask
     k = int(sparsity * w.size)                              # how many to remove
-    order = np.argsort(np.abs(w).reshape(-1), kind="stable")
+    a = np.abs(w).reshape(-1)
     mask = np.ones(w.size, dtype=bool)
-    mask[order[:k]] = False
+    if k:
+        t = np.partition(a, k - 1)[k - 1]                   # the k-th smallest |w|, in O(n)
+        below = a < t
+        mask[below] = False
+        # of the entries tied at t, remove the lowest flat indices until k are gone
+        mask[np.flatnonzero(a == t)[:k - int(below.sum())]] = False
     # END SOLUTION
     return mask.reshape(w.shape)
 

@@ -19,8 +19,9 @@ EXERCISES = [
             "minigrad/compress/pruning.py, magnitude_mask(weight, sparsity). Return a bool mask "
             "of weight's shape, True = kept, that removes exactly k = floor(sparsity * size) "
             "entries: those of smallest |w|. Ties must still remove exactly k (break them by "
-            "flat index, lower first: np.argsort(..., kind='stable')). Set `mask` as a flat "
-            "(size,) bool array; the function reshapes it.")),
+            "flat index, lower first, as np.argsort(..., kind='stable') would). Set `mask` as a "
+            "flat (size,) bool array; the function reshapes it. Hint: np.partition finds the "
+            "k-th smallest magnitude without a full sort.")),
     Exercise(
         "ch10.semi_structured_mask", title="2:4 (N:M) semi-structured mask", points=2,
         statement=(
