@@ -160,7 +160,7 @@ X, W, cols = E.planted_outliers()
 err = E.int8_outlier_errors(X, W, threshold=6.0)
 fig = V.outlier_picture(X, err)
 savefig(fig, "ch10_outliers")
-print(f"outlier dims {list(err['outliers'])} (planted {list(cols)}); relative error: "
+print(f"outlier dims {err['outliers'].tolist()} (planted {cols.tolist()}); relative error: "
       f"int8 {err['int8']:.2%}, LLM.int8() {err['llm.int8()']:.2%}")
 fig  # noqa: B018
 
@@ -193,7 +193,8 @@ fig  # noqa: B018
 # ## 8. Prompt tuning
 # `get_peft_model(model, PromptTuningConfig(num_virtual_tokens=4))` freezes the model
 # and prepends four trainable vectors. The new task: the same strings, but the answer
-# is a + b + 1. Each method gets 150 AdamW steps.
+# is a + b + 1. Each method gets 150 AdamW steps, at learning rate 1e-2 for the soft
+# prompt and LoRA and 1e-3 for full fine-tuning (`experiments.PEFT_LR`).
 
 # %%
 pc = E.peft_comparison(steps=150)
@@ -204,6 +205,9 @@ for name in ("prompt tuning", "lora", "full"):
 # %% [markdown]
 # ## 9. Size and quality after each method
 # Bytes of the block's Linear weights (what these methods shrink) and held-out exact match.
+# Note CSR at 50%: larger than dense fp16, since every kept value carries a 4-byte index;
+# 2:4 at the same sparsity costs 1.125 bytes per weight. GPTQ's rows count the codes plus
+# an fp16 scale and a zero per output row; LLM.int8()'s the int8 codes plus fp32 scales.
 
 # %%
 table = E.compression_table()

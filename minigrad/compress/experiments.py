@@ -301,10 +301,15 @@ def plus_one_batch(task, a, b):
     return full[:, :-1], y
 
 
-def peft_comparison(steps: int = 150, lr: float = 1e-2, num_virtual_tokens: int = 4,
+PEFT_LR = {"prompt tuning": 1e-2, "lora": 1e-2, "full": 1e-3}
+
+
+def peft_comparison(steps: int = 150, lr: dict | None = None, num_virtual_tokens: int = 4,
                     r: int = 2, seed: int = 0, batch_size: int = 64, **model_kw) -> dict:
     """Adapt the addition model to "a + b + 1" three ways, the same steps of AdamW each: a soft
-    prompt (prompt tuning), LoRA on every block Linear, full fine-tuning. Returns
+    prompt (prompt tuning), LoRA on every block Linear, full fine-tuning, each at its own
+    learning rate (``lr``: method -> rate, default :data:`PEFT_LR`; the few parameters of a
+    soft prompt or LoRA take a larger one than the whole model can). Returns
     {method: {"trainable": int, "accuracy": held-out exact match, "losses": [...]}} plus
     "before" (the unadapted model's exact match on task B) and "total" (its parameters)."""
     from ..peft import LoraConfig, PromptTuningConfig, get_peft_model
@@ -333,7 +338,7 @@ def peft_comparison(steps: int = 150, lr: float = 1e-2, num_virtual_tokens: int 
         peft = make(model)
         offset = num_virtual_tokens if name == "prompt tuning" else 0
         params = [p for p in peft.parameters() if p.requires_grad]
-        opt = AdamW(params, lr=lr, weight_decay=0.0)
+        opt = AdamW(params, lr=(lr or PEFT_LR)[name], weight_decay=0.0)
         rng = np.random.default_rng(seed)
         losses = []
         peft.train()
