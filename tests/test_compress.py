@@ -295,3 +295,8 @@ def test_compressing_the_model_layer_by_layer(tiny):
     E.finetune_masked_(model, task, masks, steps=3)
     for name, layer in C.prunable_linears(model).items():  # fine-tuning kept the zeros
         assert (layer.weight.data[~masks[name]] == 0).all()
+
+
+def test_a_distilled_student_beats_the_same_student_on_hard_labels():
+    d = E.distillation_experiment(seed=0, steps=200, eval_every=200)
+    assert d["distilled"] > d["hard"] + 0.005 and d["teacher"] > d["distilled"]
