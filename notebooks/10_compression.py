@@ -161,7 +161,7 @@ err = E.int8_outlier_errors(X, W, threshold=6.0)
 fig = V.outlier_picture(X, err)
 savefig(fig, "ch10_outliers")
 print(f"outlier dims {err['outliers'].tolist()} (planted {cols.tolist()}); relative error: "
-      f"int8 {err['int8']:.2%}, LLM.int8() {err['llm.int8()']:.2%}")
+      f"int8 {err['int8']:.2%}, LLM.int8() {err['LLM.int8()']:.2%}")
 fig  # noqa: B018
 
 # %% [markdown]
@@ -169,8 +169,8 @@ fig  # noqa: B018
 
 # %%
 r = E.int8_on_model()
-print(f"exact match: fp32 {r['fp32']:.1%}, int8 {r['int8']:.1%}, LLM.int8() {r['llm.int8()']:.1%}; "
-      f"outlier dims per layer: {r['llm.int8() outlier dims']}")
+print(f"exact match: fp32 {r['fp32']:.1%}, int8 {r['int8']:.1%}, LLM.int8() {r['LLM.int8()']:.1%}; "
+      f"outlier dims per layer: {r['LLM.int8() outlier dims']}")
 
 # %% [markdown]
 # ## 7. Distillation

@@ -210,7 +210,7 @@ def test_llm_int8_decomposition_stays_within_1_5_percent_where_plain_int8_does_n
     X, W, cols = E.planted_outliers()
     err = E.int8_outlier_errors(X, W, threshold=6.0)
     np.testing.assert_array_equal(err["outliers"], cols)
-    assert err["llm.int8()"] < 0.015 < 0.03 < err["int8"]
+    assert err["LLM.int8()"] < 0.015 < 0.03 < err["int8"]
 
 
 def test_llm_int8_without_outliers_is_chapter_6s_int8_linear():

@@ -227,7 +227,7 @@ def int8_outlier_errors(X, W, threshold: float = 6.0) -> dict:
     q, s = quantize_absmax(W, bits=8, dim=0)
     rel = lambda y: float(np.linalg.norm(y - ref) / np.linalg.norm(ref))  # noqa: E731
     return {"int8": rel(int8_mixed_matmul(X, q, s, threshold=0.0)),
-            "llm.int8()": rel(int8_mixed_matmul(X, q, s, threshold=threshold)),
+            "LLM.int8()": rel(int8_mixed_matmul(X, q, s, threshold=threshold)),
             "outliers": outlier_columns(X, threshold)}
 
 
@@ -364,7 +364,7 @@ def int8_on_model(threshold: float = 6.0, **model_kw) -> dict:
 
     model, task, _ = small_addition_model(**model_kw)
     out = {"fp32": exact_match(model, task)}
-    for name, th in (("int8", 0.0), ("llm.int8()", threshold)):
+    for name, th in (("int8", 0.0), ("LLM.int8()", threshold)):
         model, task, _ = small_addition_model(**model_kw)
         layers = replace_with_int8_(model, threshold=th)
         out[name] = exact_match(model, task)

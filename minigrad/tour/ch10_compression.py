@@ -39,7 +39,7 @@ def run(out_dir, quick: bool) -> list:
     e = E.int8_outlier_errors(X, W)
     savefig(V.outlier_picture(X, e), "ch10_outliers", out_dir)
     rows.append((f"planted outliers ({e['outliers'].size} dims): int8 / LLM.int8() error",
-                 f"{e['int8']:.2%} / {e['llm.int8()']:.2%}"))
+                 f"{e['int8']:.2%} / {e['LLM.int8()']:.2%}"))
 
     d = E.distillation_experiment(steps=200 if quick else 400)
     savefig(V.distillation_curves(d), "ch10_distillation", out_dir)

@@ -12,12 +12,15 @@ __all__ = ["sparsity_vs_accuracy", "gptq_vs_rtn_bars", "layer_error_bars", "outl
            "distillation_curves", "mask_pictures"]
 
 
+LABELS = {"magnitude": "magnitude", "sparsegpt": "SparseGPT"}
+
+
 def sparsity_vs_accuracy(sweep: dict, title: str = "One-shot pruning: magnitude vs SparseGPT"):
     """Held-out exact match against sparsity, one line per method, the dense model dashed."""
     fig, ax = new_figure(size=(7, 4.5))
     s = 100 * np.asarray(sweep["sparsities"])
     for m in (k for k in sweep if k not in ("dense", "sparsities")):
-        ax.plot(s, 100 * np.asarray(sweep[m]), "o-", lw=2, label=m)
+        ax.plot(s, 100 * np.asarray(sweep[m]), "o-", lw=2, label=LABELS.get(m, m))
     ax.axhline(100 * sweep["dense"], color="gray", ls="--", label="dense")
     ax.set(title=title, xlabel="weights removed (%)", ylabel="held-out exact match (%)",
            ylim=(-5, 105))
@@ -33,11 +36,11 @@ def gptq_vs_rtn_bars(result: dict, title: str = "GPTQ vs round-to-nearest"):
     for j, m in enumerate(("rtn", "gptq")):
         acc = [100 * result[b][m]["accuracy"] for b in bits]
         bars = ax.bar(x + (j - 0.5) * 0.38, acc, 0.38, label=m.upper())
-        ax.bar_label(bars, fmt="%.0f")
+        ax.bar_label(bars, fmt="%.1f")
     ax.axhline(100 * result["fp32"], color="gray", ls="--", label="fp32")
     ax.set_xticks(x, [f"{b} bits" for b in bits])
-    ax.set(title=title, ylabel="held-out exact match (%)", ylim=(0, 115))
-    ax.legend(loc="lower left")
+    ax.set(title=title, ylabel="held-out exact match (%)", ylim=(0, 130))
+    ax.legend(loc="upper center", ncols=3)
     return fig
 
 
