@@ -106,11 +106,15 @@ def semi_structured_mask(weight, n: int = 2, m: int = 4) -> np.ndarray:
         raise ValueError(f"semi_structured_mask: m={m} must divide the last dimension of weight, "
                          f"got shape {w.shape}")
     # BEGIN SOLUTION ch10.semi_structured_mask
-    groups = np.abs(w).reshape(-1, m)                        # (..., in) -> (G, m)
-    # sort each group descending; stable on the negated values keeps the earlier of a tie first
-    top = np.argsort(-groups, axis=1, kind="stable")[:, :n]  # (G, n) positions kept
-    mask = np.zeros(groups.shape, dtype=bool)
-    np.put_along_axis(mask, top, True, axis=1)
+    a = np.abs(w).reshape(-1, m)                             # (..., in) -> (G, m)
+    # a weight is kept when fewer than n of its group beat it: larger, or equal and earlier
+    # (m compares of the whole array; no per-group sort)
+    beaten = np.zeros(a.shape, dtype=np.int16)
+    pos = np.arange(m)
+    for k in range(m):
+        ak = a[:, k:k + 1]                                   # (G, 1), the challenger
+        beaten += (ak > a) | ((ak == a) & (k < pos))
+    mask = beaten < n
     # END SOLUTION
     return mask.reshape(w.shape)
 

@@ -28,7 +28,8 @@ EXERCISES = [
             "minigrad/compress/pruning.py, semi_structured_mask(weight, n, m). Split the last "
             "axis into groups of m consecutive weights and keep, in each group, the n of largest "
             "|w| (a tie goes to the earlier position). Set `mask` as a (groups, m) bool array "
-            "with exactly n True per row; the function reshapes it.")),
+            "with exactly n True per row; the function reshapes it. Hint: a weight is kept "
+            "when fewer than n weights of its group beat it.")),
     Exercise(
         "ch10.gptq_step", title="One GPTQ / SparseGPT column step (the OBS update)", points=3,
         statement=(
