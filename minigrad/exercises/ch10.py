@@ -52,7 +52,8 @@ EXERCISES = [
         statement=(
             "minigrad/peft/prompt_tuning.py, PromptTuningModel.forward. Look up the n virtual "
             "tokens with self.prompt_encoder (indices 0..n-1 for every row: (B, n, C)), embed "
-            "the real tokens as TinyGPT does (m.wte(idx) + m.wpe(positions 0..T-1)), "
+            "the real tokens as TinyGPT does (m.wte(idx) + pos, pos given: m.wpe of positions "
+            "0..T-1), "
             "concatenate prompt first along the sequence (minigrad.tensor.cat), run every block "
             "of m.h, then m.ln_f and m.lm_head. Return logits (B, n + T, V).")),
 ]

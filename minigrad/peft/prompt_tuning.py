@@ -83,10 +83,10 @@ class PromptTuningModel(Module):
 
     def __init__(self, model: Module, config: PromptTuningConfig, rng=None):
         super().__init__()
-        for attr in ("wte", "wpe", "h", "ln_f", "lm_head"):
+        for attr in ("wte", "h", "ln_f", "lm_head"):
             if not hasattr(model, attr):
                 raise TypeError(f"get_peft_model: prompt tuning needs a TinyGPT-shaped model "
-                                f"(wte, wpe, h, ln_f, lm_head); {type(model).__name__} has no "
+                                f"(wte, h, ln_f, lm_head); {type(model).__name__} has no "
                                 f"{attr!r}")
         if config.token_dim is None:
             config.token_dim = model.wte.embedding_dim
@@ -104,9 +104,12 @@ class PromptTuningModel(Module):
             raise ValueError(f"PromptTuningModel: idx must be (B, T) with T <= block_size "
                              f"{m.config.block_size}, got shape {idx.shape}")
         B, T = idx.shape
+        # a model without learned positions (wpe None: rotary, chapter 11) numbers them inside
+        # attention, where the real tokens then follow the virtual ones, as in PEFT
+        pos = m.wpe(np.arange(T)) if getattr(m, "wpe", None) is not None else 0.0
         # BEGIN SOLUTION ch10.soft_prompt_forward
         prompts = self.prompt_encoder(np.broadcast_to(np.arange(n), (B, n)))  # (B, n, C)
-        tokens = m.wte(idx) + m.wpe(np.arange(T))                             # (B, T, C)
+        tokens = m.wte(idx) + pos                                             # (B, T, C)
         x = cat([prompts, tokens], dim=1)                                     # (B, n + T, C)
         for block in m.h:
             x = block(x)
