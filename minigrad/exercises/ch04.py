@@ -77,7 +77,8 @@ QUESTIONS = [
                 "bytes is it in fp16 for N = 8192, one head?"),
         answer=_score_matrix_bytes, rtol=0.01),
     Question(
-        "ch4.q.standard_io", kind="expression", points=2, variables=("N", "d"),
+        "ch4.q.standard_io", kind="expression", formula="8*N*N + 8*N*d",
+        points=2, variables=("N", "d"),
         prompt=("Write the HBM bytes (reads + writes) of standard attention's forward pass for one "
                 "head, in fp16, as a formula in N and d: Q, K read to form S, S written, S read "
                 "and P written, P and V read, O written."),

@@ -110,7 +110,8 @@ QUESTIONS = [
                 "codes in blocks of 256 plus one fp32 scale per 256 absmax values)?"),
         answer=_double_quant_saving_gb),
     Question(
-        "ch6.q.bits_per_param", kind="expression", points=1, variables=("b",),
+        "ch6.q.bits_per_param", kind="expression", formula="4 + 32/b",
+        points=1, variables=("b",),
         prompt=("Bits per parameter of 4-bit blockwise quantization with one fp32 absmax per "
                 "block of b values, as a formula in b."),
         answer=_bits_per_param),

@@ -51,6 +51,8 @@ class Question:
 
     ``answer`` is None in a student release, whose ``choices`` are then in the
     order drawn with ``shuffle_seed`` (None: the order written in chNN.py).
+    ``formula`` (expression questions, instructor side only) is the formula the
+    answer key writes; the suite checks it equals ``answer`` at random points.
     """
 
     id: str
@@ -63,6 +65,7 @@ class Question:
     rtol: float = 1e-2
     atol: float = 0.0
     shuffle_seed: int | None = None
+    formula: str = ""
 
     def __post_init__(self):
         if self.kind not in QUESTION_KINDS:
@@ -173,6 +176,7 @@ def released_catalog_json(seed: int, chapters=None) -> str:
                     key=lambda q: (q.chapter, q.id)):
         d = asdict(q)
         d["answer"] = None
+        d["formula"] = ""
         d["variables"] = list(q.variables)
         if q.kind == "choice":
             d["choices"] = shuffled_choices(q, seed)
