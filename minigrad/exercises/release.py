@@ -130,12 +130,16 @@ def release_plan(assigned, chapters) -> tuple:
     chapters = sorted(set(chapters))
     if assigned is None:
         return chapters, []
-    unknown = sorted(set(assigned) - set(chapters))
-    if unknown:
-        raise ValueError(f"release: no exercises in chapter(s) {unknown}; chapters are {chapters}")
+    if not assigned:
+        raise ValueError("release: chapters is empty; pass None to stub every chapter")
     last = max(assigned)
     stubbed = [c for c in chapters if c in assigned or c > last]
     return stubbed, [c for c in chapters if c not in stubbed]
+
+
+def notebook_chapters(root: Path) -> dict:
+    """chapter number -> its notebook ``notebooks/NN_<topic>.ipynb`` under ``root``."""
+    return {int(p.name[:2]): p for p in sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
 
 
 def tracked_files(root: Path) -> list:
@@ -211,6 +215,11 @@ def release(out_dir, root: Path | None = None, chapters=None, seed: int = 0) -> 
                               f"choose an empty folder")
     seed = int(seed)
     all_ex = sorted(all_exercises(), key=lambda e: (e.chapter, e.id))
+    known = {e.chapter for e in all_ex} | set(notebook_chapters(root))
+    unknown = sorted(set(chapters or ()) - known)
+    if unknown:
+        raise ValueError(f"release: chapter(s) {unknown} have no exercises and no notebook; "
+                         f"chapters are {sorted(known)}")
     stubbed, solved = release_plan(chapters, {e.chapter for e in all_ex})
     exercises = [e for e in all_ex if e.chapter in stubbed]
     titles = {e.id: e.title for e in all_ex}
