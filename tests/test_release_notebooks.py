@@ -23,7 +23,7 @@ nbclient = pytest.importorskip("nbclient")
 ROOT = source_root()
 NOTEBOOKS = notebook_chapters(ROOT)
 STUB_REACHED = "is not implemented yet"
-SKIPPED = "Skipped: this cell needs"
+SKIPPED = "Skipped: this cell"
 
 
 def fill_with_reference(copy: Path, chapter: int) -> list:
@@ -73,3 +73,48 @@ def test_notebook_runs_to_its_end_once_its_chapter_is_solved(chapter, tmp_path):
     _, text = execute(copy / "notebooks" / NOTEBOOKS[chapter].name, copy, tmp_path)
     assert STUB_REACHED not in text and SKIPPED not in text, \
         f"notebook {chapter} reached a stub in its own chapter's release:\n{text[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def nothing_solved(tmp_path_factory):
+    return release(tmp_path_factory.mktemp("stubbed") / "release")
+
+
+def _cell_outputs(nb):
+    return ["".join(o.get("text", "") for o in c.get("outputs", []))
+            for c in nb.cells if c.cell_type == "code"]
+
+
+def _write_notebook(path: Path, cells) -> Path:
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]),
+                   path)
+    return path
+
+
+def test_a_stub_reached_in_a_notebook_is_reported_and_the_notebook_goes_on(nothing_solved, tmp_path):
+    """The guard reports the stub and what it left undone, the cell's display still
+    shows; before any stub is reached, a real error still stops the notebook."""
+    folder = nothing_solved / "notebooks"
+    bug = _write_notebook(folder / "bug_check.ipynb", ["import minigrad", "1 / 0"])
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="ZeroDivisionError"):
+        execute(bug, nothing_solved, tmp_path)
+    cells = ["import numpy as np\nimport minigrad\nfrom minigrad.quant import quantize_blockwise",
+             "q, state = quantize_blockwise(np.ones(8, np.float32))\nprint('after the stub')",
+             "print(q.sum())",                               # needs the skipped cell's result
+             "x = 2\nprint('still running')\nx * 21",        # runs; its last value is displayed
+             "x.grad.item()"]                                # fails later on, as a cascade does
+    done, text = execute(_write_notebook(folder / "guard_check.ipynb", cells), nothing_solved,
+                         tmp_path)
+    out = _cell_outputs(done)
+    assert "Exercise ch6.blockwise_absmax is not implemented yet" in out[1]
+    assert "minigrad/quant/blockwise.py:" in out[1] and "after the stub" not in out[1]
+    assert "Skipped: this cell needs 'q'" in out[2] and "ch6.blockwise_absmax" in out[2]
+    assert "still running" in out[3] and "42" in text
+    assert "AttributeError" in out[4] and "ch6.blockwise_absmax" in out[4]
+
+
+def test_a_notebook_with_nothing_solved_reaches_its_first_stub_and_ends(nothing_solved, tmp_path):
+    first = min(NOTEBOOKS)
+    nb, text = execute(nothing_solved / "notebooks" / NOTEBOOKS[first].name, nothing_solved, tmp_path)
+    assert f"Exercise ch{first}." in text and STUB_REACHED in text
+    assert "minigrad grade" in nb.cells[-1].source or "minigrad grade" in nb.cells[-2].source

@@ -17,10 +17,12 @@ each cell as
 
 :func:`absorb` swallows the error only when it is a release stub's
 ``NotImplementedError("<exercise id>: <title>")``, printing the exercise's
-id, title and file; or a ``NameError`` for a name that a cell skipped that
-way would have defined (so the cells that need an unfinished result say so
-too, instead of stopping the notebook). Every other error is raised as
-before. ``import minigrad`` installs the guard when it runs in a release
+id, title and file; or, once a stub has been reached, any later error,
+printed in one line with the exercise that most likely caused it (a name the
+skipped cell would have defined, a gradient it never computed), so the
+cells that need an unfinished result say so instead of stopping the
+notebook. Before any stub is reached, every error is raised as before: a
+notebook whose exercises are solved fails on a real bug as it always did. ``import minigrad`` installs the guard when it runs in a release
 inside IPython; the instructor's checkout has no stubs and no guard.
 """
 
@@ -38,6 +40,7 @@ _ERROR = "_minigrad_error"
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 _skipped: dict = {}   # name a skipped cell would have bound -> the exercise that stopped it
+_reached: list = []   # the exercises whose stubs this kernel has reached, in order
 
 
 def stub_of(error: BaseException):
@@ -78,8 +81,15 @@ def absorb(error: BaseException, names=(), file=None) -> bool:
         ex_id = _skipped[error.name]
         print(f"Skipped: this cell needs {error.name!r}, which an earlier cell could not "
               f"compute until exercise {ex_id} is implemented.", file=file)
+    elif _reached:
+        ex_id = _reached[0]
+        print(f"Skipped: this cell failed ({type(error).__name__}: {str(error)[:200]}), most "
+              f"likely because an earlier cell stopped at exercise {ex_id}, not implemented "
+              f"yet.", file=file)
     else:
         return False
+    if stub is not None and ex_id not in _reached:
+        _reached.append(ex_id)
     for name in names:
         _skipped.setdefault(name, ex_id)
     return True
