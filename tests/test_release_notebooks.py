@@ -7,8 +7,10 @@ nothing solved must report its stubs and go on, not stop.
 These runs replace executing the notebooks in place (nbmake): each notebook
 is executed once in the whole suite, in its release variant."""
 
+import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,12 @@ nbclient = pytest.importorskip("nbclient")
 
 ROOT = source_root()
 NOTEBOOKS = notebook_chapters(ROOT)
+# Releases for notebooks are written to the same folder on every run, and numba keeps its
+# cache beside them: a kernel's cache is found by its file's path and (mtime, size), so
+# with stable paths and mtimes a notebook does not recompile every kernel it calls
+# (15 s for the quantization kernels alone) each time the suite runs.
+STABLE = Path(tempfile.gettempdir()) / (
+    "minigrad-release-notebooks-" + hashlib.sha1(str(ROOT).encode()).hexdigest()[:10])
 STUB_REACHED = "is not implemented yet"
 SKIPPED = "Skipped: this cell"
 
@@ -41,13 +49,24 @@ def fill_with_reference(copy: Path, chapter: int) -> list:
     return filled
 
 
+def keep_source_mtimes(copy: Path) -> None:
+    """Give each released package file the mtime of its source, so numba's cache of a
+    kernel stays valid from one run to the next until its source changes."""
+    for p in (copy / "minigrad").rglob("*.py"):
+        src = ROOT / p.relative_to(copy)
+        if src.exists():
+            st = src.stat()
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def execute(notebook: Path, copy: Path, tmp_path: Path, timeout: int = 180):
     """Run ``notebook`` with the kernel importing ``copy``'s package; return the
     executed notebook and all its text output. Raises CellExecutionError at the
     first cell that ends in an error, as nbmake would."""
     nb = nbformat.read(notebook, as_version=4)
     env = {**os.environ, "PYTHONPATH": str(copy), "MPLBACKEND": "Agg",
-           "MINIGRAD_FIGURES": str(tmp_path / "figures"), "PYTHONDONTWRITEBYTECODE": "1"}
+           "MINIGRAD_FIGURES": str(tmp_path / "figures"),
+           "NUMBA_CACHE_DIR": str(STABLE / "numba-cache")}
     client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                      resources={"metadata": {"path": str(notebook.parent)}})
     client.execute(env=env, cwd=str(notebook.parent))
@@ -65,9 +84,10 @@ def execute(notebook: Path, copy: Path, tmp_path: Path, timeout: int = 180):
 @pytest.mark.parametrize("chapter", sorted(NOTEBOOKS), ids=lambda c: NOTEBOOKS[c].stem)
 def test_notebook_runs_to_its_end_once_its_chapter_is_solved(chapter, tmp_path):
     has_exercises = chapter in {e.chapter for e in all_exercises()}
-    copy = release(tmp_path / "release", chapters=[chapter])
+    copy = release(STABLE / f"ch{chapter:02d}", chapters=[chapter])
     if has_exercises:
         assert fill_with_reference(copy, chapter)
+    keep_source_mtimes(copy)
     info = json.loads((copy / "minigrad" / "exercises" / "release_info.json").read_text())
     assert all(c < chapter for c in info["solved"])
     _, text = execute(copy / "notebooks" / NOTEBOOKS[chapter].name, copy, tmp_path)
