@@ -222,8 +222,10 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     _check_float(x, "layer_norm")
     axes = _normalized_axes(x, normalized_shape, "layer_norm", weight=weight, bias=bias)
     k = len(axes)
+    # BEGIN KERNEL ch2.layer_norm_backward
     if k == 1 and kernels.fast():
         return _layer_norm_fused(x, weight, bias, eps)
+    # END KERNEL
     xd = x.data
     mu = xd.mean(axis=axes, keepdims=True)
     xc = xd - mu
@@ -252,6 +254,7 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     return Tensor._make(out.astype(xd.dtype, copy=False), parents, backward, "layer_norm")
 
 
+# BEGIN KERNEL ch2.layer_norm_backward
 def _layer_norm_fused(x: Tensor, weight, bias, eps: float) -> Tensor:
     """layer_norm over the last dim by the fast kernels (one pass per row each way)."""
     from .kernels import functional as K
@@ -271,6 +274,7 @@ def _layer_norm_fused(x: Tensor, weight, bias, eps: float) -> Tensor:
             grads.append(gb)
         return tuple(grads)
     return Tensor._make(out.reshape(x.shape), parents, backward, "layer_norm")
+# END KERNEL
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,

@@ -62,7 +62,8 @@ EXERCISES = [
 def _two_four_bytes(n) -> float:
     from ..compress import semi_structured_nbytes
 
-    return semi_structured_nbytes(1, 4) / 4 * n        # bytes per weight, from one group of four
+    # bytes per weight over 1024 groups of four (one group alone floors its 4 bits of metadata to 0)
+    return semi_structured_nbytes(1, 4096) / 4096 * n
 
 
 def _two_four_mb() -> float:
@@ -139,7 +140,7 @@ QUESTIONS = [
                 "parameters train?"),
         answer=_prompt_params),
     Question(
-        "ch10.q.two_four_formula", kind="expression", points=1, variables=("n",),
+        "ch10.q.two_four_formula", kind="expression", points=1, variables=("n",), formula="9*n/8",
         prompt=("Bytes of n fp16 weights (4 divides n) in the 2:4 format with 2-bit metadata per "
                 "kept value, as a formula in n."),
         answer=_two_four_bytes),

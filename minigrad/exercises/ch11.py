@@ -112,6 +112,7 @@ QUESTIONS = [
         answer=_dispatch_bytes, rtol=0.01),
     Question(
         "ch11.q.ring_bytes", kind="expression", points=2, variables=("N", "p", "d"),
+        formula="4*N*d*(p-1)/p",
         prompt=("Ring attention, one head of dimension d, fp16, a sequence of N positions split "
                 "evenly over p GPUs. Write the bytes each GPU sends in the forward pass (its K "
                 "and V blocks passed on at every step but the last) as a formula in N, p, d."),
