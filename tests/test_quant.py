@@ -120,7 +120,7 @@ def test_affine_per_channel_dequantizes_each_channel_within_its_own_step():
 @pytest.mark.parametrize("bits", [3, 8])
 def test_blockwise_round_trip_error_at_most_half_the_blocks_step(n, blocksize, bits):
     x = heavy_tailed(n, rng())
-    q, st_ = Q.quantize_blockwise(x, blocksize, bits)
+    q, st_ = Q.quantize_blockwise_linear(x, blocksize, bits)
     assert q.dtype == np.int8 and q.shape == x.shape and st_.absmax.size == -(-n // blocksize)
     absmax = np.array([np.abs(x[i:i + blocksize]).max() for i in range(0, n, blocksize)])
     np.testing.assert_array_equal(st_.absmax, absmax.astype(np.float32))
@@ -130,7 +130,7 @@ def test_blockwise_round_trip_error_at_most_half_the_blocks_step(n, blocksize, b
 
 def test_blockwise_restores_any_shape_and_dtype():
     x = rng().standard_normal((3, 5, 7))          # float64, 105 values: blocks of 64 + 41
-    q, st_ = Q.quantize_blockwise(x, 64)
+    q, st_ = Q.quantize_blockwise_linear(x, 64)
     xh = Q.dequantize_blockwise(q, st_)
     assert xh.shape == x.shape and xh.dtype == np.float64
     out = np.empty((3, 5, 7), np.float32)
@@ -138,10 +138,11 @@ def test_blockwise_restores_any_shape_and_dtype():
     np.testing.assert_array_equal(out, xh.astype(np.float32))
 
 
-def test_all_zero_block_dequantizes_to_zeros():
+@pytest.mark.parametrize("quantize", [Q.quantize_blockwise, Q.quantize_blockwise_linear])
+def test_all_zero_block_dequantizes_to_zeros(quantize):
     x = rng().standard_normal(200).astype(np.float32)
     x[64:128] = 0
-    q, st_ = Q.quantize_blockwise(x, 64)
+    q, st_ = quantize(x, blocksize=64)
     assert st_.absmax[1] == 0 and np.all(Q.dequantize_blockwise(q, st_)[64:128] == 0)
 
 
@@ -150,7 +151,7 @@ def test_blockwise_recovers_from_an_outlier_that_ruins_per_tensor_absmax():
     x[100] = 200.0
     q, s = Q.quantize_absmax(x, 8)
     err_tensor = np.abs(x - Q.dequantize_absmax(q, s))
-    qb, st_ = Q.quantize_blockwise(x, 64, 8)
+    qb, st_ = Q.quantize_blockwise_linear(x, 64, 8)
     err_block = np.abs(x - Q.dequantize_blockwise(qb, st_))
     far = np.arange(4096) >= 128                   # blocks without the outlier
     # per tensor every value shares the outlier's step 200/127; blockwise only its block does
@@ -167,8 +168,8 @@ def test_blockwise_absmax_matches_a_loop_over_blocks():
 def test_double_quantization_decodes_scales_within_their_own_step_and_saves_bytes():
     n = 64 * 256 * 3
     x = rng().standard_normal(n).astype(np.float32)
-    q, single = Q.quantize_blockwise(x, 64)
-    _, double = Q.quantize_blockwise(x, 64, compress_statistics=True)
+    q, single = Q.quantize_blockwise_linear(x, 64)
+    _, double = Q.quantize_blockwise_linear(x, 64, compress_statistics=True)
     assert double.nested and double.absmax.dtype == np.int8
     a = single.absmax
     step2 = np.repeat(double.state2.absmax / 127, 256)[: a.size]
@@ -211,7 +212,7 @@ def test_nf4_uses_its_codes_more_evenly_than_a_uniform_4bit_grid():
     x = rng().standard_normal(1 << 16).astype(np.float32)
     packed, _ = Q.quantize_4bit(x, blocksize=64, quant_type="nf4")
     nf4 = np.bincount(Q.unpack_4bit(packed, x.size), minlength=16) / x.size
-    qi, _ = Q.quantize_blockwise(x, 64, bits=4)
+    qi, _ = Q.quantize_blockwise_linear(x, 64, bits=4)
     int4 = np.bincount(qi.ravel() + 7, minlength=15) / x.size
 
     def entropy(p):
@@ -276,7 +277,7 @@ def test_round_trips_restore_random_shapes_and_block_sizes_within_the_bound(shap
     absmax = np.repeat(Q.blockwise_absmax(x, blocksize), blocksize)[:n].reshape(shape)
     if quant_type.startswith("int"):
         bits = int(quant_type[3:])
-        q, st_ = Q.quantize_blockwise(x, blocksize, bits)
+        q, st_ = Q.quantize_blockwise_linear(x, blocksize, bits)
         xh = Q.dequantize_blockwise(q, st_)
         half_step = absmax / (2 ** (bits - 1) - 1) / 2
     else:
@@ -344,10 +345,10 @@ def test_numba_kernels_are_bit_identical_to_their_numpy_references(n, blocksize)
 def test_backends_give_the_same_public_results():
     x = heavy_tailed(777, rng())
     with K.use("reference"):
-        q1, s1 = Q.quantize_blockwise(x, 50)
+        q1, s1 = Q.quantize_blockwise_linear(x, 50)
         p1, t1 = Q.quantize_4bit(x, 50)
     with K.use("numba"):
-        q2, s2 = Q.quantize_blockwise(x, 50)
+        q2, s2 = Q.quantize_blockwise_linear(x, 50)
         p2, t2 = Q.quantize_4bit(x, 50)
     np.testing.assert_array_equal(q1, q2)
     np.testing.assert_array_equal(p1, p2)
@@ -534,7 +535,7 @@ def test_predicted_bytes_equal_the_bytes_actually_held():
     (lambda x: Q.quantize_absmax(x, bits=1), r"bits must be an integer in \[2, 8\], got 1"),
     (lambda x: Q.quantize_absmax(x, bits=9), r"bits .* \[2, 8\], got 9"),
     (lambda x: Q.quantize_affine(x, bits=0), r"quantize_affine: bits"),
-    (lambda x: Q.quantize_blockwise(x, bits=16), r"quantize_blockwise: bits"),
+    (lambda x: Q.quantize_blockwise_linear(x, bits=16), r"quantize_blockwise_linear: bits"),
     (lambda x: Q.quantize_blockwise(x, blocksize=0), r"blocksize must be an integer >= 1, got 0"),
     (lambda x: Q.quantize_4bit(x, blocksize=-3), r"quantize_4bit: blocksize .* got -3"),
     (lambda x: Q.quantize_4bit(x, quant_type="int4"), r"quant_type must be 'nf4' or 'fp4'"),
