@@ -347,8 +347,9 @@ def stochastic_round_numba(x, u, out):
 # ----------------------------------------------------------------------------
 
 # chosen from benchmarks/bench_quant.py (64M float32 values, 2 cores): numba 15x NumPy for
-# int8 quantize, 3.4x for dequantize, 8-12x for NF4 encode, 13x for NF4 decode; the 8-bit
-# code-book pair runs in numba on the same grounds (one pass per block), see the benchmark
+# int8 quantize, 3.4x for dequantize, 8-12x for NF4 encode, 13x for NF4 decode. The 8-bit
+# code-book pair runs in numba by analogy (one pass per block instead of NumPy's temporaries);
+# it has not been timed yet
 FAST = {
     "quantize_blockwise_int": quantize_blockwise_int_numba,
     "dequantize_blockwise_int": dequantize_blockwise_int_numba,
