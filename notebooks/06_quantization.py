@@ -20,7 +20,8 @@
 #
 # 1. the **integer grid** of symmetric (absmax) quantization and its error bound;
 # 2. how **one outlier** ruins a per-tensor scale, and how **per-channel** and
-#    **blockwise** scales contain it (error against block size);
+#    **blockwise** scales contain it (error against block size), on the linear
+#    grid and on bitsandbytes' **dynamic** 8-bit code book;
 # 3. **affine** quantization with a zero point on skewed data;
 # 4. **double quantization**: the scales themselves quantized, bytes per weight
 #    before and after;
