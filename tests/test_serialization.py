@@ -195,3 +195,26 @@ def test_fsync_of_the_file_before_the_rename_and_of_the_folder_after(tmp_path, m
     kinds = [e[0] if e[0] == "replace" else e[1] for e in events]
     assert kinds == ["file", "replace", "dir"]
     assert events[1][1] == (tmp_path / "d.npz").stat().st_size  # the file was complete
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_save_and_load_leave_no_file_descriptor_open(tmp_path):
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        mg.save({"w": np.ones(2)}, tmp_path / "f.npz")
+        mg.load(tmp_path / "f.npz")
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_load_rejects_duplicate_members_and_a_foreign_format_marker(tmp_path):
+    dup = tmp_path / "dup.npz"
+    mg.save({"w": np.ones(2)}, dup)
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(dup, "a") as z:
+        with z.open("w.npy", "w") as m:
+            np.lib.format.write_array(m, np.zeros(2))
+    with pytest.raises(ValueError, match="not a minigrad checkpoint"):
+        mg.load(dup)
+    other = tmp_path / "other.npz"
+    np.savez(other, __minigrad_format__=np.array("minigrad-state-dict-v9"), w=np.ones(1))
+    with pytest.raises(ValueError, match="format marker"):
+        mg.load(other)
