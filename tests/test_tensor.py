@@ -872,6 +872,12 @@ def test_shape_ops_take_a_tuple_or_separate_ints():
     assert x.permute((1, 0)).shape == x.permute(1, 0).shape == (3, 1)
 
 
+def test_to_the_same_dtype_is_the_tensor_itself():
+    x = leaf((2,))
+    assert x.to(np.float64) is x and x.double() is x  # as torch: no copy, same graph node
+    assert x.float() is not x and x.float().dtype == np.float32
+
+
 def test_batched_transposes():
     x = leaf((2, 3, 4))
     np.testing.assert_array_equal(x.mT.data, np.swapaxes(x.data, -2, -1))
