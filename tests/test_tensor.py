@@ -883,3 +883,12 @@ def test_batched_transposes():
     np.testing.assert_array_equal(x.mT.data, np.swapaxes(x.data, -2, -1))
     np.testing.assert_array_equal(x.T.data, x.data.transpose(2, 1, 0))
     gradcheck(lambda t: t.mT * 2.0, x)
+
+
+def test_in_place_helpers_write_into_the_same_buffer():
+    x = mg.tensor([1.0, 2.0])
+    buf = x.data
+    assert x.zero_() is x and x.data is buf
+    np.testing.assert_array_equal(buf, [0.0, 0.0])
+    assert x.copy_(np.array([3.0, 4.0])) is x and x.data is buf
+    np.testing.assert_array_equal(buf, [3.0, 4.0])
