@@ -233,6 +233,10 @@ def test_warmup_cosine_closed_form():
     assert again.get_last_lr()[0] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="warmup_steps <= total_steps"):
         optim.WarmupCosineLR(opt, warmup_steps=5, total_steps=3)
+    with pytest.raises(ValueError, match="total_steps >= 1"):
+        optim.WarmupCosineLR(opt, warmup_steps=0, total_steps=0)
+    one = optim.WarmupCosineLR(opt, warmup_steps=1, total_steps=1)  # the smallest schedule
+    assert one.get_last_lr()[0] == pytest.approx(0.3)  # warmup's one step is the base lr
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf])
