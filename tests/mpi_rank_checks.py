@@ -28,6 +28,19 @@ def data(rank, n, dtype, salt=0):
     return rng.integers(-3, 4, n).astype(dtype)
 
 
+def expert_parallel_check(r, num_experts=12):
+    """Max |difference| between this rank's expert-parallel MoE output (12 experts spread
+    over the ranks, k=2, uneven token counts) and the same layer on one device."""
+    import minigrad
+    from minigrad.moe import MoE, expert_parallel_moe
+
+    minigrad.manual_seed(0)                   # the same layer on every rank
+    moe = MoE(8, 16, num_experts, k=2, dtype=np.float64)
+    x = np.random.default_rng(100 + r).standard_normal((5 + 3 * r, 8))
+    want = moe(minigrad.tensor(x)).data
+    return float(np.abs(expert_parallel_moe(moe, x) - want).max())
+
+
 def run_checks(out_path=None, training=True):
     if not dist.is_initialized():
         dist.init_process_group()
@@ -117,6 +130,8 @@ def run_checks(out_path=None, training=True):
         mismatch = str(e)
     raised = np.array([mismatch != "no error"], np.int64)
     dist.all_reduce(raised)
+    # expert parallelism, per rank: each rank's MoE output equals the one-device layer's
+    moe_ep_diff = expert_parallel_check(r)
     # training: every strategy against one process
     trained = {}
     for s in STRATEGIES if training else ():
@@ -130,7 +145,7 @@ def run_checks(out_path=None, training=True):
     dist.all_reduce(flags)
     result = {"world_size": p, "dtypes": list(dtypes), "bad": bad, "bad_total": int(flags[0]), "counts": counts,
               "ring_bytes": ring_bytes, "mismatch": mismatch, "mismatch_raised": int(raised[0]),
-              "trained": trained}
+              "trained": trained, "moe_ep_diff": moe_ep_diff}
     if r == 0 and out_path:
         with open(out_path, "w") as f:
             json.dump(result, f)

@@ -31,6 +31,11 @@ def mpi_run(request, tmp_path_factory):
     return json.loads(out.read_text())
 
 
+def test_expert_parallel_moe_on_real_processes_equals_one_device(mpi_run):
+    # every rank checked its own tokens; rank 0 reports its difference
+    assert mpi_run["moe_ep_diff"] < 1e-12
+
+
 def test_every_collective_equals_its_numpy_definition_under_mpi(mpi_run):
     assert mpi_run["bad_total"] == 0, mpi_run["bad"]
     # the checks really ran: every dtype x 2 lengths, AVG on the float dtypes only

@@ -12,7 +12,7 @@ FlashAttention, in ``minigrad.flash.ring_attention``.
 """
 
 from .expert_parallel import (ExpertParallelResult, all_to_all_bytes, dispatch_buffers,
-                              expert_parallel_forward, experts_of_rank)
+                              expert_parallel_forward, expert_parallel_moe, experts_of_rank)
 from .layer import MoE, MoEConfig, dispatch_order, moe_param_counts
 from .routing import (Routing, expert_capacity, load_balancing_loss, router_z_loss,
                       top_k_routing)
@@ -20,4 +20,4 @@ from .routing import (Routing, expert_capacity, load_balancing_loss, router_z_lo
 __all__ = ["MoE", "MoEConfig", "moe_param_counts", "dispatch_order", "Routing",
            "expert_capacity", "top_k_routing", "load_balancing_loss", "router_z_loss",
            "ExpertParallelResult", "experts_of_rank", "dispatch_buffers",
-           "expert_parallel_forward", "all_to_all_bytes"]
+           "expert_parallel_forward", "expert_parallel_moe", "all_to_all_bytes"]

@@ -18,6 +18,13 @@ leave the GPU,
     bytes = T * k * (p - 1) / p * C * itemsize,
 
 and the combine sends the same again. Every collective is in plain sight below.
+
+Two tellings of the same four steps: :func:`expert_parallel_forward` drives
+every GPU of a :class:`~minigrad.distributed.VirtualCluster` from one loop
+(what the notebook draws), and :func:`expert_parallel_moe` is the per-rank
+(SPMD) code each rank runs by itself through ``minigrad.distributed``'s
+torch-shaped collectives, on the simulator (``backend="sim"``) or on real
+processes (``backend="mpi"``, under ``minigrad launch``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from ..tensor import Tensor, no_grad
 from .layer import MoE, dispatch_order
 
 __all__ = ["ExpertParallelResult", "experts_of_rank", "dispatch_buffers",
-           "expert_parallel_forward", "all_to_all_bytes"]
+           "expert_parallel_forward", "expert_parallel_moe", "all_to_all_bytes"]
 
 
 class ExpertParallelResult(NamedTuple):
@@ -155,3 +162,57 @@ def expert_parallel_forward(cluster, moe: MoE, x_shards) -> ExpertParallelResult
         outputs.append(out)
     send_counts = np.array([[len(s) for s in send] for send, *_ in routed], dtype=np.int64)
     return ExpertParallelResult(outputs, send_counts, tokens_per_gpu, dispatch_bytes, combine_bytes)
+
+
+def expert_parallel_moe(moe: MoE, x, group=None) -> np.ndarray:
+    """This rank's MoE output for its tokens ``x`` (T_r, C), experts spread over the ranks.
+
+    The per-rank form of :func:`expert_parallel_forward`: every rank calls it
+    with the same ``moe`` (replicated router; rank r uses only the experts
+    :func:`experts_of_rank` gives it) and its own tokens, after
+    ``minigrad.distributed.init_process_group``. Equals ``moe(x)`` on this
+    rank's tokens. Forward only (no graph).
+    """
+    from .. import distributed as dist
+
+    p, r = dist.get_world_size(group), dist.get_rank(group)
+    x = np.ascontiguousarray(x.data if isinstance(x, Tensor) else x)
+    if x.ndim != 2 or x.shape[1] != moe.embed_dim:
+        raise ValueError(f"expert_parallel_moe: x must be (T, {moe.embed_dim}), got {x.shape}")
+    local = experts_of_rank(moe.num_experts, p, r)
+    per = len(local)
+    # no no_grad() here: grad mode is one flag for the process, and the simulator's ranks
+    # are threads of one process; the graph built below is dropped with the results
+    # 1. route this rank's tokens
+    _, _, routing, gate = moe.route(Tensor(x))
+    send, token, choice, counts = dispatch_buffers(x, routing.expert_index, routing.kept,
+                                                   per, p)
+    # 2. dispatch: rows per (my token -> rank j's experts) first, so receivers can size
+    #    their buffers, then the rows themselves
+    counts_out = [np.ascontiguousarray(counts[j * per:(j + 1) * per]) for j in range(p)]
+    counts_in = [np.empty(per, counts.dtype) for _ in range(p)]
+    dist.all_to_all(counts_in, counts_out, group=group)                 # (per,) from each rank
+    rows_in = [np.empty((int(c.sum()), moe.embed_dim), x.dtype) for c in counts_in]
+    dist.all_to_all(rows_in, [np.ascontiguousarray(s_) for s_ in send], group=group)
+    # 3. my experts, each on its rows from every rank
+    back = [np.empty_like(rows) for rows in rows_in]
+    starts = [np.concatenate([[0], np.cumsum(c)]) for c in counts_in]
+    for e_local, e in enumerate(local):
+        pieces = [rows_in[i][starts[i][e_local]:starts[i][e_local + 1]] for i in range(p)]
+        if sum(len(piece) for piece in pieces) == 0:
+            continue
+        y = moe.experts[e](Tensor(np.concatenate(pieces))).data          # (n, C) -> (n, C)
+        lo = 0
+        for i, piece in enumerate(pieces):
+            back[i][starts[i][e_local]:starts[i][e_local + 1]] = y[lo:lo + len(piece)]
+            lo += len(piece)
+    # 4. combine: each row goes back to the rank its token lives on
+    rows_back = [np.empty_like(s_) for s_ in send]
+    dist.all_to_all(rows_back, back, group=group)
+    y = np.concatenate(rows_back) if token.size else np.zeros((0, moe.embed_dim), x.dtype)
+    out = np.zeros_like(x)
+    g = gate.data
+    for j in range(moe.k):                      # choice by choice, as the one-device layer sums
+        sel = choice == j
+        out[token[sel]] += g[token[sel], j][:, None] * y[sel]
+    return out
