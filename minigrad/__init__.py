@@ -6,14 +6,14 @@ from .autograd import Function
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient
 from .serialization import load, save
 from .tensor import (Tensor, arange, cat, enable_grad, full, get_rng, is_grad_enabled,
-                     manual_seed, no_grad, ones, ones_like, rand, randn, stack, tensor, where,
-                     zeros, zeros_like)
+                     logsumexp, manual_seed, maximum, minimum, no_grad, ones, ones_like, rand,
+                     randn, stack, tensor, where, zeros, zeros_like)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng",
     "cat", "stack", "where", "zeros", "ones", "zeros_like", "ones_like", "randn", "rand",
-    "arange", "full", "gradcheck", "numerical_gradient", "GradcheckError", "Function", "save", "load",
+    "arange", "full", "maximum", "minimum", "logsumexp", "gradcheck", "numerical_gradient", "GradcheckError", "Function", "save", "load",
     "functional", "kernels", "nn", "optim",
 ]

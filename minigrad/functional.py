@@ -14,11 +14,12 @@ import numbers
 import numpy as np
 
 from . import kernels
-from .tensor import Tensor, get_rng
+from .tensor import Tensor, get_rng, logsumexp
 
 __all__ = [
     "relu", "gelu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "embedding",
-    "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits",
+    "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "logsumexp",
     "layer_norm", "rms_norm", "dropout", "cosine_similarity", "cosine_embedding_loss",
     "scaled_dot_product_attention", "causal_mask", "repeat_kv",
 ]
@@ -302,95 +303,194 @@ def _reduce(loss: Tensor, reduction: str, fn: str) -> Tensor:
     raise ValueError(f"{fn}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def cross_entropy(input: Tensor, target, *, reduction: str = "mean",
-                  ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
-    """Cross-entropy from logits, computed stably in one node.
+def _class_weight(weight, C: int, dtype, fn: str):
+    if weight is None:
+        return None
+    w = weight.data if isinstance(weight, Tensor) else np.asarray(weight)
+    if w.shape != (C,):
+        raise ValueError(f"{fn}: weight must have shape ({C},) (one per class), got {w.shape}")
+    return w.astype(dtype, copy=False)
 
-    loss_n = logsumexp(x_n) - x_n[t_n]; the max is subtracted inside the
-    logsumexp so no exp overflows. Gradient: (softmax(x_n) - onehot(t_n)) / N
-    for the mean.
+
+def _rows_and_classes(xd: np.ndarray) -> np.ndarray:
+    """(N, C, d1, ...) -> (N*d1*..., C): the class dim (1) last, one row per prediction;
+    (C,) -> (1, C)."""
+    if xd.ndim == 1:
+        return xd[None]
+    return np.moveaxis(xd, 1, -1).reshape(-1, xd.shape[1])
+
+
+def cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean",
+                  ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy from logits, as ``torch.nn.functional.cross_entropy``.
+
+    With class indices t: loss_n = w[t_n] * (logsumexp(x_n) - x_n[t_n]), computed
+    stably in one node (the max is subtracted inside the logsumexp so no exp
+    overflows); the mean divides by sum_n w[t_n] over the rows not equal to
+    ``ignore_index`` (by their count without ``weight``; an empty batch gives
+    nan, 0/0, as in torch). Gradient: (softmax(x_n) - onehot(t_n)) / N for the
+    unweighted mean. Label smoothing s mixes in the uniform target:
+    (1 - s) * loss_n + s / C * sum_c w_c * (-log p_nc).
+
+    With class probabilities (a float ``target`` of the input's shape):
+    loss_n = -sum_c w_c y_nc log p_nc, y smoothed to (1 - s) y + s / C, and the
+    mean is over the N * d1 * ... rows (not weighted), as in torch.
 
     Args:
-        input: logits, (N, C) or (C,).
-        target: integer class indices, (N,) or (); entries equal to
-            ``ignore_index`` contribute nothing.
+        input: logits, (N, C), (C,) or (N, C, d1, ...) (class dim 1).
+        target: integer class indices, (N,), () or (N, d1, ...); or float class
+            probabilities of the input's shape.
+        weight: (C,) per-class weights, or None.
     """
     x = _t(input)
     _check_float(x, "cross_entropy")
+    if x.ndim == 0:
+        raise ValueError("cross_entropy: input must be (N, C), (C,) or (N, C, d1, ...), got a scalar")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    C = x.shape[0] if x.ndim == 1 else x.shape[1]
+    w = _class_weight(weight, C, x.dtype, "cross_entropy")
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind == "f":
+        return _cross_entropy_probs(x, _t(target), w, reduction, label_smoothing)
     if t.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {t.dtype}")
-    if x.ndim not in (1, 2):
-        raise ValueError(f"cross_entropy: input must be (N, C) or (C,), got shape {x.shape}; "
-                         f"reshape (B, T, C) logits to (B*T, C)")
-    squeeze = x.ndim == 1
-    xd = x.data[None] if squeeze else x.data
-    t = t.reshape(1) if squeeze else t
-    N, C = xd.shape
-    if t.shape != (N,):
+        raise TypeError(f"cross_entropy: target must hold integer class indices or float class "
+                        f"probabilities, got dtype {t.dtype}")
+    batch = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+    if t.shape != batch:
+        hint = (" (the class dim is 1, as in torch: pass (B, T, C) logits as "
+                "x.reshape(-1, C) with targets (B*T,), or as x.transpose(1, 2))") if x.ndim > 2 else ""
         raise ValueError(f"cross_entropy: target shape {t.shape} does not match input shape "
-                         f"{x.shape} (expected ({N},))")
+                         f"{x.shape} (expected {batch}){hint}")
+    xd = _rows_and_classes(x.data)                                 # (M, C)
+    t = t.reshape(-1)
+    M = xd.shape[0]
     valid = t != ignore_index
     tv = np.where(valid, t, 0)
     if valid.any() and (tv[valid].min() < 0 or tv[valid].max() >= C):
         raise IndexError(f"cross_entropy: target values must be in [0, {C}), got range "
                          f"[{t[valid].min()}, {t[valid].max()}]")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
 
-    z = xd - xd.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))        # (N, C)
-    rows = np.arange(N)
+    z = xd - xd.max(axis=1, keepdims=True) if M else xd
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))        # (M, C)
+    rows = np.arange(M)
+    wt = valid.astype(xd.dtype) if w is None else w[tv] * valid      # per-row weight, (M,)
     nll = -logp[rows, tv]
+    losses = (1 - label_smoothing) * wt * nll
     if label_smoothing:
-        nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(axis=1)
-    losses = np.where(valid, nll, 0).astype(xd.dtype)
-    n_valid = int(valid.sum())
+        smooth = -logp.sum(axis=1) if w is None else -(logp * w).sum(axis=1)
+        losses = losses + label_smoothing / C * smooth * valid
+    losses = losses.astype(xd.dtype, copy=False)
+    denom = wt.sum()                                               # the count of valid rows without weight
     if reduction == "mean":
-        out = np.asarray(losses.sum() / max(n_valid, 1), dtype=xd.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.asarray(losses.sum() / denom, dtype=xd.dtype)  # 0 / 0 = nan: torch's answer
     elif reduction == "sum":
         out = np.asarray(losses.sum(), dtype=xd.dtype)
-    elif reduction == "none":
-        out = losses[0] if squeeze else losses
     else:
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        out = losses.reshape(batch)
+    n_valid = denom
 
     def backward(g):
-        # BEGIN SOLUTION ch2.cross_entropy_backward
-        grad = np.exp(logp)                                         # softmax, (N, C)
-        grad[rows, tv] -= 1 - label_smoothing                       # minus the one-hot target
-        if label_smoothing:
-            grad -= label_smoothing / C
-        grad *= valid[:, None]
-        if reduction == "none":
-            grad *= np.reshape(g, (N, 1))
+        if w is not None:
+            grad = _weighted_ce_grad(logp, rows, tv, valid, w, label_smoothing)
+            grad *= _ce_scale(g, reduction, denom, M)
         else:
-            grad *= g / max(n_valid, 1) if reduction == "mean" else g
-        # END SOLUTION
-        return (grad[0] if squeeze else grad,)
+            # BEGIN SOLUTION ch2.cross_entropy_backward
+            grad = np.exp(logp)                                     # softmax, (M, C)
+            grad[rows, tv] -= 1 - label_smoothing                   # minus the one-hot target
+            if label_smoothing:
+                grad -= label_smoothing / C
+            grad *= valid[:, None]
+            if reduction == "none":
+                grad *= np.reshape(g, (M, 1))
+            else:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    grad *= g / n_valid if reduction == "mean" else g
+            # END SOLUTION
+        if x.ndim == 1:
+            return (grad[0],)
+        # (M, C) -> (N, d1, ..., C) -> (N, C, d1, ...)
+        return (np.moveaxis(grad.reshape(batch + (C,)), -1, 1),)
     return Tensor._make(out, (x,), backward, "cross_entropy")
 
 
-def nll_loss(input: Tensor, target, *, reduction: str = "mean",
+def _weighted_ce_grad(logp, rows, tv, valid, w, s):
+    """d loss_n / d x_n with class weights w: softmax * ((1 - s) w_t + s/C sum(w))
+    - (1 - s) w_t onehot(t) - s/C w, zero for ignored rows."""
+    C = logp.shape[1]
+    wt = w[tv] * valid
+    grad = np.exp(logp) * ((1 - s) * wt + s / C * w.sum() * valid)[:, None]
+    grad[rows, tv] -= (1 - s) * wt
+    if s:
+        grad -= (s / C) * w[None, :] * valid[:, None]
+    return grad
+
+
+def _ce_scale(g, reduction, denom, M):
+    if reduction == "none":
+        return np.reshape(g, (M, 1))
+    if reduction == "sum":
+        return g
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return g / denom
+
+
+def _cross_entropy_probs(x: Tensor, y: Tensor, w, reduction: str, label_smoothing: float) -> Tensor:
+    if y.shape != x.shape:
+        raise ValueError(f"cross_entropy: class-probability target of shape {y.shape} must have "
+                         f"the input's shape {x.shape}")
+    dim = 0 if x.ndim == 1 else 1
+    C = x.shape[dim]
+    if label_smoothing:
+        y = y * (1 - label_smoothing) + label_smoothing / C
+    logp = log_softmax(x, dim)
+    if w is not None:
+        shape = [1] * x.ndim
+        shape[dim] = C
+        logp = logp * Tensor(w.reshape(shape))
+    return _reduce(-(logp * y).sum(dim), reduction, "cross_entropy")
+
+
+def nll_loss(input: Tensor, target, weight=None, *, reduction: str = "mean",
              ignore_index: int = -100) -> Tensor:
-    """Negative log-likelihood: loss_n = -input[n, target_n], for log-probabilities
-    ``input`` (N, C) and integer ``target`` (N,); ``cross_entropy`` = log_softmax + this.
-    Entries equal to ``ignore_index`` are left out (also from the mean's count).
+    """Negative log-likelihood, as ``torch.nn.functional.nll_loss``:
+    loss_n = -w[t_n] * input[n, t_n] for log-probabilities ``input`` (N, C),
+    (C,) or (N, C, d1, ...) and integer ``target`` (N,), () or (N, d1, ...);
+    ``cross_entropy`` = log_softmax + this. Entries equal to ``ignore_index``
+    are left out; the mean divides by sum_n w[t_n] over the rest (0/0 = nan for
+    an empty batch, as in torch).
     """
     x = _t(input)
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
-    if x.ndim != 2 or t.shape != (x.shape[0],):
-        raise ValueError(f"nll_loss: expected input (N, C) and target (N,), got {x.shape} and {t.shape}")
+    if x.ndim == 0:
+        raise ValueError("nll_loss: input must be (N, C), (C,) or (N, C, d1, ...), got a scalar")
+    batch = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+    if t.shape != batch:
+        raise ValueError(f"nll_loss: expected target of shape {batch} for input {x.shape}, "
+                         f"got {t.shape}")
     if t.dtype.kind not in "iu":
         raise TypeError(f"nll_loss: target must hold integer class indices, got dtype {t.dtype}")
+    C = x.shape[0] if x.ndim == 1 else x.shape[1]
+    w = _class_weight(weight, C, x.dtype, "nll_loss")
+    t = t.reshape(-1)
     valid = t != ignore_index
     tv = np.where(valid, t, 0)
-    if tv.size and (tv.min() < 0 or tv.max() >= x.shape[1]):
-        raise IndexError(f"nll_loss: target values must be in [0, {x.shape[1]}), got range "
+    if tv.size and (tv.min() < 0 or tv.max() >= C):
+        raise IndexError(f"nll_loss: target values must be in [0, {C}), got range "
                          f"[{tv.min()}, {tv.max()}]")
-    picked = -x[np.arange(x.shape[0]), tv] * valid.astype(x.dtype)  # (N,)
+    xm = x.reshape(1, C) if x.ndim == 1 else x
+    if x.ndim > 2:  # (N, C, d1, ...) -> (N, d1, ..., C) -> (M, C)
+        xm = x.permute((0,) + tuple(range(2, x.ndim)) + (1,)).reshape(-1, C)
+    wt = valid.astype(x.dtype) if w is None else w[tv] * valid
+    picked = -xm[np.arange(len(t)), tv] * wt                      # (M,)
     if reduction == "mean":
-        return picked.sum() / max(int(valid.sum()), 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return picked.sum() / np.asarray(wt.sum(), dtype=x.dtype)
+    if reduction == "none":
+        return picked.reshape(batch)
     return _reduce(picked, reduction, "nll_loss")
 
 
@@ -403,28 +503,104 @@ def mse_loss(input: Tensor, target, *, reduction: str = "mean") -> Tensor:
     return _reduce(d * d, reduction, "mse_loss")
 
 
-def binary_cross_entropy_with_logits(input: Tensor, target, *, reduction: str = "mean") -> Tensor:
-    """BCE from logits, stably, in one node.
-
-    loss = -(y log s(x) + (1 - y) log(1 - s(x))), s the sigmoid, rewritten as
-    max(x, 0) - x*y + log(1 + exp(-|x|)) so no exp overflows. Gradients:
-    dx = s(x) - y, dy = -x. (One node rather than relu/abs pieces, whose
-    one-sided derivatives at x = 0 would give -y instead of 0.5 - y there.)
-    """
-    x, y = _t(input), _t(target)
-    _check_float(x, "binary_cross_entropy_with_logits")
+def _check_same_shape(x: Tensor, y: Tensor, fn: str):
     if x.shape != y.shape:
-        raise ValueError(f"binary_cross_entropy_with_logits: input shape {x.shape} and target "
-                         f"shape {y.shape} differ")
+        raise ValueError(f"{fn}: input shape {x.shape} and target shape {y.shape} differ")
+
+
+def _weighted(loss: Tensor, weight, reduction: str, fn: str) -> Tensor:
+    if weight is not None:
+        loss = loss * _t(weight)  # broadcast against the input, as in torch
+    return _reduce(loss, reduction, fn)
+
+
+def binary_cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean") -> Tensor:
+    """BCE of probabilities, as ``torch.nn.functional.binary_cross_entropy``:
+    loss = -w (y log x + (1 - y) log(1 - x)), each log clamped at -100 so x = 0 or
+    1 gives a finite loss (torch's rule). Gradient, as torch computes it:
+    dx = (x - y) / max(x (1 - x), 1e-12); dy = log(1 - x) - log(x) (clamped).
+
+    Args:
+        input: probabilities in [0, 1], any shape.
+        target: same shape as ``input``.
+        weight: broadcastable to ``input``, or None.
+    """
+    fn = "binary_cross_entropy"
+    x, y = _t(input), _t(target)
+    _check_float(x, fn)
+    _check_same_shape(x, y, fn)
     xd, yd = x.data, y.data.astype(x.dtype, copy=False)
-    e = np.exp(-np.abs(xd))
-    elem = np.maximum(xd, 0) - xd * yd + np.log1p(e)
-    s = np.where(xd >= 0, 1 / (1 + e), e / (1 + e))  # sigmoid, split by sign as in Tensor.sigmoid
+    if xd.size and not (np.all(xd >= 0) and np.all(xd <= 1)):
+        raise ValueError(f"{fn}: input must hold probabilities in [0, 1], got range "
+                         f"[{np.min(xd)}, {np.max(xd)}] (for logits use "
+                         f"binary_cross_entropy_with_logits)")
+    with np.errstate(divide="ignore"):
+        log_x = np.maximum(np.log(xd), -100)
+        log_1mx = np.maximum(np.log1p(-xd), -100)
+    elem = -(yd * log_x + (1 - yd) * log_1mx)
 
     def backward(g):
-        return g * (s - yd), (-g * xd if y.requires_grad else None)
-    loss = Tensor._make(elem, (x, y), backward, "bce_with_logits")
-    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+        # torch's EPSILON, 1e-12 held as a float32 (9.99999996e-13)
+        gx = g * (xd - yd) / np.maximum(xd * (1 - xd), float(np.float32(1e-12)))
+        return gx, (g * (log_1mx - log_x) if y.requires_grad else None)
+    loss = Tensor._make(elem.astype(xd.dtype, copy=False), (x, y), backward, "bce")
+    return _weighted(loss, weight, reduction, fn)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, *,
+                                     reduction: str = "mean", pos_weight=None) -> Tensor:
+    """BCE from logits, stably, in one node, as torch's function of that name.
+
+    loss = -w (p y log s(x) + (1 - y) log(1 - s(x))), s the sigmoid and p the
+    ``pos_weight`` (broadcast along the last, class, dim), rewritten as
+    (1 - y) x + (1 + (p - 1) y) softplus(-x), softplus(-x) = log(1 + exp(-|x|))
+    + max(-x, 0), so no exp overflows. Gradients, with l = 1 + (p - 1) y:
+    dx = (1 - y) + l (s(x) - 1) (= s(x) - y for p = 1); dy = -x + (p - 1)
+    softplus(-x); dp = y softplus(-x). (One node rather than relu/abs pieces,
+    whose one-sided derivatives at x = 0 would give -y instead of 0.5 - y there.)
+
+    Args:
+        input: logits, any shape.
+        target: same shape, values in [0, 1].
+        weight: broadcastable to ``input``, or None.
+        pos_weight: broadcastable to ``input`` (typically (C,)), or None.
+    """
+    fn = "binary_cross_entropy_with_logits"
+    x, y = _t(input), _t(target)
+    _check_float(x, fn)
+    _check_same_shape(x, y, fn)
+    xd, yd = x.data, y.data.astype(x.dtype, copy=False)
+    e = np.exp(-np.abs(xd))
+    sp = np.log1p(e) + np.maximum(-xd, 0)            # softplus(-x) = -log s(x)
+    s = np.where(xd >= 0, 1 / (1 + e), e / (1 + e))  # sigmoid, split by sign as in Tensor.sigmoid
+    parents = (x, y)
+    if pos_weight is None:
+        elem = (1 - yd) * xd + sp
+
+        def backward(g):
+            return g * (s - yd), (-g * xd if y.requires_grad else None)
+    else:
+        pw = _t(pos_weight)
+        try:
+            np.broadcast_shapes(pw.shape, x.shape)
+        except ValueError:
+            raise ValueError(f"{fn}: pos_weight of shape {pw.shape} does not broadcast to the "
+                             f"input's shape {x.shape}") from None
+        pwd = pw.data.astype(x.dtype, copy=False)
+        lw = 1 + (pwd - 1) * yd
+        elem = (1 - yd) * xd + lw * sp
+        parents = (x, y, pw)
+
+        def backward(g):
+            from .tensor import unbroadcast
+            gx = unbroadcast(g * ((1 - yd) + lw * (s - 1)), x.shape)
+            gy = unbroadcast(g * (-xd + (pwd - 1) * sp), y.shape) if y.requires_grad else None
+            gp = unbroadcast(g * yd * sp, pw.shape) if pw.requires_grad else None
+            return gx, gy, gp
+    if elem.shape != x.shape:
+        raise ValueError(f"{fn}: pos_weight of shape {pos_weight.shape} would enlarge the input")
+    loss = Tensor._make(elem.astype(xd.dtype, copy=False), parents, backward, "bce_with_logits")
+    return _weighted(loss, weight, reduction, fn)
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
@@ -561,7 +737,9 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         attn_mask: bool or float, broadcastable to (..., H_q, L, S); or None.
         dropout_p: probability of zeroing an attention weight (drawn from
             ``minigrad.get_rng()``); survivors are scaled by 1/(1 - p).
-        is_causal: mask key j > query i (may not be combined with attn_mask).
+        is_causal: mask key j > query i. Combined with ``attn_mask`` it raises
+            RuntimeError, as torch documents and its math backend does (torch's
+            fused CPU kernel alone applies both; pass ``attn_mask & causal_mask(L, S)``).
         scale: multiplies the scores; default 1/sqrt(E).
         enable_gqa: allow H_q = n_rep * H_kv.
     Returns:
@@ -581,7 +759,11 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         raise ValueError(f"{fn}: key and value lengths differ: key {k.shape} has "
                          f"S={k.shape[-2]}, value {v.shape} has S={v.shape[-2]}")
     if is_causal and attn_mask is not None:
-        raise ValueError(f"{fn}: pass either attn_mask or is_causal=True, not both")
+        # torch 2.13's documented rule and its math (reference) backend; only its fused
+        # CPU kernel (4-D inputs, E == Ev) quietly applies both instead
+        raise RuntimeError(f"{fn}: Explicit attn_mask should not be set when is_causal=True "
+                           f"(as in torch); fold the causal mask into attn_mask "
+                           f"(attn_mask & causal_mask(L, S)) to apply both")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"{fn}: dropout_p must be in [0, 1), got {dropout_p}")
     L, E = q.shape[-2:]

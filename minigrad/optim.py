@@ -10,6 +10,7 @@ measures it from the arrays actually held.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -29,12 +30,23 @@ class Optimizer:
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.defaults = defaults
         self.param_groups = []
+        seen = set()  # ids of the parameters of earlier groups
         for g in groups:
             g = {**defaults, **g, "params": list(g["params"])}
             for i, p in enumerate(g["params"]):
                 if not isinstance(p, Tensor):
                     raise TypeError(f"{type(self).__name__}: params[{i}] is a {type(p).__name__}, "
                                     f"expected a Tensor/Parameter")
+            ids = [id(p) for p in g["params"]]
+            if len(set(ids)) != len(ids):
+                # torch's words; a parameter listed twice is stepped twice per step()
+                warnings.warn("optimizer contains a parameter group with duplicate parameters; "
+                              "in future, this will cause an error; see "
+                              "github.com/pytorch/pytorch/issues/40967 for more information",
+                              UserWarning, stacklevel=3)
+            if seen & set(ids):
+                raise ValueError("some parameters appear in more than one parameter group")
+            seen |= set(ids)
             self.param_groups.append(g)
         self.state: dict[int, dict] = {}
 

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import numbers
 import operator
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng",
     "cat", "stack", "where", "zeros", "ones", "zeros_like", "ones_like", "randn", "rand",
-    "arange", "full", "unbroadcast",
+    "arange", "full", "unbroadcast", "maximum", "minimum", "logsumexp",
 ]
 
 # ----------------------------------------------------------------------------
@@ -365,12 +366,45 @@ class Tensor:
             return other
         if isinstance(other, numbers.Number):
             # a Python scalar takes the tensor's dtype (float32 * 2.0 stays float32,
-            # int32 + 1 stays int32), as in PyTorch
+            # int32 + 1 stays int32), as in PyTorch; a float scalar with an integer or
+            # bool tensor gives float32 (torch's default dtype), a bool tensor with an
+            # int scalar int64
             kind = self.data.dtype.kind
-            same = kind == "f" or (kind in "iu" and isinstance(other, numbers.Integral))
-            return Tensor(np.asarray(other, dtype=self.data.dtype if same else None))
+            if kind == "f" or (kind in "iu" and isinstance(other, numbers.Integral)):
+                dtype = self.data.dtype
+            elif kind == "b" and isinstance(other, bool):
+                dtype = np.bool_
+            elif isinstance(other, numbers.Integral):
+                dtype = np.int64
+            else:
+                dtype = np.float32
+            return Tensor(np.asarray(other, dtype=dtype))
 
         return Tensor(other)
+
+    def _operands(self, other, op: str):
+        """``(a, b)`` cast to the dtype PyTorch's promotion gives ``self (op) other``.
+
+        NumPy and PyTorch agree within a category (int8 + int32 -> int32,
+        float16 + float32 -> float32); across categories PyTorch takes the
+        floating operand's dtype (int64 + float32 -> float32) where NumPy widens
+        (float64). With a Python scalar, the scalar follows the tensor
+        (see ``_wrap``). Casts of integer data record no graph.
+        """
+        b = self._wrap(other)
+        a = self
+        ka, kb = a.data.dtype.kind, b.data.dtype.kind
+        if ka != kb:
+            if ka == "f" and kb != "f":
+                b = Tensor(b.data.astype(a.data.dtype))
+            elif kb == "f" and ka != "f":
+                a = Tensor(a.data.astype(b.data.dtype))
+            elif ka == "b" or kb == "b":  # bool with an integer: the integer's dtype
+                dt = b.data.dtype if ka == "b" else a.data.dtype
+                a, b = Tensor(a.data.astype(dt)), Tensor(b.data.astype(dt))
+        if op == "div" and a.data.dtype.kind != "f":  # int / int is true division: float32
+            a, b = Tensor(a.data.astype(np.float32)), Tensor(b.data.astype(np.float32))
+        return a, b
 
     def _check_broadcast(self, other: Tensor, op: str):
         try:
@@ -381,12 +415,11 @@ class Tensor:
             ) from None
 
     def __add__(self, other):
-        other = self._wrap(other)
-        a, b = self, other
+        a, b = self._operands(other, "add")
         try:
             out = a.data + b.data
         except ValueError:
-            self._check_broadcast(other, "add")
+            a._check_broadcast(b, "add")
             raise
 
         def backward(g):
@@ -397,12 +430,11 @@ class Tensor:
         return self._wrap(other).__add__(self)
 
     def __sub__(self, other):
-        other = self._wrap(other)
-        a, b = self, other
+        a, b = self._operands(other, "sub")
         try:
             out = a.data - b.data
         except ValueError:
-            self._check_broadcast(other, "sub")
+            a._check_broadcast(b, "sub")
             raise
 
         def backward(g):
@@ -414,12 +446,11 @@ class Tensor:
         return self._wrap(other).__sub__(self)
 
     def __mul__(self, other):
-        other = self._wrap(other)
-        a, b = self, other
+        a, b = self._operands(other, "mul")
         try:
             out = a.data * b.data
         except ValueError:
-            self._check_broadcast(other, "mul")
+            a._check_broadcast(b, "mul")
             raise
 
         def backward(g):
@@ -431,12 +462,11 @@ class Tensor:
         return self._wrap(other).__mul__(self)
 
     def __truediv__(self, other):
-        other = self._wrap(other)
-        a, b = self, other
+        a, b = self._operands(other, "div")
         try:
             out = a.data / b.data
         except ValueError:
-            self._check_broadcast(other, "div")
+            a._check_broadcast(b, "div")
             raise
 
         def backward(g):
@@ -452,14 +482,16 @@ class Tensor:
         a = self
         if isinstance(exponent, numbers.Number):
             p = exponent
-            out = a.data ** p
+            # an integer tensor to a float power is float32, as in torch
+            base = a._float_data() if isinstance(p, float) else a.data
+            out = base ** p
 
             def backward(g):
                 if p == 0:  # x^0 = 1 is constant; avoid 0 * 0^-1 = nan at x = 0
                     return (np.zeros_like(g),)
                 return (g * (p * a.data ** (p - 1)),)  # d(x^p)/dx = p x^(p-1)
             return Tensor._make(out, (a,), backward, "pow")
-        b = self._wrap(exponent)
+        a, b = self._operands(exponent, "pow")
         out = a.data ** b.data
 
         def backward_t(g):
@@ -472,7 +504,29 @@ class Tensor:
         return self._wrap(base).__pow__(self)
 
     def __neg__(self):
+        if self.data.dtype == np.bool_:
+            raise TypeError("neg: negation of a bool tensor is not supported (as in PyTorch); "
+                            "use ~x or logical_not")
         return Tensor._make(-self.data, (self,), lambda g: (-g,), "neg")
+
+    # method spellings, as torch.Tensor has them
+    def add(self, other, alpha=1):
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other, alpha=1):
+        return self - (other if alpha == 1 else other * alpha)
+
+    def mul(self, other):
+        return self * other
+
+    def div(self, other):
+        return self / other
+
+    def pow(self, exponent):
+        return self ** exponent
+
+    def neg(self):
+        return -self
 
     def __matmul__(self, other):
         other = self._wrap(other)
@@ -535,24 +589,31 @@ class Tensor:
         return Tensor(self.data >= _as_array(other))
 
     # -- elementwise functions -----------------------------------------------------
+    def _float_data(self) -> np.ndarray:
+        """``data`` for a function with real values: integers and bools become
+        float32 (torch's default dtype), where NumPy would give float64 (or
+        float16 for int8)."""
+        x = self.data
+        return x if x.dtype.kind == "f" else x.astype(np.float32)
+
     def exp(self):
-        out = np.exp(self.data)
+        out = np.exp(self._float_data())
         return Tensor._make(out, (self,), lambda g: (g * out,), "exp")
 
     def log(self):
-        x = self.data
+        x = self._float_data()
         return Tensor._make(np.log(x), (self,), lambda g: (g / x,), "log")
 
     def sqrt(self):
-        out = np.sqrt(self.data)
+        out = np.sqrt(self._float_data())
         return Tensor._make(out, (self,), lambda g: (g / (2 * out),), "sqrt")
 
     def tanh(self):
-        out = np.tanh(self.data)
+        out = np.tanh(self._float_data())
         return Tensor._make(out, (self,), lambda g: (g * (1 - out * out),), "tanh")
 
     def sigmoid(self):
-        x = self.data
+        x = self._float_data()
         # split by sign so exp never overflows: 1/(1+e^-x) for x>=0, e^x/(1+e^x) otherwise
         e = np.exp(-np.abs(x))
         out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
@@ -568,6 +629,11 @@ class Tensor:
         return Tensor._make(np.abs(x), (self,), lambda g: (g * np.sign(x),), "abs")
 
     def clamp(self, min=None, max=None):
+        """Limit to [min, max]; the gradient passes where the input is inside (bounds
+        included), as in PyTorch."""
+        if min is None and max is None:
+            raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None "
+                               "(as torch.clamp)")
         x = self.data
         out = np.clip(x, min, max)
         inside = np.ones(x.shape, dtype=bool)
@@ -576,6 +642,14 @@ class Tensor:
         if max is not None:
             inside &= x <= max
         return Tensor._make(out, (self,), lambda g: (g * inside,), "clamp")
+
+    clip = clamp
+
+    def maximum(self, other):
+        return maximum(self, other)
+
+    def minimum(self, other):
+        return minimum(self, other)
 
     # -- reductions ------------------------------------------------------------------
     def _dims(self, dim):
@@ -611,34 +685,62 @@ class Tensor:
                             lambda g: (self._expand_back(g / n, dims, keepdim),), "mean")
 
     def var(self, dim=None, keepdim: bool = False, correction: int = 1):
+        """sum((x - mean)^2) / (n - correction); with n - correction <= 0 that is a
+        division by zero (inf, or nan for 0/0) and a warning, as in PyTorch."""
         mu = self.mean(dim, keepdim=True)
         dims = self._dims(dim)
         n = int(np.prod([self.data.shape[d] for d in dims])) if dims else 1
-        return ((self - mu) ** 2).sum(dim, keepdim=keepdim) / max(n - correction, 1)
+        dof = n - correction
+        ss = ((self - mu) ** 2).sum(dim, keepdim=keepdim)
+        if dof > 0:
+            return ss / dof
+        warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
+                      "than the reduction factor (input numel divided by output numel).",
+                      UserWarning, stacklevel=2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return ss / np.zeros((), dtype=ss.dtype)
 
     def std(self, dim=None, keepdim: bool = False, correction: int = 1):
         return self.var(dim, keepdim=keepdim, correction=correction).sqrt()
 
     def amax(self, dim=None, keepdim: bool = False):
         """Maximum over ``dim``; the gradient is shared equally among ties."""
+        return self._extreme(np.max, dim, keepdim, "amax")
+
+    def amin(self, dim=None, keepdim: bool = False):
+        """Minimum over ``dim``; the gradient is shared equally among ties."""
+        return self._extreme(np.min, dim, keepdim, "amin")
+
+    def _extreme(self, reduce, dim, keepdim, op):
         dims = self._dims(dim)
         x = self.data
-        out = np.max(x, axis=dims, keepdims=True)
+        out = reduce(x, axis=dims, keepdims=True)
 
         def backward(g):
             hit = (x == out).astype(x.dtype)
             share = hit / hit.sum(axis=dims, keepdims=True)
             return (share * (g if keepdim else np.expand_dims(g, dims)),)
         res = out if keepdim else np.squeeze(out, axis=dims)
-        return Tensor._make(np.asarray(res), (self,), backward, "amax")
+        return Tensor._make(np.asarray(res), (self,), backward, op)
 
     def max(self, dim=None, keepdim: bool = False):
-        """``max()`` -> the maximum; ``max(dim)`` -> ``(values, indices)`` as in PyTorch."""
+        """``max()`` -> the maximum; ``max(dim)`` -> ``(values, indices)`` as in PyTorch
+        (the gradient goes to the first maximal index only, as there)."""
         if dim is None:
             return self.amax()
+        return self._extreme_along(np.argmax, dim, keepdim, "max")
+
+    def min(self, dim=None, keepdim: bool = False):
+        """As :meth:`max`, for the minimum (computed directly: ``-(-x).max()`` would
+        wrap int8's -128 and fail on bool)."""
+        if dim is None:
+            return self.amin()
+        return self._extreme_along(np.argmin, dim, keepdim, "min")
+
+    def _extreme_along(self, arg, dim, keepdim, op):
         d = self._dims(dim)[0]
         x = self.data
-        idx = np.argmax(x, axis=d)
+        idx = arg(x, axis=d)
         idx_k = np.expand_dims(idx, d)
         vals = np.take_along_axis(x, idx_k, axis=d)
 
@@ -646,14 +748,28 @@ class Tensor:
             gx = np.zeros_like(x)
             np.put_along_axis(gx, idx_k, g if keepdim else np.expand_dims(g, d), axis=d)
             return (gx,)
-        values = Tensor._make(vals if keepdim else np.squeeze(vals, d), (self,), backward, "max")
+        values = Tensor._make(vals if keepdim else np.squeeze(vals, d), (self,), backward, op)
         return MaxResult(values, Tensor(idx_k if keepdim else idx))
 
-    def min(self, dim=None, keepdim: bool = False):
-        if dim is None:
-            return -((-self).amax())
-        r = (-self).max(dim, keepdim)
-        return MaxResult(-r.values, r.indices)
+    def logsumexp(self, dim, keepdim: bool = False):
+        """log(sum(exp(x))) over ``dim``, as m + log(sum(exp(x - m))) with m the max
+        (so no exp overflows); an infinite m is replaced by 0, as torch does, so
+        a row of -inf gives -inf. Backward: dx = g * exp(x - out) (= softmax(x))."""
+        dims = self._dims(dim)
+        x = self._float_data()
+        if x.size == 0:
+            m = np.zeros([1 if i in dims else n for i, n in enumerate(x.shape)], x.dtype)
+        else:
+            m = np.max(x, axis=dims, keepdims=True)
+            m = np.where(np.isinf(m), 0, m).astype(x.dtype)
+        with np.errstate(divide="ignore"):
+            out = np.log(np.sum(np.exp(x - m), axis=dims, keepdims=True)) + m
+
+        def backward(g):
+            with np.errstate(invalid="ignore"):
+                return (np.exp(x - out) * (g if keepdim else np.expand_dims(g, dims)),)
+        res = out if keepdim else np.squeeze(out, axis=dims)
+        return Tensor._make(np.asarray(res), (self,), backward, "logsumexp")
 
     def argmax(self, dim=None, keepdim: bool = False):
         if dim is None:
@@ -695,11 +811,15 @@ class Tensor:
         return self.reshape(self.data.shape[:d] + (1,) + self.data.shape[d:])
 
     def squeeze(self, dim=None):
+        """Remove size-1 dims (all, or ``dim``, which must be in range, as in PyTorch)."""
         s = self.data.shape
         if dim is None:
             return self.reshape(tuple(n for n in s if n != 1))
-        d = dim % max(len(s), 1)
-        return self.reshape(s[:d] + s[d + 1:]) if s and s[d] == 1 else self
+        d = self._dims(dim)  # IndexError out of range; a 0-d tensor accepts dim 0 or -1
+        if not d:
+            return self
+        d = d[0]
+        return self.reshape(s[:d] + s[d + 1:]) if s[d] == 1 else self
 
     def expand(self, *shape):
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
@@ -928,6 +1048,34 @@ def where(condition, input, other) -> Tensor:
         return (unbroadcast(np.where(c, g, 0), x.shape) if x.requires_grad else None,
                 unbroadcast(np.where(c, 0, g), y.shape) if y.requires_grad else None)
     return Tensor._make(out, (x, y), backward, "where")
+
+
+def _binary_extreme(input, other, pick, op: str) -> Tensor:
+    a, b = (input if isinstance(input, Tensor) else Tensor(input))._operands(other, op)
+    x, y = a.data, b.data
+    out = pick(x, y)  # NaN propagates, as in torch
+
+    def backward(g):
+        # torch's rule: where the two are equal each gets half the gradient
+        wa = np.where(x == y, 0.5, out == x).astype(g.dtype)
+        return (unbroadcast(g * wa, x.shape) if a.requires_grad else None,
+                unbroadcast(g * (1 - wa), y.shape) if b.requires_grad else None)
+    return Tensor._make(out, (a, b), backward, op)
+
+
+def maximum(input, other) -> Tensor:
+    """Elementwise maximum (``torch.maximum``); ties split the gradient in half."""
+    return _binary_extreme(input, other, np.maximum, "maximum")
+
+
+def minimum(input, other) -> Tensor:
+    """Elementwise minimum (``torch.minimum``); ties split the gradient in half."""
+    return _binary_extreme(input, other, np.minimum, "minimum")
+
+
+def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
+    """``torch.logsumexp``: see :meth:`Tensor.logsumexp`."""
+    return (input if isinstance(input, Tensor) else Tensor(input)).logsumexp(dim, keepdim)
 
 
 def _float_of(t):

@@ -233,13 +233,15 @@ def test_cross_entropy_single_sample_and_stability():
 
 def test_cross_entropy_errors():
     x = mg.zeros(3, 4)
-    with pytest.raises(TypeError, match="integer class indices, got dtype float"):
-        F.cross_entropy(x, np.zeros(3))
+    with pytest.raises(ValueError, match=r"class-probability target of shape \(3,\)"):
+        F.cross_entropy(x, np.zeros(3))  # a float target holds probabilities, shaped as x
+    with pytest.raises(TypeError, match="integer class indices or float"):
+        F.cross_entropy(x, np.zeros(3, dtype=complex))
     with pytest.raises(IndexError, match=r"target values must be in \[0, 4\)"):
         F.cross_entropy(x, [0, 1, 4])
     with pytest.raises(ValueError, match=r"target shape \(2,\).*input shape \(3, 4\)"):
         F.cross_entropy(x, [0, 1])
-    with pytest.raises(ValueError, match="reshape \\(B, T, C\\)"):
+    with pytest.raises(ValueError, match="class dim is 1"):
         F.cross_entropy(mg.zeros(2, 3, 4), np.zeros((2, 3), int))
     with pytest.raises(ValueError, match="reduction must be"):
         F.cross_entropy(x, [0, 1, 2], reduction="avg")
@@ -352,3 +354,198 @@ def test_embedding_matches_torch():
     F.embedding(ids, ours).backward(g)
     torch.nn.functional.embedding(torch.tensor(ids), theirs).backward(torch.tensor(g))
     np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------
+# losses as torch has them (issue 12): values and gradients against torch,
+# gradcheck in float64, reductions, ignore_index, empty batches
+# ----------------------------------------------------------------------------
+
+def _torch_loss_and_grads(torch_fn, arrays, grad_of):
+    torch = pytest.importorskip("torch")
+    ts = [torch.tensor(a, requires_grad=(i in grad_of)) if a is not None else None
+          for i, a in enumerate(arrays)]
+    out = torch_fn(*ts)
+    out.backward(torch.ones_like(out))
+    return out.detach().numpy(), [ts[i].grad.numpy() for i in grad_of]
+
+
+def _ours_loss_and_grads(fn, arrays, grad_of):
+    ts = [mg.tensor(a, requires_grad=(i in grad_of)) if a is not None else None
+          for i, a in enumerate(arrays)]
+    out = fn(*ts)
+    out.backward(np.ones(out.shape))
+    return out.data, [ts[i].grad for i in grad_of]
+
+
+def _agree(ours_fn, torch_name, arrays, grad_of, **kw):
+    torch = pytest.importorskip("torch")
+    tfn = getattr(torch.nn.functional, torch_name)
+    tkw = {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+    mkw = {k: (mg.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+    want, want_g = _torch_loss_and_grads(lambda *t: tfn(*t, **tkw), arrays, grad_of)
+    got, got_g = _ours_loss_and_grads(lambda *t: ours_fn(*t, **mkw), arrays, grad_of)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    for a, b in zip(got_g, want_g):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+RNG = np.random.default_rng(12)
+W5 = RNG.uniform(0.2, 2.0, 5)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("case", ["2d", "spatial", "weight", "weight_smooth", "spatial_weight_ignore",
+                                  "1d"])
+def test_cross_entropy_class_indices_match_torch(case, reduction):
+    x = RNG.standard_normal((4, 5, 3, 2)) if "spatial" in case else RNG.standard_normal((6, 5))
+    if case == "1d":
+        x = RNG.standard_normal(5)
+    t = RNG.integers(0, 5, x.shape[:1] + x.shape[2:] if x.ndim > 1 else ())
+    kw = dict(reduction=reduction)
+    if "weight" in case:
+        kw["weight"] = W5
+    if "smooth" in case:
+        kw["label_smoothing"] = 0.3
+    if "ignore" in case:
+        t.reshape(-1)[::3] = -100
+    _agree(F.cross_entropy, "cross_entropy", [x, t], [0], **kw)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_class_probabilities_match_torch(reduction):
+    x = RNG.standard_normal((3, 5, 2))
+    y = RNG.dirichlet(np.ones(5), (3, 2)).transpose(0, 2, 1).copy()  # (3, 5, 2), sums to 1 over dim 1
+    _agree(F.cross_entropy, "cross_entropy", [x, y], [0, 1], reduction=reduction)
+    _agree(F.cross_entropy, "cross_entropy", [x, y], [0], reduction=reduction, weight=W5,
+           label_smoothing=0.2)
+
+
+def test_cross_entropy_gradcheck_weights_spatial_and_probabilities():
+    x = leaf((3, 4, 2))
+    t = mg.get_rng().integers(0, 4, (3, 2))
+    t[0, 0] = -1
+    w = np.array([0.5, 1.0, 2.0, 0.25])
+    for red in ("mean", "sum", "none"):
+        gradcheck(lambda v, red=red: F.cross_entropy(v, t, w, reduction=red, ignore_index=-1,
+                                            label_smoothing=0.1), x)
+    y = mg.tensor(mg.get_rng().dirichlet(np.ones(4), 3), requires_grad=True)
+    gradcheck(lambda v, p: F.cross_entropy(v, p, w, label_smoothing=0.2), (leaf((3, 4)), y))
+
+
+def test_cross_entropy_spatial_equals_the_flattened_rows():
+    x = leaf((2, 3, 4))
+    t = mg.get_rng().integers(0, 3, (2, 4))
+    flat = F.cross_entropy(x.permute(0, 2, 1).reshape(-1, 3), t.reshape(-1), reduction="none")
+    np.testing.assert_allclose(F.cross_entropy(x, t, reduction="none").data,
+                               flat.data.reshape(2, 4), rtol=1e-12)
+
+
+@pytest.mark.parametrize("weight", [None, np.array([1.0, 2.0, 3.0])])
+def test_cross_entropy_and_nll_of_an_empty_batch_are_nan_for_the_mean(weight):
+    x, t = mg.zeros(0, 3, dtype=np.float64), np.zeros(0, dtype=np.int64)
+    for fn in (F.cross_entropy, F.nll_loss):
+        assert np.isnan(fn(x, t, weight).item())
+        assert fn(x, t, weight, reduction="sum").item() == 0.0
+        assert fn(x, t, weight, reduction="none").shape == (0,)
+    # every row ignored: also 0/0
+    assert np.isnan(F.cross_entropy(mg.zeros(2, 3), [-100, -100]).item())
+    assert np.isnan(F.nll_loss(mg.zeros(2, 3), [-100, -100]).item())
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_loss_weight_ignore_and_spatial_match_torch(reduction):
+    x = np_log_softmax(RNG.standard_normal((6, 5)), axis=1)
+    t = RNG.integers(0, 5, 6)
+    t[2] = 7
+    _agree(F.nll_loss, "nll_loss", [x, t], [0], weight=W5, ignore_index=7, reduction=reduction)
+    xs = RNG.standard_normal((2, 5, 3))
+    ts = RNG.integers(0, 5, (2, 3))
+    _agree(F.nll_loss, "nll_loss", [xs, ts], [0], weight=W5, reduction=reduction)
+    _agree(F.nll_loss, "nll_loss", [RNG.standard_normal(5), np.array(2)], [0], reduction=reduction)
+
+
+def test_weighted_mean_divides_by_the_sum_of_target_weights():
+    x = mg.tensor(np.log(np.full((3, 2), 0.5)))  # every -log p = log 2
+    w = np.array([1.0, 3.0])
+    got = F.nll_loss(x, [0, 1, 1], w).item()
+    assert got == pytest.approx(-np.log(0.5) * (1 + 3 + 3) / (1 + 3 + 3))
+    x2 = mg.tensor([[0.0, -1.0], [-2.0, 0.0]], dtype=np.float64)
+    assert F.nll_loss(x2, [1, 0], w).item() == pytest.approx((3 * 1.0 + 1 * 2.0) / 4)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_binary_cross_entropy_matches_torch(reduction):
+    p = RNG.uniform(0.02, 0.98, (4, 3))
+    y = RNG.uniform(0, 1, (4, 3))
+    _agree(F.binary_cross_entropy, "binary_cross_entropy", [p, y], [0, 1], reduction=reduction)
+    _agree(F.binary_cross_entropy, "binary_cross_entropy", [p, y], [0], reduction=reduction,
+           weight=RNG.uniform(0.5, 2, 3))
+    # at 0 and 1 the logs are clamped at -100 and the gradient's denominator at 1e-12
+    edge = np.array([0.0, 1.0, 0.0, 1.0])
+    _agree(F.binary_cross_entropy, "binary_cross_entropy", [edge, np.array([1.0, 0.0, 0.0, 1.0])],
+           [0], reduction=reduction)
+
+
+def test_binary_cross_entropy_gradcheck_and_bad_input():
+    p = mg.tensor(mg.get_rng().uniform(0.1, 0.9, (3, 2)), requires_grad=True)
+    y = mg.tensor(mg.get_rng().uniform(0, 1, (3, 2)), requires_grad=True)
+    gradcheck(lambda a, b: F.binary_cross_entropy(a, b, np.array([0.5, 2.0])), (p, y))
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+        F.binary_cross_entropy(mg.tensor([1.5]), mg.tensor([1.0]))
+    with pytest.raises(ValueError, match="shape"):
+        F.binary_cross_entropy(mg.tensor([0.5, 0.5]), mg.tensor([1.0]))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_with_logits_pos_weight_matches_torch(reduction):
+    x = RNG.standard_normal((4, 3)) * 3
+    x[0, 0], x[1, 1] = 0.0, 40.0   # the kink of the rewritten form, and a huge logit
+    y = RNG.uniform(0, 1, (4, 3))
+    pw = RNG.uniform(0.5, 3.0, 3)
+    w = RNG.uniform(0.5, 2.0, (4, 1))
+    fn = F.binary_cross_entropy_with_logits
+    _agree(fn, "binary_cross_entropy_with_logits", [x, y], [0, 1], reduction=reduction, pos_weight=pw)
+    _agree(fn, "binary_cross_entropy_with_logits", [x, y], [0, 1], reduction=reduction,
+           pos_weight=pw, weight=w)
+    _agree(fn, "binary_cross_entropy_with_logits", [x, y], [0, 1], reduction=reduction, weight=w)
+
+
+def test_bce_with_logits_pos_weight_gradcheck_and_pos_weight_one_is_plain():
+    x, y = leaf((3, 2)), mg.tensor(mg.get_rng().uniform(0, 1, (3, 2)), requires_grad=True)
+    pw = mg.tensor(np.array([0.5, 3.0]), requires_grad=True)
+    gradcheck(lambda a, b, p: F.binary_cross_entropy_with_logits(a, b, pos_weight=p), (x, y, pw))
+    plain = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    ones = F.binary_cross_entropy_with_logits(x, y, reduction="none", pos_weight=np.ones(2))
+    np.testing.assert_allclose(ones.data, plain.data, rtol=1e-12)
+    # pos_weight p on a positive target is p times its loss
+    x1 = mg.tensor([0.3], dtype=np.float64)
+    one = mg.tensor([1.0], dtype=np.float64)
+    np.testing.assert_allclose(
+        F.binary_cross_entropy_with_logits(x1, one, pos_weight=np.array([2.5])).item(),
+        2.5 * F.binary_cross_entropy_with_logits(x1, one).item(), rtol=1e-12)
+
+
+@pytest.mark.torch
+def test_sdpa_with_attn_mask_and_is_causal_raises_as_torch_documents():
+    torch = pytest.importorskip("torch")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    q, k, v = (RNG.standard_normal(s) for s in ((2, 3, 4), (2, 5, 4), (2, 5, 3)))
+    mask = RNG.uniform(size=(3, 5)) > 0.4
+    with sdpa_kernel(SDPBackend.MATH), pytest.raises(RuntimeError, match="should not be set"):
+        torch.nn.functional.scaled_dot_product_attention(
+            *(torch.tensor(a) for a in (q, k, v)), attn_mask=torch.tensor(mask), is_causal=True)
+    with pytest.raises(RuntimeError, match="should not be set when is_causal=True"):
+        F.scaled_dot_product_attention(mg.tensor(q), mg.tensor(k), mg.tensor(v),
+                                       attn_mask=mask, is_causal=True)
+    # the way to apply both, which the message names, equals torch's fused kernel's answer
+    both = F.scaled_dot_product_attention(mg.tensor(q), mg.tensor(k), mg.tensor(v),
+                                          attn_mask=mask & F.causal_mask(3, 5))
+    want = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.tensor(a) for a in (q, k, v)), attn_mask=torch.tensor(mask & F.causal_mask(3, 5)))
+    np.testing.assert_allclose(both.data, want.numpy(), rtol=1e-10, atol=1e-12)

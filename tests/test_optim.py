@@ -19,11 +19,11 @@ def _problem(seed=0):
     return rng.standard_normal((3, 4)), rng.standard_normal(4), rng.standard_normal((STEPS, 5, 3))
 
 
-def _run_ours(make_opt, w0, b0, xs):
+def _run_ours(make_opt, w0, b0, xs, set_to_none=True):
     w, b = mg.tensor(w0, requires_grad=True), mg.tensor(b0, requires_grad=True)
     opt = make_opt([w, b])
     for x in xs:
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=set_to_none)
         loss = ((mg.tensor(x) @ w + b).tanh() ** 2).sum()  # a non-quadratic loss
         loss.backward()
         opt.step()
@@ -69,6 +69,55 @@ def test_trajectory_matches_torch(name):
     for o, t in zip(ours, theirs):
         np.testing.assert_allclose(o, t, rtol=1e-6, atol=1e-9)
     assert not np.allclose(ours[0], w0)  # the parameters did move
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "sgd_nesterov", "adam_weight_decay", "adamw"])
+def test_zeroing_grads_in_place_does_not_touch_optimizer_state(name):
+    # zero_grad(set_to_none=False) writes zeros into each .grad; a state buffer that
+    # aliased .grad (momentum = p.grad on the first step) would be zeroed with it
+    cls, kw = CONFIGS[name]
+    w0, b0, xs = _problem()
+    kept = _run_ours(lambda ps: getattr(optim, cls)(ps, **kw), w0, b0, xs, set_to_none=False)
+    fresh = _run_ours(lambda ps: getattr(optim, cls)(ps, **kw), w0, b0, xs, set_to_none=True)
+    for a, b in zip(kept, fresh):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_sgd_momentum_buffer_is_not_the_gradient():
+    p = mg.tensor(np.array([1.0, -2.0]), requires_grad=True)
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad = np.array([0.5, 0.5])
+    opt.step()
+    buf = opt.state[id(p)]["momentum_buffer"]
+    assert not np.shares_memory(buf, p.grad)
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(buf, [0.5, 0.5])
+    opt.step()  # a zero gradient: the velocity alone moves p
+    np.testing.assert_allclose(p.data, [1.0 - 0.05 - 0.1 * 0.45, -2.0 - 0.05 - 0.1 * 0.45])
+
+
+def test_duplicate_parameters_warn_like_torch():
+    p, q = mg.tensor([1.0], requires_grad=True), mg.tensor([2.0], requires_grad=True)
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        optim.SGD([p, q, p], lr=0.1)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        optim.Adam([{"params": [p]}, {"params": [q, p]}])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optim.SGD([{"params": [p]}, {"params": [q]}], lr=0.1)  # distinct: no warning
+
+
+@pytest.mark.torch
+def test_duplicate_parameter_message_is_torchs():
+    torch = pytest.importorskip("torch")
+    t = torch.nn.Parameter(torch.ones(1))
+    with pytest.warns(UserWarning) as theirs:
+        torch.optim.SGD([t, t], lr=0.1)
+    p = mg.tensor([1.0], requires_grad=True)
+    with pytest.warns(UserWarning) as ours:
+        optim.SGD([p, p], lr=0.1)
+    assert str(ours[0].message) == str(theirs[0].message)
 
 
 def test_sgd_momentum_formula():

@@ -3,6 +3,7 @@ errors for files that are truncated, foreign, or would need pickle."""
 
 import os
 import pickle
+import stat
 import zipfile
 from collections import OrderedDict
 
@@ -98,3 +99,99 @@ def test_files_that_need_pickle(tmp_path):
              w=np.array([{"evil": 1}], dtype=object))
     with pytest.raises(ValueError, match="needs pickle"):
         mg.load(obj)
+
+
+# ----------------------------------------------------------------------------
+# keys, permissions, symlinks, crashes and durability (issue 12)
+# ----------------------------------------------------------------------------
+
+def test_a_key_ending_in_npy_loads_its_own_data(tmp_path):
+    # members "w.npy" (key w) and "w.npy.npy" (key w.npy): np.load's archive would
+    # answer z["w.npy"] with key w's member
+    sd = {"w": np.zeros(2), "w.npy": np.ones(3), "v.npy": np.full(1, 7.0)}
+    mg.save(sd, tmp_path / "k.npz")
+    back = mg.load(tmp_path / "k.npz")
+    assert set(back) == set(sd)
+    for k, v in sd.items():
+        np.testing.assert_array_equal(back[k], v)
+
+
+@pytest.mark.parametrize("key", ["a/b", "../evil", "a..b", "", "x\\y", "/abs"])
+def test_path_like_keys_are_rejected(tmp_path, key):
+    with pytest.raises(ValueError, match="save: key"):
+        mg.save({key: np.ones(1)}, tmp_path / "p.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_load_rejects_a_file_with_path_like_member_names(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, __minigrad_format__=np.array("minigrad-state-dict-v1"))
+    with zipfile.ZipFile(bad, "a") as z:
+        with z.open("../x.npy", "w") as m:
+            np.lib.format.write_array(m, np.ones(1))
+    with pytest.raises(ValueError, match="load: key"):
+        mg.load(bad)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_file_mode_follows_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        mg.save({"w": np.ones(1)}, tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_saving_through_a_symlink_writes_its_target(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    target = real / "ck.npz"
+    mg.save({"w": np.zeros(2)}, target)
+    link = tmp_path / "latest.npz"
+    link.symlink_to(target)
+    mg.save({"w": np.ones(2)}, link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    np.testing.assert_array_equal(mg.load(target)["w"], np.ones(2))
+    assert sorted(os.listdir(tmp_path)) == ["latest.npz", "real"]
+    assert os.listdir(real) == ["ck.npz"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_save_killed_midway_leaves_no_temporary_for_good(tmp_path):
+    path = tmp_path / "ck.npz"
+    pid = os.fork()
+    if pid == 0:  # the child dies inside save, after the bytes and before the rename
+        try:
+            os.fsync = lambda fd: os._exit(0)
+            mg.save({"w": np.ones(4)}, path)
+        finally:
+            os._exit(1)
+    os.waitpid(pid, 0)
+    left = os.listdir(tmp_path)
+    assert len(left) == 1 and left[0].startswith(".ck.npz") and not path.exists()
+    # a temporary of a live process (a save in progress) is never touched
+    live = tmp_path / f".ck.npz.minigrad-tmp-{os.getppid()}-abcd"
+    live.write_bytes(b"")
+    mg.save({"w": np.zeros(4)}, path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["ck.npz", live.name])
+    np.testing.assert_array_equal(mg.load(path)["w"], np.zeros(4))
+
+
+def test_fsync_of_the_file_before_the_rename_and_of_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+        real_fsync(fd)
+
+    def replace(a, b):
+        events.append(("replace", os.path.getsize(a)))
+        real_replace(a, b)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    mg.save({"w": np.ones(8)}, tmp_path / "d.npz")
+    kinds = [e[0] if e[0] == "replace" else e[1] for e in events]
+    assert kinds == ["file", "replace", "dir"]
+    assert events[1][1] == (tmp_path / "d.npz").stat().st_size  # the file was complete

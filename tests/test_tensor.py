@@ -657,3 +657,196 @@ def test_joining_and_masking_ops_match_torch():
     np.testing.assert_allclose(lo.item(), lt.item(), rtol=1e-12)
     for o, t in zip(ours, theirs):
         np.testing.assert_allclose(o.grad, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------
+# conformance with PyTorch where NumPy's habits differ (issue 12)
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint8, np.bool_])
+def test_min_of_integer_and_bool_extremes_does_not_wrap(dtype):
+    info = np.iinfo(dtype) if dtype != np.bool_ else None
+    data = np.array([info.min, 0, info.max] if info else [True, False, True], dtype=dtype)
+    x = mg.tensor(data)
+    assert x.min().item() == data.min() and x.min().dtype == dtype
+    assert x.max().item() == data.max()
+    r = x.reshape(1, 3).min(1)
+    assert r.values.item() == data.min() and r.indices.item() == data.argmin()
+
+
+def test_min_splits_ties_like_amax_and_min_dim_picks_the_first():
+    x = mg.tensor([3.0, 1.0, 1.0], requires_grad=True)
+    x.min().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.5, 0.5])
+    y = mg.tensor([[3.0, 1.0, 1.0]], requires_grad=True)
+    y.min(1).values.sum().backward()
+    np.testing.assert_array_equal(y.grad, [[0.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize("shape,dim", [((2, 1), 2), ((2, 1), -3), ((1,), 1), ((), 1), ((), -2)])
+def test_squeeze_out_of_range_dim_raises(shape, dim):
+    with pytest.raises(IndexError):
+        mg.zeros(*shape).squeeze(dim)
+
+
+def test_squeeze_in_range_removes_only_that_size_one_dim():
+    x = mg.zeros(1, 3, 1)
+    assert x.squeeze(-1).shape == (1, 3) and x.squeeze(0).shape == (3, 1)
+    assert x.squeeze(1).shape == (1, 3, 1)  # size 3: unchanged
+    assert mg.zeros(()).squeeze(0).shape == () and mg.zeros(()).squeeze(-1).shape == ()
+
+
+@pytest.mark.parametrize("data,correction,expected", [
+    ([1.0, 2.0], 2, np.inf), ([1.0, 2.0], 3, np.inf), ([1.0], 1, np.nan), ([3.0, 3.0], 2, np.nan),
+])
+def test_var_and_std_without_degrees_of_freedom_give_inf_or_nan(data, correction, expected):
+    x = mg.tensor(data)
+    with pytest.warns(UserWarning, match="degrees of freedom is <= 0"):
+        v = x.var(correction=correction).item()
+    with pytest.warns(UserWarning, match="degrees of freedom is <= 0"):
+        s = x.std(correction=correction).item()
+    np.testing.assert_equal([v, s], [expected, expected])
+
+
+def test_var_with_one_degree_of_freedom_divides_by_one():
+    x = mg.tensor([1.0, 3.0])
+    assert x.var(correction=1).item() == 2.0 and x.var(correction=0).item() == 1.0
+
+
+def test_integer_and_bool_promotion_follows_torch():
+    i64, i8, b = mg.tensor([1, 2]), mg.tensor([1, 2], dtype=np.int8), mg.tensor([True, False])
+    f16, f64 = mg.tensor([1.0], dtype=np.float16), mg.tensor([1.0], dtype=np.float64)
+    cases = {
+        "int+float": (i64 + 1.5, np.float32), "float+int": (1.5 + i64, np.float32),
+        "int8*float": (i8 * 2.5, np.float32), "bool+float": (b + 1.5, np.float32),
+        "bool+int": (b + 1, np.int64), "int8+int": (i8 + 1, np.int8),
+        "int/int": (i64 / 2, np.float32), "int rdiv": (2 / i64, np.float32),
+        "int**float": (i64 ** 0.5, np.float32), "int**int": (i64 ** 2, np.int64),
+        "float**int tensor": (2.0 ** i64, np.float32), "f16+float": (f16 + 1.5, np.float16),
+        "f64+float": (f64 + 1.5, np.float64), "int tensor+f32 tensor": (i64 + mg.tensor([0.5]), np.float32),
+        "f16 tensor*int tensor": (f16 * i64, np.float16), "int8+int64": (i8 + i64, np.int64),
+        "exp(int)": (i64.exp(), np.float32), "exp(int8)": (i8.exp(), np.float32),
+        "log(int)": (i64.log(), np.float32), "sqrt(int)": (i64.sqrt(), np.float32),
+        "sigmoid(int)": (i64.sigmoid(), np.float32), "tanh(bool)": (b.tanh(), np.float32),
+        "int-float": (i64 - 0.5, np.float32), "float-bool": (1.0 - b, np.float32),
+    }
+    wrong = {k: v.dtype for k, (v, want) in cases.items() if v.dtype != want}
+    assert not wrong
+    np.testing.assert_allclose((i64 + 1.5).data, [2.5, 3.5])
+    np.testing.assert_allclose(i64.exp().data, np.exp([1.0, 2.0]), rtol=1e-6)
+
+
+@pytest.mark.torch
+def test_promotion_matches_torch_on_a_grid():
+    torch = pytest.importorskip("torch")
+    dtypes = [np.bool_, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64]
+    scalars = [2, 2.5, True]
+    for dt in dtypes:
+        x = mg.tensor(np.array([1, 0], dtype=dt))
+        tx = torch.from_numpy(x.data.copy())
+        for s in scalars:
+            for name, f in (("add", operator.add), ("mul", operator.mul), ("truediv", operator.truediv)):
+                if dt == np.bool_ and isinstance(s, bool) and name != "mul":
+                    continue  # bool + bool: torch gives bool (or'ed), not a promotion question
+                got, want = f(x, s).dtype, f(tx, s).dtype
+                assert str(want) == f"torch.{np.dtype(got).name}", (dt, s, name, got, want)
+        for other in dtypes:
+            y = mg.tensor(np.array([1, 1], dtype=other))
+            if np.dtype(dt).kind == "b" and np.dtype(other).kind == "b":
+                continue
+            got = (x * y).dtype
+            want = tx * torch.from_numpy(y.data.copy())
+            assert str(want.dtype) == f"torch.{np.dtype(got).name}", (dt, other, got, want.dtype)
+
+
+def test_method_spellings_match_the_operators():
+    a, b = leaf((2, 3)), leaf((2, 3), positive=True)
+    for method, op in (("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
+                       ("div", operator.truediv), ("pow", operator.pow)):
+        np.testing.assert_array_equal(getattr(b, method)(a).data, op(b, a).data)
+    np.testing.assert_array_equal(a.neg().data, -a.data)
+    np.testing.assert_array_equal(a.add(b, alpha=2).data, (a + 2 * b).data)
+    np.testing.assert_array_equal(a.sub(b, alpha=3).data, (a - 3 * b).data)
+    np.testing.assert_array_equal(a.clip(-0.5, 0.5).data, np.clip(a.data, -0.5, 0.5))
+    gradcheck(lambda x, y: x.add(y, alpha=2).mul(y).div(y.pow(2)).neg().sub(x), (a, b))
+
+
+def test_clamp_without_bounds_raises():
+    with pytest.raises(RuntimeError, match="at least one of 'min' or 'max'"):
+        mg.tensor([1.0]).clamp()
+    with pytest.raises(RuntimeError):
+        mg.tensor([1.0]).clip()
+
+
+@pytest.mark.parametrize("fn,npfn", [(mg.maximum, np.maximum), (mg.minimum, np.minimum)])
+def test_maximum_minimum_forward_gradient_and_ties(fn, npfn):
+    a, b = leaf((2, 3)), leaf((3,))
+    np.testing.assert_array_equal(fn(a, b).data, npfn(a.data, b.data))
+    gradcheck(lambda x, y: fn(x, y), (a, b))
+    # at a tie each operand gets half (torch's rule); elsewhere the winner takes all
+    x = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = mg.tensor([1.0, 0.0, 4.0], requires_grad=True)
+    fn(x, y).backward(np.array([2.0, 2.0, 2.0]))
+    big = fn is mg.maximum
+    np.testing.assert_array_equal(x.grad, [1.0, 2.0 * big, 2.0 * (not big)])
+    np.testing.assert_array_equal(y.grad, [1.0, 2.0 * (not big), 2.0 * big])
+    assert fn(mg.tensor([1, 5]), 3).dtype == np.int64
+    np.testing.assert_array_equal(a.maximum(b).data, mg.maximum(a, b).data)
+
+
+def test_logsumexp_is_stable_differentiable_and_handles_infinities():
+    x = leaf((2, 3, 4))
+    for dim, keep in ((1, False), ((0, 2), True), (-1, False)):
+        ref = np.log(np.exp(x.data).sum(axis=dim, keepdims=keep))
+        np.testing.assert_allclose(mg.logsumexp(x, dim, keep).data, ref, rtol=1e-12)
+        gradcheck(lambda t, d=dim, k=keep: t.logsumexp(d, k), x)
+    big = mg.tensor([1000.0, 1000.0], dtype=np.float64)
+    np.testing.assert_allclose(big.logsumexp(0).item(), 1000.0 + np.log(2.0))
+    assert mg.tensor([-np.inf, -np.inf]).logsumexp(0).item() == -np.inf
+    assert mg.tensor([np.inf, 1.0]).logsumexp(0).item() == np.inf
+    assert mg.zeros(0).logsumexp(0).item() == -np.inf
+    # the gradient is the softmax; with a tie it is split evenly
+    t = mg.tensor([2.0, 2.0, -np.inf], requires_grad=True)
+    t.logsumexp(0).backward()
+    np.testing.assert_allclose(t.grad, [0.5, 0.5, 0.0])
+
+
+@pytest.mark.torch
+def test_new_ops_match_torch():
+    torch = pytest.importorskip("torch")
+    a = np.array([[1.0, 2.0, 3.0], [3.0, -1.0, 0.0]])
+    b = np.array([1.0, 0.0, 3.0])
+    for name in ("maximum", "minimum"):
+        ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        getattr(torch, name)(ta, tb).sum().backward()
+        x, y = mg.tensor(a, requires_grad=True), mg.tensor(b, requires_grad=True)
+        getattr(mg, name)(x, y).sum().backward()
+        np.testing.assert_allclose(x.grad, ta.grad.numpy())
+        np.testing.assert_allclose(y.grad, tb.grad.numpy())
+    ta = torch.tensor(a, requires_grad=True)
+    torch.logsumexp(ta, 1).sum().backward()
+    x = mg.tensor(a, requires_grad=True)
+    out = mg.logsumexp(x, 1)
+    out.sum().backward()
+    np.testing.assert_allclose(out.data, torch.logsumexp(torch.tensor(a), 1).numpy())
+    np.testing.assert_allclose(x.grad, ta.grad.numpy())
+
+
+def test_two_leaves_never_share_a_gradient_buffer():
+    # add hands one array to both parents; backward(gradient=) gives a fresh (non-view)
+    # array, so only the explicit copy keeps the two .grad buffers apart
+    a, b = leaf((3,)), leaf((3,))
+    (a + b).backward(np.ones(3))
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad += 1.0  # in-place accumulation on one leaf ...
+    np.testing.assert_array_equal(b.grad, np.ones(3))  # ... leaves the other alone
+    # the same through a chain, and a leaf used as the root of backward
+    c, d = leaf((2,)), leaf((2,))
+    ((c - 0.0) + (d * 1.0)).backward(np.full(2, 3.0))
+    c.grad *= 0
+    np.testing.assert_array_equal(d.grad, [3.0, 3.0])
+    g = np.ones(2)
+    e = leaf((2,))
+    (e + 0.0).backward(g)
+    e.grad += 1
+    np.testing.assert_array_equal(g, [1.0, 1.0])  # the caller's array is not the .grad
