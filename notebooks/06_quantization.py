@@ -20,7 +20,8 @@
 #
 # 1. the **integer grid** of symmetric (absmax) quantization and its error bound;
 # 2. how **one outlier** ruins a per-tensor scale, and how **per-channel** and
-#    **blockwise** scales contain it (error against block size);
+#    **blockwise** scales contain it (error against block size), on the linear
+#    grid and on bitsandbytes' **dynamic** 8-bit code book;
 # 3. **affine** quantization with a zero point on skewed data;
 # 4. **double quantization**: the scales themselves quantized, bytes per weight
 #    before and after;
@@ -70,6 +71,21 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # Most weights sit near zero, in a handful of grid cells; the outer codes are
 # rarely used. Remember this: it is why NF4 (section 5) spaces its codes unevenly.
 #
+# **Two conventions for the scale.** Dividing by $Q = 127$ leaves the code $-128$
+# unused, so the grid is symmetric (LLM.int8, bitsandbytes). PyTorch's observers
+# (`MinMaxObserver(qscheme=torch.per_tensor_symmetric)`) use the whole range
+# $q_{min}..q_{max} = -128..127$ and $s = \max|x| / ((q_{max} - q_{min})/2) = \max|x|/127.5$:
+# a slightly finer step, $+\max|x|$ clipped to 127 and $-\max|x|$ on $-128$.
+# `quantize_absmax(x, narrow_range=False)` gives torch's scale and codes.
+
+# %%
+for narrow in (True, False):
+    qn, sn = Q.quantize_absmax(w, bits=8, narrow_range=narrow)
+    print(f"narrow_range={narrow!s:5}: scale {float(sn):.6f}, codes {qn.min()}..{qn.max()}, "
+          f"max |error| {np.abs(w - Q.dequantize_absmax(qn, sn)).max():.3e}")
+
+# %% [markdown]
+#
 # ## 2. One outlier, and how blocks contain it
 # Put one large value into an otherwise normal tensor. The per-tensor scale is
 # now set by the outlier, and every other value shares its coarse step.
@@ -79,7 +95,7 @@ x = rng.standard_normal(1 << 16).astype(np.float32)
 x[123] = 100.0
 q, s = Q.quantize_absmax(x, bits=8)
 print(f"per tensor: step {float(s):.3f}, mean error {np.abs(x - Q.dequantize_absmax(q, s)).mean():.4f}")
-qb, state = Q.quantize_blockwise(x, blocksize=64, bits=8)
+qb, state = Q.quantize_blockwise_linear(x, blocksize=64, bits=8)
 print(f"blocks of 64: {state.absmax.size} scales, mean error "
       f"{np.abs(x - Q.dequantize_blockwise(qb, state)).mean():.5f}")
 
@@ -102,6 +118,29 @@ print(f"per tensor  : mean error {sweep['per_tensor_mean']:.2e}")
 fig = V.error_vs_blocksize(sweep)
 savefig(fig, "ch06_error_vs_blocksize")
 fig  # noqa: B018  (shows the figure in the notebook)
+
+# %% [markdown]
+# ### bitsandbytes' dynamic code book
+# The evenly spaced grid above (`quantize_blockwise_linear`, the code book
+# `linear_map()`) gives a value of $10^{-3}\max|x|$ the same absolute step as a
+# large one: a large *relative* error on every small value. bitsandbytes'
+# `quantize_blockwise` looks values up in a 256-entry **dynamic** code book
+# instead (`create_dynamic_map()`, its default): a sign, then leading zeros that
+# count decades ($10^{-6}$ to $1$), then an evenly spaced fraction. The codes are
+# uint8 indices into it; the nearest entry wins, a tie going to the lower one.
+# bitsandbytes' own tests bound the result on $N(0,1)$ data: mean $|x-\hat x|$
+# below 0.011, mean relative error below 0.018.
+
+# %%
+code = Q.create_dynamic_map()
+print("dynamic map:", code.size, "values; smallest magnitudes", np.sort(np.abs(code))[1:4],
+      "... largest", code[-3:])
+xn = rng.standard_normal(1 << 16).astype(np.float32)            # N(0, 1), no outlier
+for name, (qq, st) in (("linear grid ", Q.quantize_blockwise_linear(xn, 4096)),
+                       ("dynamic map ", Q.quantize_blockwise(xn, blocksize=4096))):
+    err = np.abs(xn - Q.dequantize_blockwise(qq, st))
+    print(f"{name} codes {qq.dtype}: mean |error| {err.mean():.4f}, mean relative error "
+          f"{(err / np.abs(xn + 1e-8)).mean():.4f}")
 
 # %% [markdown]
 # ## 3. Affine quantization on skewed data
@@ -167,7 +206,7 @@ print("Phi(code * Phi^-1(offset)):", np.array2string(ndtr(nf4 * ndtri(Q.NF4_OFFS
 packed, st = Q.quantize_4bit(z, 64, quant_type="nf4")
 counts = np.bincount(Q.unpack_4bit(packed, z.size), minlength=16)
 print("how often each NF4 code is used:", counts)
-qi4, _ = Q.quantize_blockwise(z, 64, bits=4)
+qi4, _ = Q.quantize_blockwise_linear(z, 64, bits=4)
 print("how often each int4 code is used:", np.bincount(qi4.ravel() + 7, minlength=15))
 print(f"{z.size} values -> {packed.nbytes} bytes of codes (two per byte) + {st.absmax.nbytes} bytes of absmax")
 
@@ -175,7 +214,7 @@ errs = {}
 for qt in ("nf4", "fp4"):
     p, s4 = Q.quantize_4bit(z, 64, quant_type=qt)
     errs[qt] = np.abs(z - Q.dequantize_4bit(p, s4)).mean()
-qi, si = Q.quantize_blockwise(z, 64, bits=4)
+qi, si = Q.quantize_blockwise_linear(z, 64, bits=4)
 errs["int4"] = np.abs(z - Q.dequantize_blockwise(qi, si)).mean()
 print("mean error on normal data, blocks of 64:", {k: round(float(v), 4) for k, v in errs.items()})
 

@@ -353,3 +353,54 @@ def test_checksum_changes_with_any_single_bit_flip():
             v = w.copy()
             v[i] ^= np.uint32(1 << bit)
             assert K.checksum_reference(v) != base
+
+
+# -- issue 12: NaN under max, world size 0, ring bytes when p does not divide n ---------------------
+
+@pytest.mark.parametrize("use_numba", [True, False])
+@pytest.mark.parametrize("algorithm", ["ring", "tree", "naive"])
+def test_all_reduce_max_propagates_nan_from_every_rank_position(use_numba, algorithm):
+    # np.maximum's rule: a NaN anywhere wins; Python's max(a, b) drops it depending on order
+    for p in (2, 3, 4):
+        for r in range(p):
+            xs = _inputs(p, (5,), np.float64, seed=r)
+            xs[r][2] = np.nan
+            expect = np.maximum.reduce([x.copy() for x in xs])
+            cl = VirtualCluster(p, use_numba=use_numba)
+            for o in cl.all_reduce([x.copy() for x in xs], op="max", algorithm=algorithm):
+                assert np.isnan(o[2]), (p, r)
+                np.testing.assert_array_equal(o, expect)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transfer_max_kernel_matches_np_maximum_with_nan_on_either_side(dtype):
+    src = np.array([np.nan, 1.0, np.nan, -2.0, 0.0], dtype)
+    dst = np.array([1.0, np.nan, np.nan, -3.0, -0.0], dtype)
+    for fn in (K.transfer, K.transfer_reference):
+        d, buf = dst.copy(), np.empty(2, dtype)
+        fn(src, K.words(src), d, buf, K.words(buf), K.OP_MAX, -1, 0)
+        np.testing.assert_array_equal(d, np.maximum(dst, src))
+
+
+def test_world_size_zero_and_zero_stage_7_are_rejected():
+    from minigrad.distributed.zero import zero_comm_bytes_per_gpu
+    with pytest.raises(ValueError, match=r"chunk_bounds: need a world size p >= 1"):
+        chunk_bounds(5, 0)
+    with pytest.raises(ValueError, match=r"ring_all_reduce_bytes: need a world size p >= 1"):
+        ring_all_reduce_bytes(5, 0, 4)
+    with pytest.raises(ValueError, match=r"zero_comm_bytes_per_gpu: stage must be one of"):
+        zero_comm_bytes_per_gpu(100, 4, 7)
+    with pytest.raises(ValueError, match=r"zero_comm_bytes_per_gpu: world_size must be >= 1"):
+        zero_comm_bytes_per_gpu(100, 0, 1)
+
+
+@pytest.mark.parametrize("p, n", [(3, 7), (4, 10), (8, 13), (5, 3), (7, 100)])
+def test_ring_all_reduce_bytes_is_the_mean_of_a_direct_count_when_p_does_not_divide_n(p, n):
+    cl = VirtualCluster(p)
+    cl.all_reduce(_inputs(p, (n,), np.float32))
+    sent = cl.stats.bytes_sent.astype(np.float64)
+    # direct count: every rank sends p - 1 chunks in each phase
+    sizes = np.diff(chunk_bounds(n, p))
+    assert sent.tolist() == [(2 * n - sizes[i] - sizes[(i + 1) % p]) * 4 for i in range(p)]
+    assert ring_all_reduce_bytes(n, p, 4) == pytest.approx(sent.mean(), rel=1e-12)
+    assert np.all(np.abs(sent - ring_all_reduce_bytes(n, p, 4)) < 2 * 4)

@@ -1,5 +1,6 @@
 """Chapter 6: quantization. Each test names the property a wrong implementation breaks."""
 
+import functools
 import subprocess
 import sys
 
@@ -120,7 +121,7 @@ def test_affine_per_channel_dequantizes_each_channel_within_its_own_step():
 @pytest.mark.parametrize("bits", [3, 8])
 def test_blockwise_round_trip_error_at_most_half_the_blocks_step(n, blocksize, bits):
     x = heavy_tailed(n, rng())
-    q, st_ = Q.quantize_blockwise(x, blocksize, bits)
+    q, st_ = Q.quantize_blockwise_linear(x, blocksize, bits)
     assert q.dtype == np.int8 and q.shape == x.shape and st_.absmax.size == -(-n // blocksize)
     absmax = np.array([np.abs(x[i:i + blocksize]).max() for i in range(0, n, blocksize)])
     np.testing.assert_array_equal(st_.absmax, absmax.astype(np.float32))
@@ -130,7 +131,7 @@ def test_blockwise_round_trip_error_at_most_half_the_blocks_step(n, blocksize, b
 
 def test_blockwise_restores_any_shape_and_dtype():
     x = rng().standard_normal((3, 5, 7))          # float64, 105 values: blocks of 64 + 41
-    q, st_ = Q.quantize_blockwise(x, 64)
+    q, st_ = Q.quantize_blockwise_linear(x, 64)
     xh = Q.dequantize_blockwise(q, st_)
     assert xh.shape == x.shape and xh.dtype == np.float64
     out = np.empty((3, 5, 7), np.float32)
@@ -138,10 +139,11 @@ def test_blockwise_restores_any_shape_and_dtype():
     np.testing.assert_array_equal(out, xh.astype(np.float32))
 
 
-def test_all_zero_block_dequantizes_to_zeros():
+@pytest.mark.parametrize("quantize", [Q.quantize_blockwise, Q.quantize_blockwise_linear])
+def test_all_zero_block_dequantizes_to_zeros(quantize):
     x = rng().standard_normal(200).astype(np.float32)
     x[64:128] = 0
-    q, st_ = Q.quantize_blockwise(x, 64)
+    q, st_ = quantize(x, blocksize=64)
     assert st_.absmax[1] == 0 and np.all(Q.dequantize_blockwise(q, st_)[64:128] == 0)
 
 
@@ -150,7 +152,7 @@ def test_blockwise_recovers_from_an_outlier_that_ruins_per_tensor_absmax():
     x[100] = 200.0
     q, s = Q.quantize_absmax(x, 8)
     err_tensor = np.abs(x - Q.dequantize_absmax(q, s))
-    qb, st_ = Q.quantize_blockwise(x, 64, 8)
+    qb, st_ = Q.quantize_blockwise_linear(x, 64, 8)
     err_block = np.abs(x - Q.dequantize_blockwise(qb, st_))
     far = np.arange(4096) >= 128                   # blocks without the outlier
     # per tensor every value shares the outlier's step 200/127; blockwise only its block does
@@ -167,8 +169,8 @@ def test_blockwise_absmax_matches_a_loop_over_blocks():
 def test_double_quantization_decodes_scales_within_their_own_step_and_saves_bytes():
     n = 64 * 256 * 3
     x = rng().standard_normal(n).astype(np.float32)
-    q, single = Q.quantize_blockwise(x, 64)
-    _, double = Q.quantize_blockwise(x, 64, compress_statistics=True)
+    q, single = Q.quantize_blockwise_linear(x, 64)
+    _, double = Q.quantize_blockwise_linear(x, 64, compress_statistics=True)
     assert double.nested and double.absmax.dtype == np.int8
     a = single.absmax
     step2 = np.repeat(double.state2.absmax / 127, 256)[: a.size]
@@ -211,7 +213,7 @@ def test_nf4_uses_its_codes_more_evenly_than_a_uniform_4bit_grid():
     x = rng().standard_normal(1 << 16).astype(np.float32)
     packed, _ = Q.quantize_4bit(x, blocksize=64, quant_type="nf4")
     nf4 = np.bincount(Q.unpack_4bit(packed, x.size), minlength=16) / x.size
-    qi, _ = Q.quantize_blockwise(x, 64, bits=4)
+    qi, _ = Q.quantize_blockwise_linear(x, 64, bits=4)
     int4 = np.bincount(qi.ravel() + 7, minlength=15) / x.size
 
     def entropy(p):
@@ -276,7 +278,7 @@ def test_round_trips_restore_random_shapes_and_block_sizes_within_the_bound(shap
     absmax = np.repeat(Q.blockwise_absmax(x, blocksize), blocksize)[:n].reshape(shape)
     if quant_type.startswith("int"):
         bits = int(quant_type[3:])
-        q, st_ = Q.quantize_blockwise(x, blocksize, bits)
+        q, st_ = Q.quantize_blockwise_linear(x, blocksize, bits)
         xh = Q.dequantize_blockwise(q, st_)
         half_step = absmax / (2 ** (bits - 1) - 1) / 2
     else:
@@ -344,10 +346,10 @@ def test_numba_kernels_are_bit_identical_to_their_numpy_references(n, blocksize)
 def test_backends_give_the_same_public_results():
     x = heavy_tailed(777, rng())
     with K.use("reference"):
-        q1, s1 = Q.quantize_blockwise(x, 50)
+        q1, s1 = Q.quantize_blockwise_linear(x, 50)
         p1, t1 = Q.quantize_4bit(x, 50)
     with K.use("numba"):
-        q2, s2 = Q.quantize_blockwise(x, 50)
+        q2, s2 = Q.quantize_blockwise_linear(x, 50)
         p2, t2 = Q.quantize_4bit(x, 50)
     np.testing.assert_array_equal(q1, q2)
     np.testing.assert_array_equal(p1, p2)
@@ -534,7 +536,7 @@ def test_predicted_bytes_equal_the_bytes_actually_held():
     (lambda x: Q.quantize_absmax(x, bits=1), r"bits must be an integer in \[2, 8\], got 1"),
     (lambda x: Q.quantize_absmax(x, bits=9), r"bits .* \[2, 8\], got 9"),
     (lambda x: Q.quantize_affine(x, bits=0), r"quantize_affine: bits"),
-    (lambda x: Q.quantize_blockwise(x, bits=16), r"quantize_blockwise: bits"),
+    (lambda x: Q.quantize_blockwise_linear(x, bits=16), r"quantize_blockwise_linear: bits"),
     (lambda x: Q.quantize_blockwise(x, blocksize=0), r"blocksize must be an integer >= 1, got 0"),
     (lambda x: Q.quantize_4bit(x, blocksize=-3), r"quantize_4bit: blocksize .* got -3"),
     (lambda x: Q.quantize_4bit(x, quant_type="int4"), r"quant_type must be 'nf4' or 'fp4'"),
@@ -561,3 +563,292 @@ def test_nan_or_inf_input_is_rejected(fn, bad):
 def test_integer_input_is_rejected(fn):
     with pytest.raises(TypeError, match=r"x must be a floating-point array, got dtype int"):
         fn(np.arange(10))
+
+
+# ----------------------------------------------------------------------------
+# issue 12: states that disagree with themselves, float64 range, ties, extremes
+# ----------------------------------------------------------------------------
+
+@functools.cache
+def _states():
+    x = heavy_tailed(300, np.random.default_rng(12))      # made once: the tests only read them
+    return {"linear": (Q.quantize_blockwise_linear(x, 64), Q.dequantize_blockwise),
+            "code": (Q.quantize_blockwise(x, blocksize=64), Q.dequantize_blockwise),
+            "nf4": (Q.quantize_4bit(x, 64, quant_type="nf4"), Q.dequantize_4bit),
+            "nested": (Q.quantize_4bit(x, 64, compress_statistics=True), Q.dequantize_4bit)}
+
+
+@pytest.mark.parametrize("kind", ["linear", "code", "nf4", "nested"])
+@pytest.mark.parametrize("edit,match", [
+    (dict(blocksize=16), r"state.absmax has shape \(5,\), expected \(19,\)"),   # was blocksize changed?
+    (dict(blocksize=0), r"state.blocksize must be an integer >= 1, got 0"),
+    ("short_absmax", r"state.absmax has shape \(4,\), expected \(5,\)"),
+    ("short_code", r"state.code must be a|beyond the 3 entries of state.code"),
+    ("nan_absmax", r"absmax must be finite"),
+])
+def test_dequantize_refuses_a_state_that_disagrees_with_itself(kind, edit, match):
+    import dataclasses
+    (q, st_), dequantize = _states()[kind]
+    if isinstance(edit, dict):
+        bad = dataclasses.replace(st_, **edit)
+    elif edit == "short_absmax":
+        bad = dataclasses.replace(st_, absmax=st_.absmax[:-1])
+    elif edit == "short_code":
+        bad = dataclasses.replace(st_, code=st_.code[:3])
+    else:
+        if st_.nested:
+            pytest.skip("a nested state's absmax is int8 codes: no NaN to hold")
+        a = st_.absmax.copy()
+        a[2] = np.nan
+        bad = dataclasses.replace(st_, absmax=a)
+    if kind == "nested" and edit == "short_absmax":
+        match = r"state.absmax has shape \(4,\), expected \(5,\)"
+    with pytest.raises(ValueError, match=match):
+        dequantize(q, bad)
+
+
+def test_dequantize_refuses_codes_the_state_cannot_decode():
+    import dataclasses
+    x = heavy_tailed(100, rng())
+    q, st_ = Q.quantize_blockwise_linear(x, 64, bits=4)          # codes -7..7
+    with pytest.raises(ValueError, match=r"codes beyond \[-7, 7\]"):
+        Q.dequantize_blockwise(np.full(100, 100, np.int8), st_)
+    q, st_ = Q.quantize_blockwise(x, code=np.linspace(-1, 1, 5, dtype=np.float32), blocksize=64)
+    with pytest.raises(ValueError, match=r"index 200, beyond the 5 entries"):
+        Q.dequantize_blockwise(np.full(100, 200, np.uint8), st_)
+    with pytest.raises(TypeError, match=r"q must be uint8 codes for a 'code' state"):
+        Q.dequantize_blockwise(q.astype(np.int8), st_)
+    short = dataclasses.replace(st_, state2=None, shape=(99,))
+    with pytest.raises(ValueError, match=r"expected \(2,\)|q has 100 values"):
+        Q.dequantize_blockwise(q, short)
+
+
+@pytest.mark.parametrize("fn", [Q.quantize_blockwise, Q.quantize_blockwise_linear, Q.quantize_4bit])
+def test_float64_beyond_float32_range_is_refused_not_turned_into_nan(fn):
+    x = np.ones(10)
+    x[3] = 1e300                     # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"beyond float32's range"):
+        fn(x)
+    x[3] = 3e38                      # inside float32's range: fine, and decodes finite
+    q, st_ = fn(x)
+    xh = Q.dequantize_4bit(q, st_) if fn is Q.quantize_4bit else Q.dequantize_blockwise(q, st_)
+    assert np.isfinite(xh).all() and xh[3] == pytest.approx(3e38, rel=0.01)
+
+
+def test_pack_4bit_refuses_float_codes_instead_of_truncating():
+    with pytest.raises(TypeError, match=r"pack_4bit: idx must hold integer codes, got dtype float"):
+        Q.pack_4bit(np.array([1.7, 3.2]))
+
+
+@pytest.mark.parametrize("impl", ["reference", "numba"])
+def test_int_quantizer_rounds_exact_ties_half_to_even(impl):
+    # absmax 127 makes the scale exactly 1, so q = rint(x): every .5 is a tie
+    x = np.array([127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 125.5, 126.5, -126.5, 3.5, 0.0],
+                 np.float32)
+    q, a = np.empty(x.size, np.int8), np.empty(1, np.float32)
+    getattr(K, f"quantize_blockwise_int_{impl}")(x, x.size, 127, q, a)
+    np.testing.assert_array_equal(q, np.rint(x).astype(np.int8))   # 0.5 -> 0, 2.5 -> 2, ...
+
+
+# bitsandbytes' NF4 encoder (csrc/kernels.cu, dQuantizeNF4): a decision tree; x > t picks the
+# upper code, so a value exactly on a threshold gets the lower one
+BNB_NF4_THRESHOLDS = [-0.8480964004993439, -0.6106329262256622, -0.4599952697753906,
+                      -0.33967943489551544, -0.23460740596055984, -0.13791173323988914,
+                      -0.045525018125772476, 0.03979014977812767, 0.1202552504837513,
+                      0.2035212516784668, 0.2920137718319893, 0.3893125355243683,
+                      0.5016634166240692, 0.6427869200706482, 0.8614784181118011]
+
+
+@pytest.mark.parametrize("impl", ["reference", "numba"])
+def test_nf4_exact_midpoints_go_to_the_lower_code_as_bitsandbytes_tree(impl):
+    mids, order = Q.code_midpoints(Q.get_4bit_type("nf4"))
+    t = np.array(BNB_NF4_THRESHOLDS, np.float32)
+    np.testing.assert_array_equal(mids, t)                        # the same float32 thresholds
+    for vals, want in ((t, np.arange(15)), (np.nextafter(t, np.float32(2)), np.arange(1, 16))):
+        x = np.concatenate([[1.0], vals]).astype(np.float32)      # absmax 1: x / absmax is x
+        p, a = np.empty(8, np.uint8), np.empty(1, np.float32)
+        getattr(K, f"quantize_4bit_{impl}")(x, 16, mids, order, p, a)
+        np.testing.assert_array_equal(Q.unpack_4bit(p, 16)[1:], want)
+
+
+def test_dynamic_map_has_bitsandbytes_layout():
+    c = Q.create_dynamic_map()
+    assert c.shape == (256,) and c.dtype == np.float32 and np.all(np.diff(c) > 0)
+    assert c[-1] == 1.0 and (c == 0).sum() == 1
+    # decade i (scale 10^(i-6)) holds 2^i positive values, midpoints of linspace(0.1, 1, 2^i + 1)
+    pos = c[c > 0][:-1]
+    for i in range(7):
+        d = pos[(pos >= 0.1 * 10.0 ** (i - 6) * 0.99) & (pos < 10.0 ** (i - 6))]
+        assert d.size == 2 ** i
+        edges = np.linspace(0.1, 1, 2 ** i + 1)
+        np.testing.assert_allclose(d, 10.0 ** (i - 6) * (edges[:-1] + edges[1:]) / 2, rtol=1e-6)
+    np.testing.assert_array_equal(-c[:127], pos[::-1])           # the negatives mirror them
+    assert Q.create_dynamic_map(signed=False).min() == 0
+
+
+@pytest.mark.torch
+def test_dynamic_map_equals_bitsandbytes_formula_run_on_torch():
+    torch = pytest.importorskip("torch")
+    for signed in (True, False):
+        data = []                    # bitsandbytes.functional.create_dynamic_map, in torch
+        for i in range(7):
+            b = torch.linspace(0.1, 1, 2 ** (i + (0 if signed else 1)) + 1, dtype=torch.float32)
+            m = (b[:-1] + b[1:]) / 2.0
+            data += ((10 ** (-6 + i)) * m).tolist() + ((-(10 ** (-6 + i)) * m).tolist()
+                                                        if signed else [])
+        data += [0, 1.0] + [0] * (254 - len(data))
+        np.testing.assert_array_equal(Q.create_dynamic_map(signed),
+                                      torch.tensor(sorted(data), dtype=torch.float32).numpy())
+
+
+@pytest.mark.parametrize("blocksize", [256, 4096])
+def test_dynamic_blockwise_error_within_bitsandbytes_bound(blocksize):
+    # bitsandbytes' tests/test_functional.py, test_dynamic_blockwise_quantization: on N(0, 1)
+    # mean |err| < 0.011 and mean relative error < 0.018; on U[0, 1) < 0.0036 and < 0.015
+    r = rng()
+    rel = {}
+    for x, abs_bound, rel_bound in ((r.standard_normal(1 << 17), 0.011, 0.018),
+                                    (r.random(1 << 17), 0.0036, 0.015)):
+        x = x.astype(np.float32)
+        q, st_ = Q.quantize_blockwise(x, blocksize=blocksize)
+        assert q.dtype == np.uint8 and st_.quant_type == "code"
+        err = np.abs(x - Q.dequantize_blockwise(q, st_))
+        assert err.mean() < abs_bound
+        rel[abs_bound] = (err / np.abs(x + 1e-8)).mean()
+        assert rel[abs_bound] < rel_bound
+        # the linear grid, same 8 bits, has a larger relative error: small values get few codes
+        ql, sl = Q.quantize_blockwise_linear(x, blocksize)
+        assert (np.abs(x - Q.dequantize_blockwise(ql, sl)) / np.abs(x + 1e-8)).mean() > \
+            1.2 * rel[abs_bound]
+
+
+def _extreme_blocks(n_block, r):
+    """Blocks of odd sizes at every magnitude: random, all zero, subnormal, near float32's max,
+    and exact midpoints of the dynamic map (ties) in a block whose absmax is 1."""
+    mids, _ = Q.code_midpoints(Q.create_dynamic_map())
+    parts = [heavy_tailed(3 * n_block + 5, r), np.zeros(n_block, np.float32),
+             (r.standard_normal(n_block) * 1e-40).astype(np.float32),
+             (r.uniform(-1, 1, n_block) * 3.4e38).astype(np.float32),
+             np.concatenate([[1.0], r.choice(mids, n_block - 1)]).astype(np.float32)]
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("n_block", [7, 64])
+def test_code_book_kernels_equal_their_reference_with_ties_and_extremes(n_block):
+    x = _extreme_blocks(n_block, rng())
+    x = x[: x.size - 3]                                     # a partial last block
+    code = Q.create_dynamic_map()
+    mids, order = Q.code_midpoints(code)
+    nb = -(-x.size // n_block)
+    outs = {}
+    for impl in ("reference", "numba"):
+        q, a = np.empty(x.size, np.uint8), np.empty(nb, np.float32)
+        getattr(K, f"quantize_blockwise_code_{impl}")(x, n_block, mids, order, q, a)
+        d = np.empty(x.size, np.float32)
+        getattr(K, f"dequantize_blockwise_code_{impl}")(q, a, code, n_block, d)
+        qi, ai = np.empty(x.size, np.int8), np.empty(nb, np.float32)
+        getattr(K, f"quantize_blockwise_int_{impl}")(x, n_block, 127, qi, ai)
+        p4, a4 = np.empty((x.size + 1) // 2, np.uint8), np.empty(nb, np.float32)
+        m4, o4 = Q.code_midpoints(Q.get_4bit_type("nf4"))
+        getattr(K, f"quantize_4bit_{impl}")(x, n_block, m4, o4, p4, a4)
+        outs[impl] = [q, a, d, qi, p4]
+    for ref, fast in zip(outs["reference"], outs["numba"]):
+        np.testing.assert_array_equal(_bits(ref), _bits(fast))
+    q, a, d, qi, _ = outs["reference"]
+    assert np.isfinite(d).all()
+    # nearest code, a tie going to the lower one (argmin takes the first)
+    scaled = x.astype(np.float64) / np.repeat(np.where(a > 0, a, 1), n_block)[: x.size]
+    dist = np.abs(scaled[:, None] - code[None, :].astype(np.float64))
+    np.testing.assert_array_equal(q, np.argmin(dist, axis=1))
+    # every block, subnormal ones too (no inf scale, no NaN), gets its nearest int8 code
+    t = x.astype(np.float64) / np.repeat(np.where(a > 0, a, 1), n_block)[: x.size] * 127
+    assert np.all(np.abs(t - qi) <= 0.5 + 1e-4)
+
+
+def test_quantize_blockwise_checks_its_code_book():
+    x = np.ones(8, np.float32)
+    with pytest.raises(ValueError, match=r"code must be a 1-D float array of 2..256 values"):
+        Q.quantize_blockwise(x, 64)                 # bitsandbytes' order: code comes first
+    with pytest.raises(ValueError, match=r"code must be sorted ascending"):
+        Q.quantize_blockwise(x, np.array([0.5, -1.0, 1.0], np.float32))
+    q, st_ = Q.quantize_blockwise(x, Q.linear_map(8), blocksize=4)
+    np.testing.assert_array_equal(Q.dequantize_blockwise(q, st_), x)
+
+
+def test_linear_map_code_book_decodes_as_the_linear_grid():
+    x = heavy_tailed(1001, rng())
+    q, st_ = Q.quantize_blockwise(x, code=Q.linear_map(8), blocksize=64)
+    ql, sl = Q.quantize_blockwise_linear(x, 64)
+    np.testing.assert_array_equal(q.astype(np.int16) - 127, ql)
+    np.testing.assert_allclose(Q.dequantize_blockwise(q, st_), Q.dequantize_blockwise(ql, sl),
+                               rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dim", [None, 0])
+def test_full_range_symmetric_matches_torch_observer(dim):
+    torch = pytest.importorskip("torch")
+    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+    x = heavy_tailed(6 * 50, rng()).reshape(6, 50)
+    x[0, 0] = -np.abs(x).max() * 1.5                # the negative end reaches -128
+    if dim is None:
+        ob = MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+    else:
+        ob = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8,
+                                      qscheme=torch.per_channel_symmetric)
+    ob(torch.from_numpy(x))
+    s, z = ob.calculate_qparams()
+    q, scale = Q.quantize_absmax(x, 8, dim=dim, narrow_range=False)
+    np.testing.assert_array_equal(np.ravel(scale), s.numpy().ravel())
+    assert np.all(z.numpy() == 0) and q.min() >= -128 and q.max() <= 127
+    t = torch.from_numpy(x)
+    fq = (torch.fake_quantize_per_tensor_affine(t, float(s), 0, -128, 127) if dim is None else
+          torch.fake_quantize_per_channel_affine(t, s, z.int(), 0, -128, 127))
+    np.testing.assert_array_equal(Q.dequantize_absmax(q, scale), fq.numpy())
+    # the narrow (default) grid: scale max|x| / 127, codes -127..127
+    qn, sn = Q.quantize_absmax(x, 8, dim=dim)
+    assert qn.min() == -127 and np.allclose(np.ravel(sn) * 127, np.abs(x).max(
+        axis=None if dim is None else 1))
+
+
+# ----------------------------------------------------------------------------
+# issue 12: stochastic rounding at the edges of the formats and at large magnitudes
+# ----------------------------------------------------------------------------
+
+def test_stochastic_rounding_to_float16_overflows_to_inf_as_nearest_does():
+    x = np.array([1e6, -1e6, 65504.0, -65504.0, 65536.0, 70000.0, 1e300], np.float64)
+    y = Q.stochastic_round(x, "float16")
+    np.testing.assert_array_equal(y, [np.inf, -np.inf, 65504, -65504, np.inf, np.inf, np.inf])
+    np.testing.assert_array_equal(Q.round_nearest(x[:2].astype(np.float32), "float16"), y[:2])
+    # between max and 2^16 (the next value the exponent would give, here inf):
+    # inf with probability (x - 65504) / 32
+    y = Q.stochastic_round(np.full(40_000, 65512.0, np.float32), "float16")
+    assert set(np.unique(y)) == {65504, np.inf}
+    assert abs(np.isinf(y).mean() - 0.25) < 5 * np.sqrt(0.25 * 0.75 / 40_000)
+
+
+@pytest.mark.parametrize("impl", ["reference", "numba"])
+@pytest.mark.parametrize("x", [2.0 ** 21 + 0.25, -(2.0 ** 21 + 0.25), 2.0 ** 51 + 0.5])
+def test_stochastic_rounding_is_unbiased_at_large_magnitudes(impl, x):
+    # float32 2^21 + 0.25 has spacing 0.25: floor(x + u) formed in float32 rounds the sum to
+    # that spacing and rounds up 37.5% of the time instead of 25% (2^51 + 0.5 in float64: same)
+    n = 40_000
+    dt = np.float32 if abs(x) < 2 ** 24 else np.float64
+    a = np.full(n, x, dt)
+    with K.use(impl):
+        y = Q.stochastic_round(a)
+    lo = np.floor(x)
+    p = x - lo
+    assert set(np.unique(y - lo)) <= {0.0, 1.0}
+    assert abs((y - lo).mean() - p) < 5 * np.sqrt(p * (1 - p) / n)
+
+
+def test_stochastic_rounding_to_floats_is_unbiased_for_float64_input():
+    n = 40_000
+    for dtype, x in (("float16", 40000.0 + 8.0), ("bfloat16", 3.0e37 * (1 + 2.0 ** -9))):
+        near = Q.round_nearest(np.float64(x), dtype)
+        y = Q.stochastic_round(np.full(n, x), dtype).astype(np.float64)
+        vals = np.unique(y)
+        assert len(vals) == 2 and vals[0] < x < vals[1] and near in vals
+        p = (x - vals[0]) / (vals[1] - vals[0])
+        assert abs((y.mean() - x) / (vals[1] - vals[0])) < 5 * np.sqrt(p * (1 - p) / n)

@@ -48,15 +48,28 @@ ALGORITHMS = {"broadcast": ("tree", "naive"), "reduce": ("tree", "naive"),
 # closed forms (what the tests and the notebook compare against)
 # ----------------------------------------------------------------------------
 
+def _check_world(n: int, p: int, fn: str) -> None:
+    if p < 1 or n < 0:
+        raise ValueError(f"{fn}: need a world size p >= 1 and n >= 0 elements, got p={p}, n={n}")
+
+
 def chunk_bounds(n: int, p: int) -> np.ndarray:
     """Boundaries of ``np.array_split(range(n), p)``: p + 1 integers from 0 to n."""
+    _check_world(n, p, "chunk_bounds")
     sizes = np.full(p, n // p, dtype=np.int64)
     sizes[: n % p] += 1
     return np.concatenate([[0], np.cumsum(sizes)])
 
 
 def ring_all_reduce_bytes(n: int, p: int, itemsize: int) -> float:
-    """Bytes each rank sends in a ring all-reduce of n elements: 2 (p-1)/p * n * itemsize."""
+    """Bytes each rank sends in a ring all-reduce of n elements: 2 (p-1)/p * n * itemsize.
+
+    Exact for every rank when p divides n. Otherwise rank i sends every chunk but
+    its own (reduce-scatter) and every chunk but rank i+1's (all-gather),
+    (2n - |c_i| - |c_{i+1}|) * itemsize: this is their mean, and no rank is more
+    than 2 * itemsize away from it.
+    """
+    _check_world(n, p, "ring_all_reduce_bytes")
     return 2 * (p - 1) / p * n * itemsize
 
 

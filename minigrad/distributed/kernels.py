@@ -121,7 +121,9 @@ def _transfer_loops(src, src_words, dst, buf, buf_words, op, flip_word, flip_mas
                 x2 ^= w
         elif op == 2:
             for i in range(m):
-                d_part[i] = max(d_part[i], buf[i])
+                a, b = d_part[i], buf[i]
+                # np.maximum's rule: a NaN on either side wins (Python's max drops one)
+                d_part[i] = a if (a >= b or a != a) else b
                 w = np.uint64(buf_words[i])
                 s2 += w
                 x2 ^= w

@@ -71,6 +71,10 @@ def zero_memory_per_gpu(num_params: int, world_size: int, stage: int, param_byte
 
 def zero_comm_bytes_per_gpu(num_params: int, world_size: int, stage: int, itemsize: int = 2) -> float:
     """Bytes each GPU sends per step: 2 (N-1)/N Psi itemsize, or 3 (N-1)/N ... at stage 3."""
+    if stage not in STAGES:
+        raise ValueError(f"zero_comm_bytes_per_gpu: stage must be one of {STAGES}, got {stage!r}")
+    if world_size < 1:
+        raise ValueError(f"zero_comm_bytes_per_gpu: world_size must be >= 1, got {world_size}")
     n = world_size
     rounds = 3 if stage == 3 else 2
     return rounds * (n - 1) / n * num_params * itemsize

@@ -48,9 +48,9 @@ EXERCISES = [
         "ch6.stochastic_round", title="Stochastic rounding to integers", points=2,
         statement=(
             "minigrad/quant/stochastic.py, the dtype='int' branch of stochastic_round. Draw "
-            "u ~ U[0, 1) from rng (one per value, rng.random(x.size)) and return floor(x + u) "
-            "in x's dtype and shape, so x rounds up with probability frac(x). Run the loop "
-            "through kernels.get('stochastic_round')(x_flat, u, out).")),
+            "u ~ U[0, 1) from rng (one per value, rng.random(x.size)) and return floor(x) + "
+            "(u < frac(x)) in x's dtype and shape, so x rounds up with probability frac(x). "
+            "Run the loop through kernels.get('stochastic_round')(x_flat, u, out).")),
     Exercise(
         "ch6.ste", title="Straight-through gradient of fake quantization", points=2,
         statement=(

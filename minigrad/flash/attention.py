@@ -45,7 +45,11 @@ def _kernels(impl: str):
 
 
 def _check(q, k, v, is_causal, scale, block_size_q, block_size_k, loop_order, impl):
-    """Validate at the boundary; return (lead shape, L, S, E, Ev, scale)."""
+    """Validate at the boundary; return (lead shape, L, S, E, Ev, scale, block_q, block_k).
+
+    The block sizes come back clamped to the sequence lengths: a block longer
+    than the sequence is the whole sequence, and the kernels allocate by block.
+    """
     fn = "flash_attention"
     for name, bs in (("block_size_q", block_size_q), ("block_size_k", block_size_k)):
         if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
@@ -73,8 +77,6 @@ def _check(q, k, v, is_causal, scale, block_size_q, block_size_k, loop_order, im
                          f"{v.shape[-2]} (v {v.shape})")
     if min(L, S, E) < 1:
         raise ValueError(f"{fn}: empty input: L={L}, S={S}, E={E}")
-    if is_causal and L != S:
-        raise ValueError(f"{fn}: is_causal needs L == S (a square mask), got L={L}, S={S}")
     try:
         lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except ValueError:
@@ -84,7 +86,8 @@ def _check(q, k, v, is_causal, scale, block_size_q, block_size_k, loop_order, im
         scale = 1.0 / math.sqrt(E)
     elif not math.isfinite(float(scale)):
         raise ValueError(f"{fn}: scale must be finite, got {scale!r}")
-    return lead, L, S, E, v.shape[-1], float(scale)
+    return lead, L, S, E, v.shape[-1], float(scale), min(int(block_size_q), L), \
+        min(int(block_size_k), S)
 
 
 def _contiguous(x: np.ndarray) -> np.ndarray:
@@ -111,12 +114,11 @@ def flash_attention_forward(q, k, v, is_causal=False, scale=None, block_size_q=6
     Same arguments as :func:`flash_attention`.
     """
     q, k, v = (np.asarray(x.data if isinstance(x, Tensor) else x) for x in (q, k, v))
-    lead, L, S, E, Ev, scale = _check(q, k, v, is_causal, scale, block_size_q, block_size_k,
-                                      loop_order, impl)
+    lead, L, S, E, Ev, scale, bq, bk = _check(q, k, v, is_causal, scale, block_size_q,
+                                              block_size_k, loop_order, impl)
     fwd, _ = _kernels(impl)
     o, lse, skipped = fwd(_stack_heads(q, lead), _stack_heads(k, lead), _stack_heads(v, lead),
-                          scale, bool(is_causal), int(block_size_q), int(block_size_k),
-                          loop_order == "q_outer")
+                          scale, bool(is_causal), bq, bk, loop_order == "q_outer")
     return FlashForward(o.reshape(lead + (L, Ev)), lse.reshape(lead + (L,)), skipped)
 
 
@@ -125,15 +127,13 @@ class FlashAttention(Function):
 
     @staticmethod
     def forward(ctx, q, k, v, *, is_causal, scale, block_size_q, block_size_k, loop_order, impl):
-        lead, L, S, E, Ev, scale = _check(q, k, v, is_causal, scale, block_size_q, block_size_k,
-                                          loop_order, impl)
+        lead, L, S, E, Ev, scale, bq, bk = _check(q, k, v, is_causal, scale, block_size_q,
+                                                  block_size_k, loop_order, impl)
         q3, k3, v3 = (_stack_heads(x, lead) for x in (q, k, v))   # (BH, L, E), (BH, S, E), (BH, S, Ev)
         fwd, _ = _kernels(impl)
-        o3, lse, _ = fwd(q3, k3, v3, scale, bool(is_causal), int(block_size_q), int(block_size_k),
-                         loop_order == "q_outer")
+        o3, lse, _ = fwd(q3, k3, v3, scale, bool(is_causal), bq, bk, loop_order == "q_outer")
         ctx.save_for_backward(q3, k3, v3, o3, lse)                # O(N) beyond the inputs: no L x S
-        ctx.meta = (q.shape, k.shape, v.shape, lead, scale, bool(is_causal),
-                    int(block_size_q), int(block_size_k), impl)
+        ctx.meta = (q.shape, k.shape, v.shape, lead, scale, bool(is_causal), bq, bk, impl)
         return o3.reshape(lead + (L, Ev))
 
     @staticmethod
@@ -163,11 +163,17 @@ def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: 
     Args:
         q: (..., L, E) Tensor or array; k: (..., S, E); v: (..., S, Ev). The
             leading (batch, head) dims broadcast; one dtype, float32 or float64.
-        is_causal: position i attends to j <= i only (needs L == S); tiles
-            wholly above the diagonal are skipped.
+        is_causal: query i attends to keys j <= i + (S - L) only: the mask is
+            aligned to the bottom-right, as in flash-attention, so the last
+            query sees every key (decoding L new tokens against a KV cache of
+            S). ``F.scaled_dot_product_attention(is_causal=True)`` follows torch's
+            top-left convention instead (j <= i); the two agree when L == S.
+            With L > S the first L - S queries see no key: their output is 0
+            (and their lse +inf), as in flash-attention. Tiles wholly above the
+            diagonal are skipped.
         scale: multiplies Q K^T; default 1/sqrt(E).
         block_size_q, block_size_k: rows per Q block and per K/V block (>= 1);
-            any L and S, not only multiples.
+            any L and S, not only multiples; larger than L (S) means one block.
         loop_order: "q_outer" (FlashAttention-2) or "kv_outer" (FlashAttention-1).
         impl: "numba" (default), "numba_scalar" (forward in scalar loops) or
             "numpy" (the readable reference in ``minigrad.flash.reference``).
@@ -175,7 +181,7 @@ def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: 
         Tensor of shape (broadcast leading dims..., L, Ev), q's dtype.
     Raises:
         ValueError: block size < 1, head dims of q and k differ, k and v
-            lengths differ, is_causal with L != S, unknown loop_order or impl.
+            lengths differ, unknown loop_order or impl.
         TypeError: not float32/float64, or mixed dtypes.
     """
     q, k, v = (x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in (q, k, v))

@@ -129,10 +129,11 @@ def exp_nonpositive(x):
 # ----------------------------------------------------------------------------
 
 @njit(cache=True)
-def _mask_causal(s, i0, j0):
-    """Set s[r, c] = -inf where column j0 + c is after row i0 + r (a tile crossing the diagonal)."""
+def _mask_causal(s, i0, j0, off):
+    """Set s[r, c] = -inf where key j0 + c is after query i0 + r + off (a tile crossing the
+    diagonal; off = S - L aligns it to the bottom-right)."""
     for r in range(s.shape[0]):
-        for c in range(max(i0 + r + 1 - j0, 0), s.shape[1]):
+        for c in range(max(i0 + r + 1 + off - j0, 0), s.shape[1]):
             s[r, c] = -np.inf
 
 
@@ -154,6 +155,7 @@ def _forward_head_q_outer(q, k, v, o, lse, scale, is_causal, bq, bk, coef, iprot
     L, S, Ev = q.shape[0], k.shape[0], v.shape[1]
     dt = q.dtype
     n_kv = (S + bk - 1) // bk
+    off = S - L if is_causal else 0
     skipped = 0
     for i0 in range(0, L, bq):
         i1 = min(i0 + bq, L)
@@ -165,12 +167,12 @@ def _forward_head_q_outer(q, k, v, o, lse, scale, is_causal, bq, bk, coef, iprot
         l = np.zeros(nq, dt)
         rowsum = np.empty(nq, dt)
         acc = np.zeros((nq, Ev), dt)
-        j_end = min(S, i1) if is_causal else S
+        j_end = min(S, max(i1 + off, 0)) if is_causal else S
         for j0 in range(0, j_end, bk):
             j1 = min(j0 + bk, S)
             s = np.dot(qi, k[j0:j1].T)                   # (nq, E) @ (E, nk) -> (nq, nk), BLAS
-            if is_causal and j1 - 1 > i0:                # this tile crosses the diagonal
-                _mask_causal(s, i0, j0)
+            if is_causal and j1 - 1 > i0 + off:          # this tile crosses the diagonal
+                _mask_causal(s, i0, j0, off)
             _running_max(s, m, m_new, shift)
             _exp_rows(s, shift, coef, iproto, rowsum)    # s becomes P~ = exp(S - m_new)
             pv = np.dot(s, v[j0:j1])                     # (nq, nk) @ (nk, Ev) -> (nq, Ev)
@@ -182,6 +184,10 @@ def _forward_head_q_outer(q, k, v, o, lse, scale, is_causal, bq, bk, coef, iprot
                 m[r] = m_new[r]
         skipped += n_kv - (j_end + bk - 1) // bk
         for r in range(nq):
+            if l[r] == 0:                                # saw no key (causal, L > S): O = 0,
+                o[i0 + r] = 0                            # lse = +inf so the backward's P is 0
+                lse[i0 + r] = np.inf
+                continue
             inv = 1.0 / l[r]
             for e in range(Ev):
                 o[i0 + r, e] = acc[r, e] * inv
@@ -200,30 +206,32 @@ def _forward_head_kv_outer(q, k, v, o, lse, scale, is_causal, bq, bk, coef, ipro
     m_new = np.empty(bq, dt)
     shift = np.empty(bq, dt)
     rowsum = np.empty(bq, dt)
+    off = S - L if is_causal else 0
     skipped = 0
     for j0 in range(0, S, bk):
         j1 = min(j0 + bk, S)
         for i0 in range(0, L, bq):
             i1 = min(i0 + bq, L)
-            if is_causal and j0 > i1 - 1:
+            if is_causal and j0 > i1 - 1 + off:
                 skipped += 1
                 continue
             nq = i1 - i0
             s = np.dot(q[i0:i1] * scale, k[j0:j1].T)   # (nq, nk)
-            if is_causal and j1 - 1 > i0:
-                _mask_causal(s, i0, j0)
+            if is_causal and j1 - 1 > i0 + off:
+                _mask_causal(s, i0, j0, off)
             _running_max(s, m[i0:i1], m_new, shift)
             _exp_rows(s, shift, coef, iproto, rowsum)
             pv = np.dot(s, v[j0:j1])                     # (nq, Ev)
             for r in range(nq):
                 alpha = math.exp(m[i0 + r] - shift[r])
                 l_new = alpha * l[i0 + r] + rowsum[r]
-                for e in range(Ev):                      # un-normalize, update, re-normalize
-                    o[i0 + r, e] = (alpha * l[i0 + r] * o[i0 + r, e] + pv[r, e]) / l_new
+                if l_new > 0:                            # else no key yet: O stays 0
+                    for e in range(Ev):                  # un-normalize, update, re-normalize
+                        o[i0 + r, e] = (alpha * l[i0 + r] * o[i0 + r, e] + pv[r, e]) / l_new
                 l[i0 + r] = l_new
                 m[i0 + r] = m_new[r]
     for r in range(L):
-        lse[r] = m[r] + math.log(l[r])
+        lse[r] = m[r] + math.log(l[r]) if l[r] > 0 else np.inf   # see _forward_head_q_outer
     return skipped
 
 
@@ -266,19 +274,20 @@ def _forward_head_scalar(q, k, v, o, lse, scale, is_causal, bq, bk):
     m = np.empty(bq, dt)
     l = np.empty(bq, dt)
     n_kv = (S + bk - 1) // bk
+    off = S - L if is_causal else 0
     skipped = 0
     for i0 in range(0, L, bq):
         i1 = min(i0 + bq, L)
         m[:] = -np.inf
         l[:] = 0
         acc[:] = 0
-        j_end = min(S, i1) if is_causal else S
+        j_end = min(S, max(i1 + off, 0)) if is_causal else S
         for j0 in range(0, j_end, bk):
             j1 = min(j0 + bk, S)
             for r in range(i1 - i0):
                 mx = m[r]
                 for c in range(j1 - j0):
-                    if is_causal and j0 + c > i0 + r:
+                    if is_causal and j0 + c > i0 + r + off:
                         s[r, c] = -np.inf
                     else:
                         dot = 0.0
@@ -286,6 +295,8 @@ def _forward_head_scalar(q, k, v, o, lse, scale, is_causal, bq, bk):
                             dot += q[i0 + r, e] * k[j0 + c, e]
                         s[r, c] = dot * scale
                     mx = max(mx, s[r, c])
+                if mx == -np.inf:                        # no key seen yet: nothing to add
+                    continue
                 alpha = math.exp(m[r] - mx)
                 l[r] *= alpha
                 for e in range(Ev):
@@ -298,6 +309,10 @@ def _forward_head_scalar(q, k, v, o, lse, scale, is_causal, bq, bk):
                 m[r] = mx
         skipped += n_kv - (j_end + bk - 1) // bk
         for r in range(i1 - i0):
+            if l[r] == 0:                                # saw no key: see _forward_head_q_outer
+                o[i0 + r] = 0
+                lse[i0 + r] = np.inf
+                continue
             for e in range(Ev):
                 o[i0 + r, e] = acc[r, e] / l[r]
             lse[i0 + r] = m[r] + math.log(l[r])
@@ -342,18 +357,19 @@ def _backward_head(q, k, v, o, lse, do, dq, dk, dv, scale, is_causal, bq, bk, co
     qs = q * scale                                       # (L, E): S = qs K^T and dK = dS^T qs
     dq[:] = 0
     rowsum = np.empty(bq, dt)
+    off = S - L if is_causal else 0
     for j0 in range(0, S, bk):
         j1 = min(j0 + bk, S)
         kj, vj = k[j0:j1], v[j0:j1]
         dkj = np.zeros((j1 - j0, E), dt)
         dvj = np.zeros((j1 - j0, Ev), dt)
-        i_start = (j0 // bq) * bq if is_causal else 0
+        i_start = (max(j0 - off, 0) // bq) * bq if is_causal else 0
         for i0 in range(i_start, L, bq):
             i1 = min(i0 + bq, L)
             nq = i1 - i0
             p = np.dot(qs[i0:i1], kj.T)                  # (nq, nk) scores, recomputed
-            if is_causal and j1 - 1 > i0:
-                _mask_causal(p, i0, j0)
+            if is_causal and j1 - 1 > i0 + off:
+                _mask_causal(p, i0, j0, off)
             _exp_rows(p, lse[i0:i1], coef, iproto, rowsum)   # P = exp(S - lse)
             doi = do[i0:i1]
             dvj += np.dot(p.T, doi)                      # (nk, nq) @ (nq, Ev)

@@ -21,7 +21,7 @@ import numpy as np
 from ..tensor import Tensor
 
 __all__ = [
-    "online_softmax_update", "online_softmax", "safe_max", "causal_tile_mask",
+    "online_softmax_update", "online_softmax", "safe_max", "causal_tile_mask", "causal_offset",
     "forward_tile", "finalize_rows", "backward_tile",
     "flash_forward_reference", "flash_backward_reference", "naive_attention",
 ]
@@ -103,17 +103,19 @@ def online_softmax(x, block_size: int = 4, return_history: bool = False):
 # tiles
 # ----------------------------------------------------------------------------
 
-def causal_tile_mask(i0: int, i1: int, j0: int, j1: int):
+def causal_tile_mask(i0: int, i1: int, j0: int, j1: int, offset: int = 0):
     """Which scores of the tile rows [i0, i1) x columns [j0, j1) a causal mask keeps.
 
-    Returns None when the tile lies wholly on or below the diagonal (every
+    Query i sees key j when j <= i + offset; ``offset = S - L`` aligns the
+    mask to the bottom-right (the last query sees every key), 0 when L == S.
+    Returns None when the tile lies wholly on or below that diagonal (every
     score kept: no mask needed); else a bool (i1 - i0, j1 - j0) array, True
-    where column <= row. A tile wholly above the diagonal (j0 > i1 - 1) is
-    never asked for: the loops skip it.
+    where kept. A tile wholly above it (j0 > i1 - 1 + offset) is never asked
+    for: the loops skip it.
     """
-    if j1 - 1 <= i0:
+    if j1 - 1 <= i0 + offset:
         return None
-    return np.arange(j0, j1)[None, :] <= np.arange(i0, i1)[:, None]
+    return np.arange(j0, j1)[None, :] <= np.arange(i0, i1)[:, None] + offset
 
 
 def forward_tile(q_i, k_j, v_j, m_i, l_i, acc_i, scale: float, mask=None):
@@ -211,9 +213,23 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _kv_end(i1: int, S: int, is_causal: bool) -> int:
-    """End of the K/V loop for Q rows < i1: causal tiles starting at column >= i1 are all masked."""
-    return min(S, i1) if is_causal else S
+def _kv_end(i1: int, S: int, is_causal: bool, offset: int = 0) -> int:
+    """End of the K/V loop for Q rows < i1: causal tiles starting at column >= i1 + offset
+    are all masked."""
+    return min(S, max(i1 + offset, 0)) if is_causal else S
+
+
+def causal_offset(L: int, S: int, is_causal: bool) -> int:
+    """S - L when causal (bottom-right alignment, as flash-attention), else 0."""
+    return S - L if is_causal else 0
+
+
+def _empty_rows(o, lse, l):
+    """Rows that saw no key (causal with L > S: the first L - S queries) output 0, and
+    lse = +inf so the backward's P = exp(S - lse) is 0 there (flash-attention's convention)."""
+    empty = l == 0
+    o[empty] = 0
+    lse[empty] = np.inf
 
 
 def flash_forward_reference(q, k, v, scale, is_causal, block_q, block_k, q_outer):
@@ -229,7 +245,7 @@ def flash_forward_reference(q, k, v, scale, is_causal, block_q, block_k, q_outer
     Args:
         q: (BH, L, E); k: (BH, S, E); v: (BH, S, Ev); one dtype (float32/64).
         scale: multiplies Q K^T (1/sqrt(E) by convention).
-        is_causal: mask column > row (needs L == S).
+        is_causal: mask key j > query i + (S - L): aligned to the bottom-right.
         block_q, block_k: rows per Q block and per K/V block.
         q_outer: loop order, see above.
     Returns:
@@ -241,6 +257,7 @@ def flash_forward_reference(q, k, v, scale, is_causal, block_q, block_k, q_outer
     o = np.zeros((BH, L, Ev), dt)
     lse = np.zeros((BH, L), dt)
     n_kv = _ceil_div(S, block_k)                        # K/V blocks per row of tiles
+    off = causal_offset(L, S, is_causal)
     skipped = 0
     if q_outer:
         for i0 in range(0, L, block_q):                  # FlashAttention-2: Q block outer
@@ -248,14 +265,16 @@ def flash_forward_reference(q, k, v, scale, is_causal, block_q, block_k, q_outer
             m = np.full((BH, i1 - i0), -np.inf, dt)      # lives in "SRAM" for the whole inner loop
             l = np.zeros((BH, i1 - i0), dt)
             acc = np.zeros((BH, i1 - i0, Ev), dt)
-            j_end = _kv_end(i1, S, is_causal)
+            j_end = _kv_end(i1, S, is_causal, off)
             for j0 in range(0, j_end, block_k):
                 j1 = min(j0 + block_k, S)
-                mask = causal_tile_mask(i0, i1, j0, j1) if is_causal else None
+                mask = causal_tile_mask(i0, i1, j0, j1, off) if is_causal else None
                 m, l, acc = forward_tile(q[:, i0:i1], k[:, j0:j1], v[:, j0:j1], m, l, acc,
                                          scale, mask)
             skipped += n_kv - _ceil_div(j_end, block_k)  # K/V blocks this Q block never met
-            o[:, i0:i1], lse[:, i0:i1] = finalize_rows(acc, m, l)
+            with np.errstate(invalid="ignore", divide="ignore"):   # rows that saw no key
+                o[:, i0:i1], lse[:, i0:i1] = finalize_rows(acc, m, l)
+            _empty_rows(o[:, i0:i1], lse[:, i0:i1], l)
         return o, lse, skipped
 
     m = np.full((BH, L), -np.inf, dt)                   # FlashAttention-1: m, l, O live in "HBM"
@@ -264,17 +283,19 @@ def flash_forward_reference(q, k, v, scale, is_causal, block_q, block_k, q_outer
         j1 = min(j0 + block_k, S)
         for i0 in range(0, L, block_q):
             i1 = min(i0 + block_q, L)
-            if is_causal and j0 > i1 - 1:                # wholly above the diagonal
+            if is_causal and j0 > i1 - 1 + off:          # wholly above the diagonal
                 skipped += 1
                 continue
-            mask = causal_tile_mask(i0, i1, j0, j1) if is_causal else None
+            mask = causal_tile_mask(i0, i1, j0, j1, off) if is_causal else None
             # O is kept normalized in HBM, so un-normalize (O * l), update, re-normalize
             acc = o[:, i0:i1] * l[:, i0:i1, None]
             m_new, l_new, acc = forward_tile(q[:, i0:i1], k[:, j0:j1], v[:, j0:j1],
                                              m[:, i0:i1], l[:, i0:i1], acc, scale, mask)
-            o[:, i0:i1] = acc / l_new[..., None]
+            o[:, i0:i1] = acc / np.where(l_new > 0, l_new, 1)[..., None]   # no key yet: O = 0
             m[:, i0:i1], l[:, i0:i1] = m_new, l_new
-    lse[:] = m + np.log(l)
+    with np.errstate(divide="ignore"):
+        lse[:] = m + np.log(l)
+    _empty_rows(o, lse, l)
     return o, lse, skipped
 
 
@@ -293,16 +314,18 @@ def flash_backward_reference(q, k, v, o, lse, do, scale, is_causal, block_q, blo
         (dq (BH, L, E), dk (BH, S, E), dv (BH, S, Ev)).
     """
     L, S = q.shape[1], k.shape[1]
+    off = causal_offset(L, S, is_causal)
     delta = np.sum(do * o, axis=-1)                      # (BH, L)
     dq = np.zeros_like(q)
     dk = np.zeros_like(k)
     dv = np.zeros_like(v)
     for j0 in range(0, S, block_k):
         j1 = min(j0 + block_k, S)
-        i_start = (j0 // block_q) * block_q if is_causal else 0  # Q blocks above are all masked
+        # Q blocks above the diagonal see none of these keys: start at the block of query j0 - off
+        i_start = (max(j0 - off, 0) // block_q) * block_q if is_causal else 0
         for i0 in range(i_start, L, block_q):
             i1 = min(i0 + block_q, L)
-            mask = causal_tile_mask(i0, i1, j0, j1) if is_causal else None
+            mask = causal_tile_mask(i0, i1, j0, j1, off) if is_causal else None
             dq_i, dk_j, dv_j = backward_tile(q[:, i0:i1], k[:, j0:j1], v[:, j0:j1], do[:, i0:i1],
                                              lse[:, i0:i1], delta[:, i0:i1], scale, mask)
             dq[:, i0:i1] += dq_i
@@ -316,7 +339,9 @@ def naive_attention(q, k, v, scale, is_causal):
 
     S = scale Q K^T, P = softmax(S), O = P V, each written out in full. The
     baseline whose memory grows as L * S; used as the quadratic reference in
-    the notebook's memory measurement and in the benchmark.
+    the notebook's memory measurement and in the benchmark. The causal mask is
+    aligned to the bottom-right as in :func:`flash_forward_reference` (needs L <= S:
+    with L > S the first queries see no key).
 
     Args:
         q: (..., L, E); k: (..., S, E); v: (..., S, Ev).
@@ -327,7 +352,7 @@ def naive_attention(q, k, v, scale, is_causal):
     s *= scale
     if is_causal:
         L, S = s.shape[-2:]
-        s[..., np.triu(np.ones((L, S), dtype=bool), k=1)] = -np.inf
+        s[..., np.triu(np.ones((L, S), dtype=bool), k=1 + S - L)] = -np.inf
     m = s.max(axis=-1, keepdims=True)                    # (..., L, 1)
     s -= m
     np.exp(s, out=s)                                     # P, unnormalized, in place

@@ -2,7 +2,7 @@
 
 Read in this order: :mod:`absmax` (symmetric integer grid, per tensor or
 channel), :mod:`affine` (zero point), :mod:`blockwise` (one absmax per
-block, ``QuantState``), :mod:`double` (quantized scales), :mod:`nf4` (4-bit
+block, ``QuantState``; the linear grid, then bitsandbytes' dynamic code book), :mod:`double` (quantized scales), :mod:`nf4` (4-bit
 code books, two codes per byte), :mod:`stochastic` (unbiased rounding),
 :mod:`int8_matmul` and :mod:`linear` (integer matmul, ``QuantLinear``),
 :mod:`qat` (fake quantization, straight-through gradient), :mod:`memory`
@@ -12,8 +12,9 @@ beside their NumPy references; it (and numba) is imported on first use.
 
 from .absmax import absmax_qmax, dequantize_absmax, quantize_absmax
 from .affine import dequantize_affine, quantize_affine
-from .blockwise import (QuantState, blocksize_sweep, blockwise_absmax, dequantize_blockwise,
-                        quantize_blockwise)
+from .blockwise import (QuantState, blocksize_sweep, blockwise_absmax, create_dynamic_map,
+                        dequantize_blockwise, linear_map, quantize_blockwise,
+                        quantize_blockwise_linear)
 from .double import compress_statistics, scale_bits_per_value
 from .int8_matmul import accumulator_bits, int8_linear, int8_matmul
 from .linear import QuantLinear
@@ -27,7 +28,8 @@ from .stochastic import accumulate_updates, round_nearest, stochastic_round
 __all__ = [
     "quantize_absmax", "dequantize_absmax", "absmax_qmax",
     "quantize_affine", "dequantize_affine",
-    "QuantState", "quantize_blockwise", "dequantize_blockwise", "blockwise_absmax", "blocksize_sweep",
+    "QuantState", "quantize_blockwise", "dequantize_blockwise", "quantize_blockwise_linear",
+    "create_dynamic_map", "linear_map", "blockwise_absmax", "blocksize_sweep",
     "compress_statistics", "scale_bits_per_value",
     "create_normal_map", "get_4bit_type", "NF4_OFFSET", "nearest_code", "code_midpoints",
     "pack_4bit", "unpack_4bit", "quantize_4bit", "dequantize_4bit",

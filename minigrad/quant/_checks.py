@@ -22,6 +22,24 @@ def as_float_array(x, fn: str, arg: str = "x") -> np.ndarray:
     return a
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_float32_input(x, fn: str, arg: str = "x") -> tuple[np.ndarray, np.ndarray]:
+    """(x as given, x as a flat contiguous float32 array) for the blockwise quantizers.
+
+    They compute in float32, as bitsandbytes does (it takes float32, float16 and
+    bfloat16 tensors). A finite float64 value beyond float32's range would become
+    inf in the cast and dequantize to NaN, so it is refused here instead.
+    """
+    a = as_float_array(x, fn, arg)
+    if a.dtype.itemsize > 4 and a.size and np.abs(a).max() > FLOAT32_MAX:
+        raise ValueError(f"{fn}: {arg} has values up to {np.abs(a).max():.3g}, beyond float32's "
+                         f"range (|x| <= {FLOAT32_MAX:.4g}); blockwise quantization computes "
+                         f"in float32, as bitsandbytes does: rescale x first")
+    return a, np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+
+
 def check_bits(bits, fn: str, low: int = 2, high: int = 8) -> int:
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not low <= bits <= high:
         raise ValueError(f"{fn}: bits must be an integer in [{low}, {high}], got {bits!r}")

@@ -30,7 +30,7 @@ def absmax_qmax(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
-def quantize_absmax(x, bits: int = 8, dim: int | None = None):
+def quantize_absmax(x, bits: int = 8, dim: int | None = None, narrow_range: bool = True):
     """Symmetric integer quantization: q = round(x / scale), scale = max|x| / Q.
 
     Args:
@@ -39,6 +39,13 @@ def quantize_absmax(x, bits: int = 8, dim: int | None = None):
         dim: None for one scale per tensor; an axis for one scale per index
             along it (per channel: ``dim=0`` of a (out, in) weight gives one
             scale per output row).
+        narrow_range: True (LLM.int8's absmax): codes -Q..Q, scale = max|x| / Q.
+            False: torch's observer convention (``MinMaxObserver`` with
+            ``qscheme=torch.per_tensor_symmetric``): codes qmin..qmax =
+            -(Q+1)..Q, scale = max|x| / ((qmax - qmin) / 2) = max|x| / (Q + 1/2),
+            so +max|x| rounds to Q + 1/2 and is clipped to Q, -max|x| lands on
+            -(Q+1). torch also floors the scale at float32's eps; here an
+            all-zero tensor keeps scale 0.
     Returns:
         (q, scale): ``q`` int8 of ``x``'s shape; ``scale`` float, shape ()
         per tensor or ``x``'s shape with every axis but ``dim`` set to 1
@@ -52,6 +59,8 @@ def quantize_absmax(x, bits: int = 8, dim: int | None = None):
     if x.dtype == np.float16:
         x = x.astype(np.float32)  # compute the scale in a format with room for max|x| / Q
     Q = absmax_qmax(bits)
+    if not narrow_range:
+        return _quantize_full_range(x, Q, dim, int_dtype(bits, signed=True))
     # BEGIN SOLUTION ch6.absmax
     amax = np.abs(x).max(axis=reduce_axes(x.ndim, dim), keepdims=dim is not None) \
         if x.size else np.zeros((), x.dtype)
@@ -61,6 +70,16 @@ def quantize_absmax(x, bits: int = 8, dim: int | None = None):
     q = np.clip(np.rint(x / safe), -Q, Q).astype(int_dtype(bits, signed=True))
     # END SOLUTION
     return q, scale
+
+
+def _quantize_full_range(x, Q: int, dim, dtype):
+    """torch's symmetric observer: scale = max|x| / ((qmax - qmin) / 2), q in [-(Q+1), Q]."""
+    amax = np.abs(x).max(axis=reduce_axes(x.ndim, dim), keepdims=dim is not None) \
+        if x.size else np.zeros((), x.dtype)
+    scale = (amax / ((Q - (-Q - 1)) / 2)).astype(x.dtype)
+    # torch multiplies by 1 / scale (quantize_per_tensor, fake_quantize): so do we, for its bits
+    inv = np.divide(1, scale, out=np.zeros_like(scale), where=scale > 0).astype(x.dtype)
+    return np.clip(np.rint(x * inv), -Q - 1, Q).astype(dtype), scale
 
 
 def dequantize_absmax(q, scale) -> np.ndarray:

@@ -12,8 +12,9 @@ symmetric grid would waste half its codes) and quantizes the result to
 Reference: Dettmers et al. 2023, "QLoRA: Efficient Finetuning of Quantized
 LLMs", section 3 (double quantization); bitsandbytes' ``compress_statistics``
 (``offset = absmax.mean()``, ``quantize_blockwise(absmax - offset, blocksize=256)``).
-bitsandbytes uses its 8-bit dynamic float map for the second level; minigrad
-uses the 8-bit integer grid of :func:`quantize_blockwise`.
+bitsandbytes uses its 8-bit dynamic map for the second level; minigrad
+uses the 8-bit integer grid of :func:`quantize_blockwise_linear`, whose error
+bound (half a step) the chapter derives.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from ._checks import check_blocksize
-from .blockwise import QuantState, quantize_blockwise
+from .blockwise import QuantState, quantize_blockwise_linear
 
 __all__ = ["compress_statistics", "scale_bits_per_value"]
 
@@ -43,7 +44,7 @@ def compress_statistics(state: QuantState, blocksize2: int = 256) -> QuantState:
     if state.nested:
         raise ValueError("compress_statistics: state is already double-quantized")
     offset = np.float32(state.absmax.mean()) if state.absmax.size else np.float32(0)
-    q2, state2 = quantize_blockwise(state.absmax - offset, blocksize=blocksize2, bits=8)
+    q2, state2 = quantize_blockwise_linear(state.absmax - offset, blocksize=blocksize2, bits=8)
     return dataclasses.replace(state, absmax=q2, offset=float(offset), state2=state2)
 
 

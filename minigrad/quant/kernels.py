@@ -35,6 +35,8 @@ FASTMATH = {"nnan", "ninf", "nsz"}
 __all__ = ["get", "use", "FAST",
            "quantize_blockwise_int_reference", "quantize_blockwise_int_numba",
            "dequantize_blockwise_int_reference", "dequantize_blockwise_int_numba",
+           "quantize_blockwise_code_reference", "quantize_blockwise_code_numba",
+           "dequantize_blockwise_code_reference", "dequantize_blockwise_code_numba",
            "quantize_4bit_reference", "quantize_4bit_numba",
            "dequantize_4bit_reference", "dequantize_4bit_numba",
            "stochastic_round_reference", "stochastic_round_numba"]
@@ -63,11 +65,31 @@ def _absmax_numba(xb):
     return m
 
 
+# A block whose absmax is tiny (subnormal, say) would overflow numerator / absmax to inf
+# (and 0 * inf is NaN). Such a block is first multiplied by 2^100, exactly (a power of
+# two), so its scale stays finite; every other block is multiplied by 1, a no-op.
+TINY, PRESCALE = np.float32(2.0 ** -100), np.float32(2.0 ** 100)
+
+
+def _prescale(absmax: np.ndarray) -> np.ndarray:
+    """Per block: PRESCALE where absmax < TINY, else 1."""
+    return np.where(absmax < TINY, PRESCALE, np.float32(1.0)).astype(np.float32)
+
+
 def _inverse(absmax: np.ndarray, numerator) -> np.ndarray:
-    """numerator / absmax as float32, 0 where absmax is 0 (an all-zero block stays zero)."""
+    """numerator / (absmax * prescale) as float32, 0 where absmax is 0 (an all-zero block
+    stays zero)."""
     inv = np.zeros_like(absmax)
-    np.divide(np.float32(numerator), absmax, out=inv, where=absmax > 0)
+    np.divide(np.float32(numerator), absmax * _prescale(absmax), out=inv, where=absmax > 0)
     return inv
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _scale_numba(m, numerator):
+    """(prescale, numerator / (m * prescale)) of a block with absmax m: see ``_prescale``."""
+    pre = PRESCALE if m < TINY else np.float32(1.0)
+    inv = np.float32(numerator) / (m * pre) if m > 0 else np.float32(0.0)
+    return pre, inv
 
 
 # ----------------------------------------------------------------------------
@@ -84,11 +106,12 @@ def quantize_blockwise_int_reference(x, blocksize, qmax, q, absmax):
     full, rem = _split(x.size, blocksize)
     head = x[: full * blocksize].reshape(full, blocksize)       # (n,) -> (blocks, blocksize)
     _absmax_reference(x, blocksize, absmax)
-    inv = _inverse(absmax, qmax)                                 # Q / absmax, per block
-    t = head * inv[:full, None]
+    pre, inv = _prescale(absmax), _inverse(absmax, qmax)         # Q / absmax, per block
+    t = (head * pre[:full, None]) * inv[:full, None]
     q[: full * blocksize] = np.clip(np.rint(t), -qmax, qmax).reshape(-1)
     if rem:
-        q[full * blocksize:] = np.clip(np.rint(x[full * blocksize:] * inv[full]), -qmax, qmax)
+        t = (x[full * blocksize:] * pre[full]) * inv[full]
+        q[full * blocksize:] = np.clip(np.rint(t), -qmax, qmax)
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
@@ -105,9 +128,9 @@ def quantize_blockwise_int_numba(x, blocksize, qmax, q, absmax):
         xb, qb = x[start:stop], q[start:stop]
         m = _absmax_numba(xb)
         absmax[b] = m
-        inv = Q / m if m > 0 else np.float32(0.0)
+        pre, inv = _scale_numba(m, Q)
         for i in range(xb.size):
-            v = np.rint(xb[i] * inv)
+            v = np.rint((xb[i] * pre) * inv)
             qb[i] = np.int8(min(max(v, -Q), Q))
 
 
@@ -137,6 +160,72 @@ def dequantize_blockwise_int_numba(q, absmax, blocksize, qmax, out):
 
 
 # ----------------------------------------------------------------------------
+# 8-bit code-book quantization (bitsandbytes' dynamic map, or any sorted code)
+# ----------------------------------------------------------------------------
+
+def quantize_blockwise_code_reference(x, blocksize, mids, order, q, absmax):
+    """q = index of the code nearest x / absmax[b]: order[number of midpoints below it].
+
+    A value exactly on a midpoint counts it as not below, so it gets the lower
+    code (``searchsorted(side="left")``), as bitsandbytes' lookup does.
+
+    Args:
+        x: (n,) float32.  blocksize: int.
+        mids: (k-1,) float32 midpoints between consecutive distinct sorted codes.
+        order: (k,) uint8, code index of each sorted position.
+        q: (n,) uint8, written.  absmax: (blocks,) float32, written.
+    """
+    n = x.size
+    _absmax_reference(x, blocksize, absmax)
+    pre, inv = _prescale(absmax), _inverse(absmax, 1.0)
+    scaled = (x * np.repeat(pre, blocksize)[:n]) * np.repeat(inv, blocksize)[:n]   # in [-1, 1]
+    q[:] = order[np.searchsorted(mids, scaled, side="left")]
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def quantize_blockwise_code_numba(x, blocksize, mids, order, q, absmax):
+    n = x.size
+    nblocks = (n + blocksize - 1) // blocksize
+    k = mids.size
+    for b in prange(nblocks):
+        start = b * blocksize
+        stop = min(start + blocksize, n)
+        xb, qb = x[start:stop], q[start:stop]          # indexed from 0: see quantize_blockwise_int
+        m = _absmax_numba(xb)
+        absmax[b] = m
+        pre, inv = _scale_numba(m, 1.0)
+        for i in range(xb.size):
+            v = (xb[i] * pre) * inv
+            lo, hi = 0, k                 # binary search: the first midpoint >= v
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if mids[mid] < v:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            qb[i] = order[lo]
+
+
+def dequantize_blockwise_code_reference(q, absmax, code, blocksize, out):
+    """out[i] = code[q[i]] * absmax[i // blocksize]."""
+    n = q.size
+    np.multiply(code[q], np.repeat(absmax, blocksize)[:n], out=out)
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def dequantize_blockwise_code_numba(q, absmax, code, blocksize, out):
+    n = q.size
+    nblocks = (n + blocksize - 1) // blocksize
+    for b in prange(nblocks):
+        s = absmax[b]
+        start = b * blocksize
+        stop = min(start + blocksize, n)
+        qb, ob = q[start:stop], out[start:stop]
+        for i in range(qb.size):
+            ob[i] = code[qb[i]] * s
+
+
+# ----------------------------------------------------------------------------
 # 4-bit code-book quantization (NF4 / FP4), two codes per byte
 # ----------------------------------------------------------------------------
 
@@ -155,9 +244,9 @@ def quantize_4bit_reference(x, blocksize, mids, order, packed, absmax):
     """
     n = x.size
     _absmax_reference(x, blocksize, absmax)
-    inv = _inverse(absmax, 1.0)
+    pre, inv = _prescale(absmax), _inverse(absmax, 1.0)
     scaled = np.zeros(2 * packed.size, np.float32)               # an odd tail pads with 0.0
-    scaled[:n] = x * np.repeat(inv, blocksize)[:n]               # every value in [-1, 1]
+    scaled[:n] = (x * np.repeat(pre, blocksize)[:n]) * np.repeat(inv, blocksize)[:n]   # in [-1, 1]
     idx = order[np.searchsorted(mids, scaled, side="left")]      # (2m,) codes 0..15
     packed[:] = (idx[0::2] << 4) | idx[1::2]
 
@@ -167,10 +256,11 @@ def quantize_4bit_numba(x, blocksize, mids, order, packed, absmax):
     n = x.size
     nblocks = (n + blocksize - 1) // blocksize
     inv = np.zeros(nblocks, np.float32)
+    pre = np.ones(nblocks, np.float32)
     for b in prange(nblocks):
         m = _absmax_numba(x[b * blocksize:min((b + 1) * blocksize, n)])
         absmax[b] = m
-        inv[b] = np.float32(1.0) / m if m > 0 else np.float32(0.0)
+        pre[b], inv[b] = _scale_numba(m, 1.0)
     k = mids.size
     # parallel over chunks of bytes (a byte's two values may straddle two blocks);
     # inside a chunk, track the block with a countdown instead of dividing per value
@@ -180,11 +270,11 @@ def quantize_4bit_numba(x, blocksize, mids, order, packed, absmax):
         stop = min(2 * (c + 1) * chunk, 2 * packed.size)
         b = i // blocksize
         left = (b + 1) * blocksize - i
-        s = inv[b]
+        s, ps = inv[b], pre[b]
         while i < stop:
             byte = 0
             for _ in range(2):
-                v = x[i] * s if i < n else np.float32(0.0)
+                v = (x[i] * ps) * s if i < n else np.float32(0.0)
                 pos = 0
                 for t in range(k):      # count the midpoints below v, without branches
                     pos += mids[t] < v
@@ -193,7 +283,7 @@ def quantize_4bit_numba(x, blocksize, mids, order, packed, absmax):
                 left -= 1
                 if left == 0 and i < n:
                     b += 1
-                    s = inv[b]
+                    s, ps = inv[b], pre[b]
                     left = blocksize
             packed[(i >> 1) - 1] = byte
 
@@ -234,18 +324,22 @@ def dequantize_4bit_numba(packed, absmax, code, blocksize, out):
 # ----------------------------------------------------------------------------
 
 def stochastic_round_reference(x, u, out):
-    """out = floor(x + u), u ~ U[0, 1): rounds up with probability frac(x).
+    """out = floor(x) + (u < frac(x)), u ~ U[0, 1): rounds up with probability frac(x).
 
-    The sum is formed in float64 (``u`` is float64) so the fraction of a
-    float32 ``x`` is not rounded away before the floor.
+    Not floor(x + u): the sum would round to the spacing of x's format first,
+    and for large |x| (2^22 + 0.25 in float32, 2^51 + 0.5 in float64) that
+    rounding biases the result. frac(x) = x - floor(x) is exact (computed in
+    float64), so P(up) = frac(x) at every magnitude.
     """
-    out[:] = np.floor(x + u)
+    lo = np.floor(x)
+    out[:] = lo + (u < (x.astype(np.float64) - lo))
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def stochastic_round_numba(x, u, out):
     for i in prange(x.size):
-        out[i] = np.floor(np.float64(x[i]) + u[i])
+        lo = np.floor(x[i])
+        out[i] = lo + 1 if u[i] < np.float64(x[i]) - np.float64(lo) else lo
 
 
 # ----------------------------------------------------------------------------
@@ -253,10 +347,14 @@ def stochastic_round_numba(x, u, out):
 # ----------------------------------------------------------------------------
 
 # chosen from benchmarks/bench_quant.py (64M float32 values, 2 cores): numba 15x NumPy for
-# int8 quantize, 3.4x for dequantize, 8-12x for NF4 encode, 13x for NF4 decode
+# int8 quantize, 3.4x for dequantize, 8-12x for NF4 encode, 13x for NF4 decode. The 8-bit
+# code-book pair runs in numba by analogy (one pass per block instead of NumPy's temporaries);
+# it has not been timed yet
 FAST = {
     "quantize_blockwise_int": quantize_blockwise_int_numba,
     "dequantize_blockwise_int": dequantize_blockwise_int_numba,
+    "quantize_blockwise_code": quantize_blockwise_code_numba,
+    "dequantize_blockwise_code": dequantize_blockwise_code_numba,
     "quantize_4bit": quantize_4bit_numba,
     "dequantize_4bit": dequantize_4bit_numba,
     "stochastic_round": stochastic_round_numba,

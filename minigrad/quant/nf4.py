@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array, check_blocksize
-from .blockwise import QuantState
+from ._checks import as_float32_input, check_blocksize
+from .blockwise import QuantState, check_state
 
 __all__ = ["create_normal_map", "get_4bit_type", "NF4_OFFSET", "nearest_code", "code_midpoints",
            "pack_4bit", "unpack_4bit", "quantize_4bit", "dequantize_4bit"]
@@ -44,15 +44,21 @@ _FP4_RAW = [0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0,
             -0.0, -0.0625, -8.0, -12.0, -4.0, -6.0, -2.0, -3.0]
 
 
-def _linspace32(start: float, stop: float, n: int) -> np.ndarray:
+def _linspace32(start: float, stop: float, n: int, fused: bool = False) -> np.ndarray:
     """Evenly spaced float32 probabilities, formed as torch.linspace forms them (first half
     counted up from ``start``, second half down from ``stop``). bitsandbytes builds NF4 from
-    float32 probabilities; doing the same reproduces its published table bit for bit."""
+    float32 probabilities; doing the same reproduces its published table bit for bit.
+    ``fused``: round ``start + step * i`` once (a fused multiply-add), as torch 2.13's CPU
+    linspace does; the published NF4 table was made with two roundings."""
     a, b = np.float32(start), np.float32(stop)
     step = (b - a) / np.float32(n - 1)
     i = np.arange(n)
-    up = a + step * i.astype(np.float32)
-    down = b - step * (n - 1 - i).astype(np.float32)
+    if fused:   # a float32 product is exact in float64: one rounding, at the end
+        up = (np.float64(a) + np.float64(step) * i).astype(np.float32)
+        down = (np.float64(b) - np.float64(step) * (n - 1 - i)).astype(np.float32)
+    else:
+        up = a + step * i.astype(np.float32)
+        down = b - step * (n - 1 - i).astype(np.float32)
     return np.where(i < n // 2, up, down).astype(np.float64)
 
 
@@ -127,6 +133,9 @@ def pack_4bit(idx) -> np.ndarray:
         (ceil(n / 2),) uint8.
     """
     idx = np.asarray(idx).reshape(-1)
+    if idx.dtype.kind not in "iub":
+        raise TypeError(f"pack_4bit: idx must hold integer codes, got dtype {idx.dtype} "
+                        f"(a float code would be truncated)")
     if idx.size and (idx.min() < 0 or idx.max() > 15):
         raise ValueError(f"pack_4bit: codes must be in [0, 15], got range "
                          f"[{idx.min()}, {idx.max()}]")
@@ -168,8 +177,7 @@ def quantize_4bit(x, blocksize: int = 64, compress_statistics: bool = False,
     fn = "quantize_4bit"
     blocksize = check_blocksize(blocksize, fn)
     code = get_4bit_type(quant_type)
-    orig = as_float_array(x, fn)
-    flat = np.ascontiguousarray(orig, dtype=np.float32).reshape(-1)
+    orig, flat = as_float32_input(x, fn)
     from . import kernels
 
     mids, order = code_midpoints(code)
@@ -189,9 +197,10 @@ def dequantize_4bit(packed, state: QuantState) -> np.ndarray:
     packed = np.asarray(packed)
     if packed.dtype != np.uint8:
         raise TypeError(f"dequantize_4bit: packed must be uint8, got dtype {packed.dtype}")
-    if state.quant_type not in ("nf4", "fp4"):
+    if isinstance(state, QuantState) and state.quant_type not in ("nf4", "fp4"):
         raise ValueError(f"dequantize_4bit: state is {state.quant_type!r}; "
                          f"use dequantize_blockwise for integer codes")
+    scales = check_state(state, "dequantize_4bit", ("nf4", "fp4"))
     n = state.numel
     if packed.size != -(-n // 2):
         raise ValueError(f"dequantize_4bit: packed has {packed.size} bytes, state expects "
@@ -199,6 +208,6 @@ def dequantize_4bit(packed, state: QuantState) -> np.ndarray:
     from . import kernels
 
     out = np.empty(n, np.float32)
-    kernels.get("dequantize_4bit")(np.ascontiguousarray(packed).reshape(-1), state.scales(),
-                                   np.asarray(state.code, np.float32), state.blocksize, out)
+    kernels.get("dequantize_4bit")(np.ascontiguousarray(packed).reshape(-1), scales,
+                                   np.ascontiguousarray(state.code, np.float32), state.blocksize, out)
     return out.reshape(state.shape).astype(state.dtype, copy=False)

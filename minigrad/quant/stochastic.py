@@ -58,6 +58,9 @@ def stochastic_round(x, dtype: str = "int", rng=None) -> np.ndarray:
         x: float array, any shape.
         dtype: "int" (to integers, result in ``x``'s float dtype), "float16"
             (result float16) or "bfloat16" (float32 holding bfloat16 values).
+            Beyond the format's largest finite value the result is inf where
+            round-to-nearest gives inf (not a saturated max): see
+            :func:`_stochastic_round_float`.
         rng: a ``np.random.Generator``; None means :func:`minigrad.get_rng`.
     Returns:
         array of ``x``'s shape; E[result] = x for values inside the format's range.
@@ -72,26 +75,42 @@ def stochastic_round(x, dtype: str = "int", rng=None) -> np.ndarray:
         # BEGIN SOLUTION ch6.stochastic_round
         u = rng.random(x.size)                      # U[0, 1), float64
         out = np.empty(x.size, x.dtype)
-        # floor(x + u) is lo + 1 exactly when u >= 1 - frac(x): probability frac(x)
+        # the kernel rounds up where u < frac(x): probability frac(x), at any magnitude
         kernels.get("stochastic_round")(np.ascontiguousarray(x).reshape(-1), u, out)
         return out.reshape(x.shape)
         # END SOLUTION
-    if dtype == "bfloat16":
+    if dtype == "bfloat16" and x.dtype == np.float32:
         # bfloat16 keeps the top 16 bits of a float32. Adding a uniform integer in
         # [0, 2^16) to the bits carries into the kept part with probability
-        # (dropped bits) / 2^16, exactly the fraction of the way to the next value.
+        # (dropped bits) / 2^16, exactly the fraction of the way to the next value
+        # (a carry out of the largest finite value reaches the exponent of inf).
         b = _bfloat16_bits(x)
         r = rng.integers(0, 1 << 16, size=b.shape, dtype=np.uint32)
         return ((b + r) & np.uint32(0xFFFF0000)).view(np.float32).reshape(x.shape)
-    # float16: find the neighbours lo <= x <= hi, pick hi with probability (x - lo) / (hi - lo)
-    xd = x.astype(np.float64)
-    near = xd.astype(np.float16)
-    above = near.astype(np.float64) > xd
-    lo = np.where(above, np.nextafter(near, np.float16(-np.inf)), near)
-    hi = np.where(above, near, np.nextafter(near, np.float16(np.inf)))
-    gap = hi.astype(np.float64) - lo.astype(np.float64)
-    p = np.divide(xd - lo, gap, out=np.zeros_like(xd), where=np.isfinite(gap) & (gap > 0))
-    return np.where(rng.random(x.shape) < p, hi, lo).astype(np.float16)
+    out = _stochastic_round_float(x, dtype, rng.random(x.shape))
+    return out.astype(np.float16) if dtype == "float16" else out.astype(np.float32)
+
+
+def _stochastic_round_float(x: np.ndarray, dtype: str, u: np.ndarray) -> np.ndarray:
+    """Stochastic rounding of ``x`` onto the grid of ``dtype``, every step exact in float64.
+
+    The magnitude a = |x| lies between lo = floor(a / quantum) * quantum and
+    hi = lo + quantum, quantum = 2^(max(e, emin) - m) the spacing of its binade;
+    hi is taken where u < (a - lo) / quantum. Beyond the largest finite value the
+    next grid point, 2^(emax + 1), is inf: a value between max and 2^(emax + 1) becomes
+    inf with probability (a - max) / quantum, and anything from 2^(emax + 1) up is inf,
+    as round-to-nearest makes it (fp16: 1e6 -> inf, never a silent 65504).
+    """
+    from ..precision.format import get_format
+
+    f = get_format(dtype, "stochastic_round")
+    a = np.abs(x.astype(np.float64))
+    _, E = np.frexp(a)                                   # a = frac * 2^E, frac in [0.5, 1)
+    quantum = np.ldexp(1.0, np.maximum(E - 1, f.min_exp) - f.mantissa_bits)
+    lo = np.floor(a / quantum) * quantum
+    r = np.where(u < (a - lo) / quantum, lo + quantum, lo)
+    r = np.where(r > f.max, np.inf, r)
+    return np.copysign(r, x)                            # copysign keeps -0.0
 
 
 def accumulate_updates(w0: float = 1.0, update: float = 1e-4, steps: int = 1000,

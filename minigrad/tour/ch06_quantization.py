@@ -46,7 +46,7 @@ def run(out_dir, quick: bool) -> list:
     for qt in ("nf4", "fp4"):
         p, st = Q.quantize_4bit(z, 64, quant_type=qt)
         errs[qt] = float(np.abs(z - Q.dequantize_4bit(p, st)).mean())
-    qi, si = Q.quantize_blockwise(z, 64, bits=4)
+    qi, si = Q.quantize_blockwise_linear(z, 64, bits=4)
     errs["int4"] = float(np.abs(z - Q.dequantize_blockwise(qi, si)).mean())
     scaled = z / np.repeat(Q.blockwise_absmax(z, 64), 64)
     codes = {"NF4": Q.get_4bit_type("nf4"), "FP4": Q.get_4bit_type("fp4"),
