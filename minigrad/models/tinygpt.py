@@ -4,6 +4,11 @@
                   -> n_layer pre-norm causal blocks          (B, T, C)
                   -> final LayerNorm -> lm_head              (B, T, V) logits
 
+Chapter 11's options: ``pos_emb="rope"`` rotates queries and keys instead of
+adding a learned position embedding (no ``wpe``; positions beyond
+``block_size`` are allowed), and ``moe=MoEConfig(...)`` replaces every
+block's MLP with a mixture of experts.
+
 Trained with next-token prediction: the logits at position t score the token
 at t + 1. The causal mask lets one forward pass train all T positions at once
 (Radford et al. 2019; Vaswani et al. 2017).
@@ -19,7 +24,9 @@ from ..nn import Embedding, KVCache, LayerNorm, Linear, Module, ModuleList, Tran
 from ..nn.attention import ATTN_IMPLS
 from ..tensor import Tensor, get_rng, no_grad
 
-__all__ = ["GPTConfig", "TinyGPT"]
+__all__ = ["GPTConfig", "TinyGPT", "POS_EMBS"]
+
+POS_EMBS = ("learned", "rope")
 
 
 @dataclass
@@ -39,6 +46,9 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     attn_impl: str = "sdpa"
+    pos_emb: str = "learned"      # "learned" (GPT-2) or "rope" (rotary, chapter 11)
+    rope_theta: float = 10000.0
+    moe: object = None            # a minigrad.moe.MoEConfig: MoE MLPs (chapter 11); None: dense
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -52,6 +62,14 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: n_kv_head {self.n_kv_head} must divide n_head {self.n_head}")
         if self.attn_impl not in ATTN_IMPLS:
             raise ValueError(f"GPTConfig: attn_impl must be one of {ATTN_IMPLS}, got {self.attn_impl!r}")
+        if self.pos_emb not in POS_EMBS:
+            raise ValueError(f"GPTConfig: pos_emb must be one of {POS_EMBS}, got {self.pos_emb!r}")
+        if self.moe is not None and not all(hasattr(self.moe, a) for a in
+                                            ("num_experts", "k", "capacity_factor", "mlp_ratio")):
+            raise TypeError(f"GPTConfig: moe must be a minigrad.moe.MoEConfig or None, got "
+                            f"{type(self.moe).__name__}")
+        if self.pos_emb == "rope" and self.head_dim % 2:
+            raise ValueError(f"GPTConfig: pos_emb='rope' needs an even head_dim, got {self.head_dim}")
 
     @property
     def head_dim(self) -> int:
@@ -65,14 +83,24 @@ class TinyGPT(Module):
         super().__init__()
         self.config = c = config
         self.wte = Embedding(c.vocab_size, c.n_embd, dtype=dtype)    # token embedding
-        self.wpe = Embedding(c.block_size, c.n_embd, dtype=dtype)    # position embedding
+        self.wpe = Embedding(c.block_size, c.n_embd, dtype=dtype) if c.pos_emb == "learned" \
+            else None                                                # position embedding
         rng = get_rng()
         for emb in (self.wte, self.wpe):  # N(0, 0.02) as GPT-2, not N(0, 1)
-            emb.weight.data[...] = rng.normal(0.0, 0.02, emb.weight.shape)
+            if emb is not None:
+                emb.weight.data[...] = rng.normal(0.0, 0.02, emb.weight.shape)
         self.h = ModuleList(
             TransformerBlock(c.n_embd, c.n_head, c.n_kv_head, is_causal=True, bias=c.bias,
                              attn_impl=c.attn_impl, dropout=c.dropout, dtype=dtype)
             for _ in range(c.n_layer))
+        for block in self.h:
+            if c.pos_emb == "rope":
+                from ..nn.rope import RotaryEmbedding
+                block.attn.rotary = RotaryEmbedding(c.head_dim, c.rope_theta)
+            if c.moe is not None:             # the dense MLP gives way to k of E expert MLPs
+                from ..moe import MoE
+                block.mlp = MoE(c.n_embd, c.moe.mlp_ratio * c.n_embd, c.moe.num_experts, c.moe.k,
+                                c.moe.capacity_factor, c.moe.renormalize, bias=c.bias, dtype=dtype)
         self.ln_f = LayerNorm(c.n_embd, dtype=dtype)
         self.lm_head = Linear(c.n_embd, c.vocab_size, bias=False, dtype=dtype)
 
@@ -82,6 +110,8 @@ class TinyGPT(Module):
             raise ValueError(f"TinyGPT: idx must be integer token ids (B, T), got "
                              f"{idx.dtype} {idx.shape}")
         T = idx.shape[1]
+        if self.wpe is None:                             # RoPE: positions enter in attention
+            return self.wte(idx)                         # (B, T, C)
         if past + T > self.config.block_size:
             raise ValueError(f"TinyGPT: positions {past}..{past + T - 1} exceed block_size "
                              f"{self.config.block_size}")
@@ -99,6 +129,14 @@ class TinyGPT(Module):
         for i, block in enumerate(self.h):
             x = block(x, kv_cache=kv_cache, layer_idx=i)
         return self.lm_head(self.ln_f(x))                # (B, T, C) -> (B, T, V)
+
+    def moe_loss(self) -> Tensor | float:
+        """The MoE layers' auxiliary losses of the last forward, weighted as ``config.moe`` says:
+        sum over layers of aux_loss_coef * load balancing + z_loss_coef * z-loss (0.0 if dense)."""
+        m = self.config.moe
+        if m is None:
+            return 0.0
+        return sum(m.aux_loss_coef * b.mlp.aux_loss + m.z_loss_coef * b.mlp.z_loss for b in self.h)
 
     def new_kv_cache(self, batch_size: int, max_seq_len: int | None = None,
                      dtype=None) -> KVCache:

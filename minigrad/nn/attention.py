@@ -127,6 +127,8 @@ class MultiHeadAttention(Module):
         self.k_proj = Linear(embed_dim, kv_dim, bias=bias, dtype=dtype)
         self.v_proj = Linear(embed_dim, kv_dim, bias=bias, dtype=dtype)
         self.o_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
+        # chapter 11: a RotaryEmbedding here rotates q and k by their positions (none: no RoPE)
+        self.rotary = None
 
     def extra_repr(self):
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
@@ -134,7 +136,7 @@ class MultiHeadAttention(Module):
                 f"attn_impl={self.attn_impl!r}")
 
     # -- the three projections, split into heads -------------------------------------
-    def _qkv(self, x: Tensor):
+    def _qkv(self, x: Tensor, past: int = 0):
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(f"MultiHeadAttention: x must be (B, T, {self.embed_dim}), "
                              f"got shape {x.shape}")
@@ -143,6 +145,10 @@ class MultiHeadAttention(Module):
         q = self.q_proj(x).reshape(B, T, H, D).transpose(1, 2)      # (B, T, C) -> (B, H, T, D)
         k = self.k_proj(x).reshape(B, T, Hkv, D).transpose(1, 2)    # (B, T, Hkv*D) -> (B, Hkv, T, D)
         v = self.v_proj(x).reshape(B, T, Hkv, D).transpose(1, 2)    # (B, T, Hkv*D) -> (B, Hkv, T, D)
+        if self.rotary is not None:                                 # positions past .. past + T - 1
+            from .rope import apply_rotary_pos_emb
+            cos, sin = self.rotary.cos_sin(past, T, q.dtype)        # (T, D) each
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
         return q, k, v
 
     def _mask(self, attn_mask, B: int, L: int, past: int):
@@ -185,11 +191,10 @@ class MultiHeadAttention(Module):
                 values are appended at slot ``layer_idx`` and the queries
                 attend to everything cached (S = past + T).
         """
-        q, k, v = self._qkv(x)
+        past = 0 if kv_cache is None else kv_cache.length(layer_idx)
+        q, k, v = self._qkv(x, past)               # with RoPE, keys are cached already rotated
         B, _, T, _ = q.shape
-        past = 0
         if kv_cache is not None:
-            past = kv_cache.length(layer_idx)
             k, v = kv_cache.update(layer_idx, k, v)                 # (B, Hkv, past + T, D)
             k, v = k.to(q.dtype), v.to(q.dtype)
         mask, causal = self._mask(attn_mask, B, T, past)

@@ -10,6 +10,11 @@ memory is
 which is why grouped-query (Ainslie et al. 2023) and multi-query attention
 (Shazeer 2019) share one key/value head among several query heads: the cache
 shrinks by num_heads / num_kv_heads.
+
+With rotary position embeddings (chapter 11, ``minigrad.nn.rope``) the cache
+holds keys already rotated by their own positions: attention rotates the new
+tokens by positions ``seq_len ..`` (the cache's length is their offset), and a
+cached key never changes, because RoPE scores depend only on position differences.
 """
 
 from __future__ import annotations
