@@ -29,7 +29,7 @@ import numpy as np
 
 from benchmarks.common import print_table, torch_or_none
 from minigrad.flash import io_model, kernels
-from minigrad.flash.reference import naive_attention
+from minigrad.flash.reference import standard_attention
 
 BH, D = 8, 64
 SCALAR_MAX_N = 2048        # the scalar-loop kernel takes many seconds per call beyond this
@@ -64,7 +64,7 @@ def _measure(N, causal, rng, torch, scale):
     do = rng.standard_normal(o.shape).astype(np.float32)
     mask = "causal" if causal else "full"
     fns = {
-        "naive": lambda: naive_attention(q, k, v, scale, causal),
+        "naive": lambda: standard_attention(q, k, v, scale=scale, is_causal=causal),
         "flash": lambda: kernels.flash_forward(q, k, v, scale, causal, 64, 64, True),
         "backward": lambda: kernels.flash_backward(q, k, v, o, lse, do, scale, causal, 64, 64),
     }
@@ -86,7 +86,7 @@ def _measure(N, causal, rng, torch, scale):
 
     mem = None
     if not causal:
-        _, m_naive = io_model.measure_peak_bytes(naive_attention, q, k, v, scale, False)
+        _, m_naive = io_model.measure_peak_bytes(standard_attention, q, k, v, scale=scale, is_causal=False)
         _, m_flash = io_model.measure_peak_bytes(kernels.flash_forward, q, k, v, scale, False,
                                                  64, 64, True)
         mem = [N, m_naive / 2**20, m_flash / 2**20, f"{m_flash / m_naive:.3f}x",

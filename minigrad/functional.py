@@ -703,11 +703,12 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
                         lambda g: (_sum_head_groups(g, n_rep),), "repeat_kv")
 
 
-def attn_mask_array(attn_mask, score_shape: tuple, fn: str) -> np.ndarray:
-    """``attn_mask`` as an array, checked against the score shape (..., L, N) it must broadcast to.
+def attn_mask_array(attn_mask, score_shape: tuple, fn: str, dims: tuple = ("L", "S")) -> np.ndarray:
+    """``attn_mask`` as an array, checked against the score shape (..., L, S) it must broadcast to.
 
     One validator for every caller (SDPA, ``nn.MultiHeadAttention``): a boolean
     mask is True where a query may attend, a float mask is added to the scores.
+    ``dims`` names the last dims of ``score_shape`` in the error message.
     """
     m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
     score_shape = tuple(score_shape)
@@ -716,9 +717,10 @@ def attn_mask_array(attn_mask, score_shape: tuple, fn: str) -> np.ndarray:
     except ValueError:
         full = None
     if full != score_shape:
-        *_, L, N = score_shape
+        named = ", ".join(f"{d}={n}" for d, n in zip(dims, score_shape[-len(dims):]))
+        more = "..., " if len(dims) < len(score_shape) else ""
         raise ValueError(f"{fn}: attn_mask of shape {m.shape} does not broadcast to the score "
-                         f"shape {score_shape} (..., L={L}, S={N})")
+                         f"shape {score_shape} ({more}{named})")
     if m.dtype != np.bool_ and m.dtype.kind != "f":
         raise TypeError(f"{fn}: attn_mask must be bool (True = may attend) or float (added "
                         f"to the scores), got dtype {m.dtype}")

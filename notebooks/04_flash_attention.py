@@ -143,7 +143,7 @@ print(online_softmax(big, block_size=1))
 
 # %%
 q, k, v = (rng.standard_normal((2, 4, 300, 32)) for _ in range(3))
-o_ref, lse_ref = R.naive_attention(q, k, v, 32 ** -0.5, True)
+o_ref, lse_ref = R.standard_attention(q, k, v, scale=32 ** -0.5, is_causal=True)
 for loop_order in ("kv_outer", "q_outer"):
     for impl in ("numpy", "numba"):
         out = flash_attention_forward(q, k, v, is_causal=True, block_size_q=64, block_size_k=32,
@@ -223,7 +223,7 @@ ns = [256, 512, 1024, 2048]
 naive_bytes, flash_bytes = [], []
 for n in ns:
     qa, ka, va = (rng.standard_normal((8, n, 64)).astype(np.float32) for _ in range(3))
-    naive_bytes.append(io_model.measure_peak_bytes(R.naive_attention, qa, ka, va, 0.125, False)[1])
+    naive_bytes.append(io_model.measure_peak_bytes(R.standard_attention, qa, ka, va, scale=0.125, is_causal=False)[1])
     flash_bytes.append(io_model.measure_peak_bytes(kernels.flash_forward, qa, ka, va, 0.125, False,
                                                    64, 64, True)[1])
     print(f"N = {n:>5}: standard {naive_bytes[-1] / 2**20:7.1f} MiB, flash {flash_bytes[-1] / 2**20:5.1f} MiB")
@@ -259,7 +259,7 @@ qa, ka, va = (rng.standard_normal((8, 1024, 64)).astype(np.float32) for _ in ran
 for impl in ("numba", "numba_scalar"):   # compile (or load from cache) before timing
     flash_attention_forward(qa[:1, :64], ka[:1, :64], va[:1, :64], impl=impl)
 times = {
-    "standard (NumPy, N x N)": best_ms(lambda: R.naive_attention(qa, ka, va, 0.125, False)),
+    "standard (NumPy, N x N)": best_ms(lambda: R.standard_attention(qa, ka, va, scale=0.125, is_causal=False)),
     "flash, numpy reference": best_ms(lambda: flash_attention_forward(qa, ka, va, impl="numpy")),
     "flash, numba scalar loops": best_ms(lambda: flash_attention_forward(qa, ka, va, impl="numba_scalar")),
     "flash, numba BLAS tiles": best_ms(lambda: flash_attention_forward(qa, ka, va, impl="numba")),

@@ -113,7 +113,7 @@ def test_any_shape_and_block_sizes_give_standard_attention(L, S, E, Ev, bq, bk, 
                                                            q_outer):
     S = L if causal else S
     q, k, v = _qkv(minigrad.get_rng(), (2,), L, S, E, Ev)
-    want, want_lse = R.naive_attention(q, k, v, 0.9, causal)
+    want, want_lse = R.standard_attention(q, k, v, scale=0.9, is_causal=causal)
     got = flash_attention_forward(q, k, v, causal, 0.9, bq, bk,
                                   "q_outer" if q_outer else "kv_outer", impl)
     assert got.o.shape == (2, L, Ev) and got.lse.shape == (2, L)
@@ -366,7 +366,7 @@ def test_measured_memory_quadratic_for_naive_linear_for_flash():
     peaks = {}
     for N in (512, 1024):
         q, k, v = _qkv(rng, (2,), N, N, 16, 16, np.float32)
-        _, naive = io_model.measure_peak_bytes(R.naive_attention, q, k, v, 0.25, False)
+        _, naive = io_model.measure_peak_bytes(R.standard_attention, q, k, v, scale=0.25, is_causal=False)
         _, flash = io_model.measure_peak_bytes(K.flash_forward, q, k, v, 0.25, False, 64, 64, True)
         out_bytes = 2 * N * 16 * 4
         assert naive >= 2 * N * N * 4                 # the score matrix really was allocated

@@ -15,7 +15,7 @@ TITLE = "4. FlashAttention"
 def run(out_dir, quick: bool):
     from .. import functional as F
     from ..flash import flash_attention, io_model, kernels, online_softmax, timeline
-    from ..flash.reference import naive_attention
+    from ..flash.reference import standard_attention
     from ..tensor import Tensor, get_rng
     from ..viz import flash as vf
     from ..viz import savefig
@@ -35,7 +35,7 @@ def run(out_dir, quick: bool):
     out = flash_attention(q, k, v, is_causal=True, block_size_q=32, block_size_k=16)
     out.sum().backward()
     grads = [t.grad for t in (q, k, v)]
-    o_ref, _ = naive_attention(q.data, k.data, v.data, 0.25, True)
+    o_ref, _ = standard_attention(q.data, k.data, v.data, scale=0.25, is_causal=True)
     for t in (q, k, v):
         t.grad = None
     F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
@@ -52,7 +52,7 @@ def run(out_dir, quick: bool):
     naive_b, flash_b = [], []
     for n in ns:
         qa, ka, va = (rng.standard_normal((8, n, 64)).astype(np.float32) for _ in range(3))
-        naive_b.append(io_model.measure_peak_bytes(naive_attention, qa, ka, va, 0.125, False)[1])
+        naive_b.append(io_model.measure_peak_bytes(standard_attention, qa, ka, va, scale=0.125, is_causal=False)[1])
         flash_b.append(io_model.measure_peak_bytes(kernels.flash_forward, qa, ka, va, 0.125, False,
                                                    64, 64, True)[1])
     rows.append((f"peak memory flash / standard at N={ns[-1]} (B*H=8, d=64)",
