@@ -169,7 +169,7 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # model's context.
 
 # %%
-rows = S.memory_table([S.get_config(n) for n in
+rows = S.model_memory_table([S.get_config(n) for n in
                        ["gpt2", "gpt2-xl", "llama2-7b", "llama2-13b", "llama2-70b",
                         "gpt3-175b"]])
 cols = list(rows[0])[2:]
@@ -201,7 +201,7 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # %%
 ll = S.get_config("llama2-7b")
 for s in (2048, 4096, 8192):
-    gb = {r: S.activation_bytes(ll, s, 1, r) / S.GB for r in S.RECOMPUTE}
+    gb = {r: S.model_activation_bytes(ll, s, 1, r) / S.GB for r in S.RECOMPUTE}
     print(f"Llama-2 7B, s = {s}, b = 1: none {gb['none']:6.1f} GB, "
           f"selective {gb['selective']:5.1f} GB, full {gb['full']:4.2f} GB")
 for n in ("llama2-7b", "llama2-70b", "llama3-70b"):

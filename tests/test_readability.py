@@ -39,3 +39,41 @@ def test_the_line_count_sees_a_long_function():
     src = "def f():\n    '''doc\n    more'''\n" + "    x = 1\n" * 61
     (fn,) = ast.parse(src).body
     assert _length_without_docstring(fn) == 62
+
+
+# One public name, one meaning. Deliberate exceptions, each a different concept in a
+# module a student does not import beside the other:
+SAME_NAME_ALLOWED = {
+    # the exercise tooling: cli.grade(args) is the argparse handler of `minigrad grade`,
+    # grade.grade(path, ...) the grader it calls
+    "grade": "the CLI handler and the function it calls",
+    # answers.evaluate(expr, variables) evaluates a student's formula string for the
+    # grader; training.evaluate(model, X, y) is a model's loss and accuracy
+    "evaluate": "the grader's formula evaluator is exercise tooling, not library API",
+}
+
+
+def _public_signatures():
+    """{name: {signature: [module, ...]}} over every module-level public function."""
+    found = {}
+    for p in sorted(LIB.rglob("*.py")):
+        for node in ast.parse(p.read_text(), filename=str(p)).body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                sig = ast.unparse(node.args)
+                found.setdefault(node.name, {}).setdefault(sig, []).append(
+                    str(p.relative_to(ROOT)))
+    return found
+
+
+def test_two_public_functions_never_share_a_name_with_different_signatures():
+    clashes = {name: sigs for name, sigs in _public_signatures().items()
+               if len(sigs) > 1 and name not in SAME_NAME_ALLOWED}
+    # naive_attention(q, k, v, 0.25, True) once ran on two functions that read 0.25
+    # as attn_mask in one and scale in the other: same name, different meaning
+    assert not clashes, f"rename one, or make them one function: {clashes}"
+
+
+def test_the_allowed_exceptions_still_exist():
+    found = _public_signatures()
+    stale = [name for name in SAME_NAME_ALLOWED if len(found.get(name, {})) < 2]
+    assert not stale, f"no longer a clash, drop from SAME_NAME_ALLOWED: {stale}"

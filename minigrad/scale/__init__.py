@@ -19,8 +19,8 @@ from .flops import (attention_flops_per_token, count_forward_flops, flops_per_to
                     matmul_parameters, training_flops)
 from .machine import (MeasuredPoint, best_time, measure_bandwidth, measure_machine, measure_ops,
                       measure_peak_flops)
-from .memory import (GB, RECOMPUTE, activation_bytes, activation_bytes_per_layer, gpus_to_serve,
-                     gpus_to_train, kv_cache_bytes_for, memory_table, training_bytes_per_gpu,
+from .memory import (GB, RECOMPUTE, model_activation_bytes, activation_bytes_per_layer, gpus_to_serve,
+                     gpus_to_train, kv_cache_bytes_for, model_memory_table, training_bytes_per_gpu,
                      weight_bytes)
 from .params import block_parameters, non_embedding_parameters, num_parameters, param_breakdown
 from .roofline import (GPUS, GPUSpec, arithmetic_intensity, attention_cost, bound,
@@ -35,7 +35,7 @@ __all__ = [
     "TOKENS_PER_PARAM", "compute_optimal", "tokens_per_param", "CHINCHILLA_FIT",
     "chinchilla_loss", "isoflop_curve", "loss_optimal_params",
     "GB", "weight_bytes", "training_bytes_per_gpu", "RECOMPUTE", "activation_bytes_per_layer",
-    "activation_bytes", "kv_cache_bytes_for", "gpus_to_train", "gpus_to_serve", "memory_table",
+    "model_activation_bytes", "kv_cache_bytes_for", "gpus_to_train", "gpus_to_serve", "model_memory_table",
     "GPUSpec", "GPUS", "matmul_cost", "elementwise_cost", "softmax_cost", "layer_norm_cost",
     "attention_cost", "decode_step_cost", "arithmetic_intensity", "machine_balance", "roofline",
     "bound",

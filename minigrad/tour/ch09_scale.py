@@ -48,7 +48,7 @@ def run(out_dir, quick: bool) -> list:
     stages = {cfg.name: [S.training_bytes_per_gpu(S.num_parameters(cfg), 8, s) / S.GB
                          for s in range(4)] for cfg in configs}
     savefig(V.memory_by_stage(stages), "ch09_memory", out_dir)
-    for r in S.memory_table([S.get_config("llama2-70b"), S.get_config("gpt3-175b")]):
+    for r in S.model_memory_table([S.get_config("llama2-70b"), S.get_config("gpt3-175b")]):
         rows.append((f"{r['name']}: GB to train on 1 GPU; 80 GB GPUs to train (ZeRO-3) / serve",
                      f"{r['train GB']:,.0f}; {r['GPUs to train']} / {r['GPUs to serve']}"))
 
