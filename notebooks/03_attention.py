@@ -126,7 +126,6 @@ table = nn.kv_cache_table(num_layers=32, num_heads=32, head_dim=128, seq_len=409
 for label, b in table.items():
     print(f"{label:<22} {b / 2 ** 30:6.3f} GiB per sequence")
 fig = kv_cache_bars(table, "KV cache per sequence: 32 layers, 32 heads x 128, 4096 tokens, fp16")
-savefig(fig, "ch03_kv_cache")
 fig
 
 # %% [markdown]
@@ -181,7 +180,6 @@ print(f"held-out exact-match accuracy: {run.accuracy:.1%} of {task.test_a.size} 
       f"after {len(run.losses)} steps ({run.seconds:.1f} s)")
 fig = training_curve(run.steps, run.losses, run.eval_steps, run.eval_accuracy,
                      "TinyGPT learning 2-digit addition")
-savefig(fig, "ch03_training")
 fig
 
 # %% [markdown]
@@ -253,7 +251,6 @@ dists = {"T=1": next_token_probs(z), "T=0.5": next_token_probs(z, temperature=0.
          "top-p=0.8": next_token_probs(z, top_p=0.8)}
 fig = sampling_distributions(dists, list(task.tokenizer.vocab),
                              "sampling the next token from one set of logits")
-savefig(fig, "ch03_sampling")
 fig
 
 # %% [markdown]

@@ -84,16 +84,8 @@ for M in (16 * 1024, 64 * 1024):
           f"tiled {tiled.total / 2**20:.0f} MiB  ({std.total / tiled.total:.1f}x fewer), "
           f"count / (N^2 d^2 / M) = {tiled.total / 2 / io_model.paper_flash_bound(N, d, M):.1f}")
 
-ns = [512, 1024, 2048, 4096, 8192, 16384]
-ms = [4096 * 2 ** i for i in range(6)]
-vs_m = [io_model.flash_attention_io(N, d, M=m, itemsize=2).total for m in ms]
-bound = [io_model.paper_flash_bound(N, d, m) for m in ms]
-fig = vf.io_vs_n_and_m(
-    ns, [io_model.standard_attention_io(n, d, 2).total for n in ns],
-    {m: [io_model.flash_attention_io(n, d, M=m, itemsize=2).total for n in ns]
-     for m in (16 * 1024, 64 * 1024)},
-    ms, vs_m, [b * vs_m[0] / bound[0] for b in bound])
-savefig(fig, "ch04_io_model")
+io = io_model.io_curves([512, 1024, 2048, 4096, 8192, 16384], d=d, N=N)
+fig = vf.io_vs_n_and_m(*io.values())
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -120,7 +112,6 @@ for b, (m, l) in enumerate(history, 1):
     print(f"after block {b}: m = {float(m):6.3f}   l = {float(l):6.3f}")
 print("max |online - softmax| =", np.abs(y - F.softmax(Tensor(x)).data).max())
 fig = vf.online_softmax_steps(x, history, 6)
-savefig(fig, "ch04_online_softmax")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -174,13 +165,11 @@ for order in ("kv_outer", "q_outer"):
 # diagonal (red) need a mask; tiles below it need none.
 
 # %%
-n, bq, bk = 100, 32, 16
-weights = F.softmax(Tensor(q[0, 0, :n] @ k[0, 0, :n].T / np.sqrt(32)).masked_fill(
-    np.triu(np.ones((n, n), bool), 1), -np.inf)).data
-computed, skipped = io_model.tile_counts(n, n, bq, bk, is_causal=True)
-print(f"N = {n}, blocks {bq} x {bk}: {computed} tiles computed, {skipped} skipped")
-fig = vf.tile_grid(n, n, bq, bk, True, scores=weights)
-savefig(fig, "ch04_tiles_causal")
+tiles = io_model.causal_tiles(n=100, block_q=32, block_k=16, rng=rng)
+print(f"N = {tiles['n']}, blocks {tiles['block_q']} x {tiles['block_k']}: "
+      f"{tiles['computed']} tiles computed, {tiles['skipped']} skipped")
+fig = vf.tile_grid(tiles["n"], tiles["n"], tiles["block_q"], tiles["block_k"], True,
+                   scores=tiles["weights"])
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -219,19 +208,13 @@ for name, g, t in zip("QKV", flash_grads, (qs, ks, vs)):
 # a few tiles.
 
 # %%
-ns = [256, 512, 1024, 2048]
-naive_bytes, flash_bytes = [], []
-for n in ns:
-    qa, ka, va = (rng.standard_normal((8, n, 64)).astype(np.float32) for _ in range(3))
-    naive_bytes.append(io_model.measure_peak_bytes(R.standard_attention, qa, ka, va, scale=0.125, is_causal=False)[1])
-    flash_bytes.append(io_model.measure_peak_bytes(kernels.flash_forward, qa, ka, va, 0.125, False,
-                                                   64, 64, True)[1])
-    print(f"N = {n:>5}: standard {naive_bytes[-1] / 2**20:7.1f} MiB, flash {flash_bytes[-1] / 2**20:5.1f} MiB")
-slope_naive = np.polyfit(np.log(ns[1:]), np.log(naive_bytes[1:]), 1)[0]
-slope_flash = np.polyfit(np.log(ns[1:]), np.log(flash_bytes[1:]), 1)[0]
+mem = io_model.peak_memory_vs_n([256, 512, 1024, 2048], rng=rng)
+for n, sb, fb in zip(mem["ns"], mem["standard"], mem["flash"]):
+    print(f"N = {n:>5}: standard {sb / 2**20:7.1f} MiB, flash {fb / 2**20:5.1f} MiB")
+slope_naive = np.polyfit(np.log(mem["ns"][1:]), np.log(mem["standard"][1:]), 1)[0]
+slope_flash = np.polyfit(np.log(mem["ns"][1:]), np.log(mem["flash"][1:]), 1)[0]
 print(f"log-log slope: standard {slope_naive:.2f} (quadratic), flash {slope_flash:.2f} (linear)")
-fig = vf.memory_vs_n(ns, naive_bytes, flash_bytes, [8 * io_model.score_matrix_bytes(n) for n in ns])
-savefig(fig, "ch04_memory")
+fig = vf.memory_vs_n(mem["ns"], mem["standard"], mem["flash"], mem["score_bytes"])
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -305,7 +288,6 @@ seq, ovl = (timeline.simulate(8, t_load, t_compute, overlap) for overlap in (Fal
 print(f"8 tiles: {seq.total * 1e9:.1f} ns one after the other, {ovl.total * 1e9:.1f} ns overlapped "
       f"(closed form {timeline.total_time(8, t_load, t_compute, True) * 1e9:.1f} ns)")
 fig = vf.timelines(seq, ovl, unit="ns")
-savefig(fig, "ch04_timeline")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

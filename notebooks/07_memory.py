@@ -45,7 +45,6 @@ from minigrad.peft import (LoraConfig, adapter_parameters, base_bytes, finetune_
                            get_peft_model, get_qlora_model, kaiming_uniform_bound,
                            lora_parameters)
 from minigrad.viz import memory as V
-from minigrad.viz import savefig
 
 minigrad.manual_seed(0)
 rng = minigrad.get_rng()
@@ -94,7 +93,6 @@ print(f"Adam state = 8 bytes x {mlp.num_parameters():,d} params = {M.adam_state_
 # %%
 fig = V.memory_breakdown_bars({"MLP 64-256-256-10, batch 256": (pred_mlp, meas_mlp),
                                "TinyGPT 2x64, 8 x 32 tokens": (pred_gpt, meas_gpt)})
-savefig(fig, "ch07_breakdown")
 fig  # noqa: B018
 
 # %% [markdown]
@@ -149,7 +147,6 @@ for k, peak, mk, fl, s in zip(sweep["segments"], sweep["peak_bytes"], free, swee
     print(f"k={k:>2}: peak {peak / 1e6:5.2f} MB (model {mk / 1e6:5.2f} MB of activations), "
           f"forward FLOPs x{fl / sweep['forward_flops'][0]:.2f}, {s * 1e3:.0f} ms")
 fig = V.checkpoint_tradeoff(sweep, free, keep)
-savefig(fig, "ch07_checkpoint")
 fig  # noqa: B018
 
 # %% [markdown]
@@ -209,7 +206,6 @@ print(f"peak MB: unchunked {unchunked / 1e6:.1f} (predicted logit buffers "
       f"{M.linear_cross_entropy_scratch_bytes(N, Vocab) / 1e6:.1f}); chunks of 128: {peaks[2] / 1e6:.1f}")
 fig = V.chunking_peak(chunks, peaks, unchunked, N, Vocab,
                       [M.linear_cross_entropy_scratch_bytes(N, Vocab, c) for c in chunks])
-savefig(fig, "ch07_chunking")
 fig  # noqa: B018
 
 # %% [markdown]
@@ -289,7 +285,6 @@ for m in ("pretrained", "head only", "adapters", "lora", "full"):
     print(f"{m:<11} accuracy {ft[m]['accuracy']:.1%}, trains {ft[m]['trainable']:>5,d} of "
           f"{ft['total']:,d} params ({ft[m]['trainable'] / ft['total']:.1%})")
 fig = V.finetune_bars(ft)
-savefig(fig, "ch07_finetune")
 fig  # noqa: B018
 
 # %% [markdown]
@@ -324,7 +319,6 @@ for name, r in runs.items():
     print(f"{name:<18} state {r['state_bytes']:>7,d} B, final loss {np.mean(r['loss'][-10:]):.3f}, "
           f"train accuracy {r['accuracy']:.1%}")
 fig = V.galore_curves(runs)
-savefig(fig, "ch07_galore")
 fig  # noqa: B018
 
 # %% [markdown]

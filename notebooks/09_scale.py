@@ -81,7 +81,6 @@ print("mlp:      ", mine["mlp"], "=", sum(b.mlp.num_parameters() for b in model.
 names = ["gpt2", "gpt2-xl", "llama2-7b", "llama3-8b", "llama2-70b", "chinchilla-70b",
          "gpt3-175b"]
 fig = V.param_breakdown_bars({n: S.param_breakdown(S.get_config(n)) for n in names})
-savefig(fig, "ch09_param_breakdown")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -151,7 +150,6 @@ models = {"GPT-3": (175e9, 300e9), "Chinchilla": (70e9, 1.4e12), "Llama-2 7B": (
           "Llama-3 8B": (8.03e9, 15e12)}
 fig = V.isoflop_and_tokens(budgets, grid, [S.isoflop_curve(b, grid) for b in budgets],
                            [S.loss_optimal_params(b) for b in budgets], models)
-savefig(fig, "ch09_isoflop")
 for b in budgets:
     print(f"C = {b:.0e}: fit's optimum N = {S.loss_optimal_params(b) / 1e9:.2f}B, "
           f"20-tokens rule N = {S.compute_optimal(b)[0] / 1e9:.2f}B")
@@ -183,7 +181,6 @@ for r in rows:
 stages = {n: [S.training_bytes_per_gpu(S.num_parameters(S.get_config(n)), 8, s) / S.GB
               for s in range(4)] for n in names}
 fig = V.memory_by_stage(stages)
-savefig(fig, "ch09_memory")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -259,7 +256,6 @@ marks = [("decode b=1", S.arithmetic_intensity(*S.decode_step_cost(7e9))),
          ("matmul 4096^3", S.arithmetic_intensity(*S.matmul_cost(4096, 4096, 4096)))]
 fig = V.roofline_plot([A100, H100], marks, spec,
                       [(p.name, p.intensity, p.achieved) for p in points])
-savefig(fig, "ch09_roofline")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

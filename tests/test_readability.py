@@ -77,3 +77,53 @@ def test_the_allowed_exceptions_still_exist():
     found = _public_signatures()
     stale = [name for name in SAME_NAME_ALLOWED if len(found.get(name, {})) < 2]
     assert not stale, f"no longer a clash, drop from SAME_NAME_ALLOWED: {stale}"
+
+
+def _savefig_names(path: Path):
+    """The figure names a file saves: the literal second argument of each savefig(...) call."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) \
+                == "savefig" and len(node.args) >= 2:
+            name = node.args[1]
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                yield name.value
+            elif isinstance(name, ast.JoinedStr):   # f"ch03_{x}": its literal head
+                yield "".join(v.value for v in name.values if isinstance(v, ast.Constant)) + "*"
+
+
+def figure_producers():
+    """{figure name: [files that save it]} over the tour sections and the notebooks."""
+    found = {}
+    for p in sorted((LIB / "tour").glob("ch*.py")) + sorted((ROOT / "notebooks").glob("*.py")):
+        for name in _savefig_names(p):
+            found.setdefault(name, []).append(str(p.relative_to(ROOT)))
+    return found
+
+
+# chapters whose tour and notebook were being written in parallel with this rule
+NOT_YET_ONE_PRODUCER = ("ch08_", "ch11_")
+
+
+def test_each_figure_has_one_producer():
+    # the tour writes the chapter figures that figures/ and the README show; a notebook
+    # draws the same figure from the same library function and shows it without saving
+    twice = {name: files for name, files in figure_producers().items()
+             if len(files) > 1 and not name.startswith(NOT_YET_ONE_PRODUCER)}
+    assert not twice, f"two producers of one figure name: {twice}"
+
+
+def test_the_tour_holds_no_assert():
+    # a check belongs in a test; the tour reports what it measured
+    bad = [f"{p.name}:{node.lineno}" for p in sorted((LIB / "tour").glob("ch*.py"))
+           if not p.name.startswith(NOT_YET_ONE_PRODUCER) for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.Assert)]
+    assert not bad, bad
+
+
+def test_the_producer_scan_reads_savefig_calls():
+    src = 'savefig(fig, "a")\nviz.savefig(V.f(x, "not a name"), "b", out)\nsavefig(g, f"c_{i}")\n'
+    p = ROOT / "tests" / "_tmp_savefig_scan.py"
+    try:
+        p.write_text(src)
+        assert list(_savefig_names(p)) == ["a", "b", "c_*"]
+    finally:
+        p.unlink()

@@ -103,7 +103,8 @@ def _contiguous(x: np.ndarray) -> np.ndarray:
 
 def _stack_heads(x: np.ndarray, lead: tuple) -> np.ndarray:
     """(..., N, D) broadcast to ``lead`` and flattened to (BH, N, D)."""
-    x = np.broadcast_to(x, lead + x.shape[-2:])
+    if x.shape[:-2] != lead:   # broadcast_to's view is read-only: _contiguous would copy it
+        x = np.broadcast_to(x, lead + x.shape[-2:])
     return _contiguous(x.reshape((-1,) + x.shape[-2:]))
 
 
