@@ -199,12 +199,15 @@ class MultiHeadAttention(Module):
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)                 # (B, Hkv, past + T, D)
             k, v = k.to(q.dtype), v.to(q.dtype)
-        if self.attn_impl == "flash":
-            y = self._flash(q, k, v, attn_mask)                     # the tiles apply the triangle
-        else:
-            y = self._attend(q, k, v, self._mask(attn_mask, B, T, past))  # (B, H, T, D)
+        y = self._core(q, k, v, attn_mask, past)                    # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, self.embed_dim)         # (B, H, T, D) -> (B, T, C)
         return self.o_proj(y)
+
+    def _core(self, q, k, v, attn_mask, past: int) -> Tensor:
+        """softmax(q k^T / sqrt(D) + mask) v by ``attn_impl``: (B, H, T, D)."""
+        if self.attn_impl == "flash":
+            return self._flash(q, k, v, attn_mask)                  # the tiles apply the triangle
+        return self._attend(q, k, v, self._mask(attn_mask, q.shape[0], q.shape[2], past))
 
     def _attend(self, q, k, v, mask) -> Tensor:
         p = self.dropout if self.training else 0.0
