@@ -208,17 +208,9 @@ qi4, _ = Q.quantize_blockwise_linear(z, 64, bits=4)
 print("how often each int4 code is used:", np.bincount(qi4.ravel() + 7, minlength=15))
 print(f"{z.size} values -> {packed.nbytes} bytes of codes (two per byte) + {st.absmax.nbytes} bytes of absmax")
 
-errs = {}
-for qt in ("nf4", "fp4"):
-    p, s4 = Q.quantize_4bit(z, 64, quant_type=qt)
-    errs[qt] = np.abs(z - Q.dequantize_4bit(p, s4)).mean()
-qi, si = Q.quantize_blockwise_linear(z, 64, bits=4)
-errs["int4"] = np.abs(z - Q.dequantize_blockwise(qi, si)).mean()
-print("mean error on normal data, blocks of 64:", {k: round(float(v), 4) for k, v in errs.items()})
-
-scaled = z / np.repeat(Q.blockwise_absmax(z, 64), 64)
-fig = V.nf4_code_book({"NF4": nf4, "FP4": Q.get_4bit_type("fp4"),
-                       "int4 (absmax)": np.arange(-7, 8) / 7}, scaled)
+cb = Q.code_book_errors(z, 64)             # mean |error| of NF4, FP4 and int4, blocks of 64
+print("mean error on normal data, blocks of 64:", {k: round(v, 4) for k, v in cb["errors"].items()})
+fig = V.nf4_code_book(cb["codes"], cb["scaled"])
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

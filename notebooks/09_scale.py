@@ -146,10 +146,8 @@ print(f"\nGPT-3: {S.tokens_per_param(175e9, 300e9):.1f} tokens per parameter. "
 # %%
 budgets = [1e19, 1e21, 1e23]
 grid = np.logspace(7, 12, 200)
-models = {"GPT-3": (175e9, 300e9), "Chinchilla": (70e9, 1.4e12), "Llama-2 7B": (6.74e9, 2e12),
-          "Llama-3 8B": (8.03e9, 15e12)}
 fig = V.isoflop_and_tokens(budgets, grid, [S.isoflop_curve(b, grid) for b in budgets],
-                           [S.loss_optimal_params(b) for b in budgets], models)
+                           [S.loss_optimal_params(b) for b in budgets], S.TRAINED_MODELS)
 for b in budgets:
     print(f"C = {b:.0e}: fit's optimum N = {S.loss_optimal_params(b) / 1e9:.2f}B, "
           f"20-tokens rule N = {S.compute_optimal(b)[0] / 1e9:.2f}B")
@@ -168,8 +166,8 @@ fig  # noqa: B018  (shows the figure in the notebook)
 
 # %%
 rows = S.model_memory_table([S.get_config(n) for n in
-                       ["gpt2", "gpt2-xl", "llama2-7b", "llama2-13b", "llama2-70b",
-                        "gpt3-175b"]])
+                             ["gpt2", "gpt2-xl", "llama2-7b", "llama2-13b", "llama2-70b",
+                              "gpt3-175b"]])
 cols = list(rows[0])[2:]
 print(f"{'model':<11}{'params':>8}" + "".join(f"{k:>{len(k) + 2}}" for k in cols))
 for r in rows:
@@ -178,9 +176,7 @@ for r in rows:
           + "".join(f"{v:>{len(k) + 2}}" for k, v in zip(cols, cells)))
 
 # %%
-stages = {n: [S.training_bytes_per_gpu(S.num_parameters(S.get_config(n)), 8, s) / S.GB
-              for s in range(4)] for n in names}
-fig = V.memory_by_stage(stages)
+fig = V.memory_by_stage(S.zero_stage_memory([S.get_config(n) for n in names], world_size=8))
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

@@ -201,6 +201,8 @@ def peak_memory_vs_n(ns, batch_heads: int = 8, d: int = 64, rng=None) -> dict:
     rng = get_rng() if rng is None else rng
     scale = d ** -0.5
     standard, flash = [], []
+    warm = rng.standard_normal((1, 8, d)).astype(np.float32)
+    flash_attention_forward(warm, warm, warm, scale=scale)    # compile (or load) before measuring
     for n in ns:
         q, k, v = (rng.standard_normal((batch_heads, n, d)).astype(np.float32) for _ in range(3))
         standard.append(measure_peak_bytes(standard_attention, q, k, v, scale=scale)[1])

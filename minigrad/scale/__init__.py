@@ -10,8 +10,8 @@ roofline, measured once and shipped as data), :mod:`cost` (days, GPU-hours, doll
 model FLOPs utilization).
 """
 
-from .chinchilla import (CHINCHILLA_FIT, TOKENS_PER_PARAM, chinchilla_loss, compute_optimal,
-                         isoflop_curve, loss_optimal_params, tokens_per_param)
+from .chinchilla import (CHINCHILLA_FIT, TOKENS_PER_PARAM, TRAINED_MODELS, chinchilla_loss,
+                         compute_optimal, isoflop_curve, loss_optimal_params, tokens_per_param)
 from .configs import CONFIGS, ModelConfig, config_of_tinygpt, get_config
 from .cost import (SECONDS_PER_DAY, gpu_hours, measure_mfu, model_flops_utilization,
                    training_cost, training_days, training_seconds)
@@ -21,7 +21,7 @@ from .machine import (MeasuredPoint, best_time, measure_bandwidth, measure_machi
                       measure_peak_flops)
 from .memory import (GB, RECOMPUTE, model_activation_bytes, activation_bytes_per_layer, gpus_to_serve,
                      gpus_to_train, kv_cache_bytes_for, model_memory_table, training_bytes_per_gpu,
-                     weight_bytes)
+                     weight_bytes, zero_stage_memory)
 from .params import block_parameters, non_embedding_parameters, num_parameters, param_breakdown
 from .roofline import (GPUS, GPUSpec, arithmetic_intensity, attention_cost, bound,
                        decode_step_cost, elementwise_cost, layer_norm_cost, machine_balance,
@@ -36,6 +36,7 @@ __all__ = [
     "chinchilla_loss", "isoflop_curve", "loss_optimal_params",
     "GB", "weight_bytes", "training_bytes_per_gpu", "RECOMPUTE", "activation_bytes_per_layer",
     "model_activation_bytes", "kv_cache_bytes_for", "gpus_to_train", "gpus_to_serve", "model_memory_table",
+    "zero_stage_memory", "TRAINED_MODELS",
     "GPUSpec", "GPUS", "matmul_cost", "elementwise_cost", "softmax_cost", "layer_norm_cost",
     "attention_cost", "decode_step_cost", "arithmetic_intensity", "machine_balance", "roofline",
     "bound",

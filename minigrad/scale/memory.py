@@ -33,7 +33,7 @@ from .configs import ModelConfig
 
 __all__ = ["GB", "weight_bytes", "training_bytes_per_gpu", "RECOMPUTE",
            "activation_bytes_per_layer", "model_activation_bytes", "kv_cache_bytes_for",
-           "gpus_to_train", "gpus_to_serve", "model_memory_table"]
+           "gpus_to_train", "gpus_to_serve", "model_memory_table", "zero_stage_memory"]
 
 RECOMPUTE = ("none", "selective", "full")
 
@@ -146,3 +146,12 @@ def model_memory_table(configs, gpu_bytes: float = 80 * GB, world_size: int = 8)
         row["GPUs to serve"] = gpus_to_serve(c, 16, c.max_seq_len, 1, gpu_bytes)
         rows.append(row)
     return rows
+
+
+def zero_stage_memory(configs, world_size: int = 8) -> dict:
+    """{config name: [GB of model states per GPU at ZeRO stage 0, 1, 2, 3]} over
+    ``world_size`` GPUs (:func:`training_bytes_per_gpu`, mixed-precision Adam)."""
+    from .params import num_parameters
+
+    return {c.name: [training_bytes_per_gpu(num_parameters(c), world_size, s) / GB
+                     for s in range(4)] for c in configs}
