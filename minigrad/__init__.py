@@ -17,3 +17,10 @@ __all__ = [
     "arange", "full", "maximum", "minimum", "logsumexp", "gradcheck", "numerical_gradient", "GradcheckError", "Function", "save", "load",
     "functional", "kernels", "nn", "optim",
 ]
+
+# In a student release, a notebook cell that reaches an exercise stub says which exercise
+# to write and the notebook goes on (minigrad/exercises/notebook.py).
+if __import__("os").path.exists(__import__("os").path.join(__path__[0], "exercises", "release_info.json")):
+    from .exercises.notebook import install as _install_stub_guard
+
+    _install_stub_guard()

@@ -21,6 +21,16 @@ def main(argv=None) -> int:
     lst.add_argument("--chapter", type=int, default=None, help="only this chapter")
     r = esub.add_parser("release", help="write the student copy with stubs and no hidden tests")
     r.add_argument("out_dir")
+    r.add_argument("--chapters", default=None,
+                   help="assigned chapters, e.g. 3, 1,3 or 1-4: stubbed with every later chapter, "
+                        "earlier ones shipped solved (default: every chapter stubbed)")
+    r.add_argument("--seed", type=int, default=0, help="shuffles the options of choice questions")
+    k = esub.add_parser("key", help="write the instructor's filled answers.toml for a release")
+    k.add_argument("out", help="the answers.toml to write")
+    ks = k.add_mutually_exclusive_group()
+    ks.add_argument("--seed", type=int, default=None, help="the seed the release was made with")
+    ks.add_argument("--release", default=None,
+                    help="a student release folder: its seed and chapters (from release_info.json)")
 
     g = sub.add_parser("grade", help="grade a student copy (default: the current directory)")
     g.add_argument("path", nargs="?", default=".")

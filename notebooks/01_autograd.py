@@ -145,8 +145,9 @@ print("unbroadcast (4,3,5) -> (3,1):", unbroadcast(g, (3, 1)).ravel(), "(each = 
 # **rounding**, $O(u/\varepsilon)$ with $u$ the unit roundoff of the dtype
 # (float32: $u \approx 6\times10^{-8}$; float64: $u \approx 1.1\times10^{-16}$).
 # In float64 a tiny step leaves both tiny; in float32 no step makes both
-# small. Here a small tanh MLP with cross-entropy is checked, once computed in
-# float64 and once with the same weights in float32.
+# small. Here a small tanh MLP with cross-entropy (written out from
+# `log_softmax`: chapter 2 builds `F.cross_entropy`'s own backward) is checked,
+# once computed in float64 and once with the same weights in float32.
 
 # %%
 net64 = nn.MLP([3, 5, 4], activation="tanh", dtype=np.float64)
@@ -154,14 +155,15 @@ net32 = nn.MLP([3, 5, 4], activation="tanh")
 net32.load_state_dict(net64.state_dict())
 xs = minigrad.randn(6, 3, dtype=np.float64, requires_grad=True)
 t = minigrad.get_rng().integers(0, 4, 6)
+onehot = np.eye(4)[t]                            # (6, 4): 1 at each row's target class
 
 
 def loss64(v):
-    return F.cross_entropy(net64(v), t)
+    return -(F.log_softmax(net64(v), dim=-1) * onehot).sum() / len(t)
 
 
-def loss32(v):
-    return F.cross_entropy(net32(v.float()), t)   # the same function, computed in float32
+def loss32(v):   # the same function, computed in float32
+    return -(F.log_softmax(net32(v.float()), dim=-1) * onehot.astype(np.float32)).sum() / len(t)
 
 
 print("float64, eps=1e-6:", minigrad.gradcheck(loss64, xs, eps=1e-6))

@@ -1,6 +1,6 @@
 """Notebooks are kept as jupytext percent scripts (clean diffs) beside the
-.ipynb that pytest executes (nbmake). These tests keep the pairs in sync and
-the notebooks free of outputs."""
+.ipynb that test_release_notebooks.py executes. These tests keep the pairs
+in sync and the notebooks free of outputs."""
 
 from pathlib import Path
 

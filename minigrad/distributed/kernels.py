@@ -143,6 +143,7 @@ def _transfer_loops(src, src_words, dst, buf, buf_words, op, flip_word, flip_mas
 # a whole segmented ring all-reduce in one call
 # ----------------------------------------------------------------------------
 
+# BEGIN KERNEL ch8.ring_reduce_scatter
 def ring_segments_reference(flats, words_, seg, bufs, buf_words, op):
     """The segmented ring all-reduce's data movement, message by message.
 
@@ -203,6 +204,7 @@ def _ring_segments_loops(flats, words_, seg, buf, buf_words, op, worker, workers
                                      -1, buf_words.dtype.type(0)) >= 0:
                         return 0
     return -1
+# END KERNEL
 
 
 _compiled = {}
@@ -214,7 +216,9 @@ def _jit():
     if not _compiled:
         from numba import njit   # lazily: import minigrad must not pay for numba
         _transfer_jit = _compiled["transfer"] = njit(cache=True, nogil=True)(_transfer_loops)
+        # BEGIN KERNEL ch8.ring_reduce_scatter
         _compiled["ring_segments"] = njit(cache=True, nogil=True)(_ring_segments_loops)
+        # END KERNEL
     return _compiled
 
 
@@ -225,6 +229,7 @@ def transfer(src: np.ndarray, src_words: np.ndarray, dst: np.ndarray, buf: np.nd
     return fn(src, src_words, dst, buf, buf_words, op, flip_word, buf_words.dtype.type(flip_mask))
 
 
+# BEGIN KERNEL ch8.ring_reduce_scatter
 def ring_segments(flats, words_, seg, bufs, buf_words, op) -> int:
     """numba twin of :func:`ring_segments_reference`: one thread per row of ``bufs``."""
     from numba.typed import List
@@ -235,3 +240,4 @@ def ring_segments(flats, words_, seg, bufs, buf_words, op) -> int:
     workers = bufs.shape[0]
     return int(max(run_parallel([(fn, (flats, words_, seg, bufs[t], buf_words[t], op, t, workers))
                                  for t in range(workers)])))
+# END KERNEL

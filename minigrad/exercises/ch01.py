@@ -67,7 +67,8 @@ QUESTIONS = [
                 "(a multiply-add counts as 2 FLOPs)?"),
         answer=lambda: counting.linear_flops(2048, 4096, 4096, bias=False)),
     Question(
-        "ch1.q.mlp_params", kind="expression", points=2, variables=("d", "h"),
+        "ch1.q.mlp_params", kind="expression", formula="d*h + h*h + 3*h + 1",
+        points=2, variables=("d", "h"),
         prompt=("Number of parameters (weights and biases) of nn.MLP([d, h, h, 1]), "
                 "as a formula in d and h."),
         answer=lambda d, h: counting.mlp_parameters([d, h, h, 1])),

@@ -86,7 +86,8 @@ QUESTIONS = [
                 "nn.Linear(64, 3) put on top. How many parameters are still trainable?"),
         answer=_frozen_trainable),
     Question(
-        "ch2.q.ce_uniform", kind="expression", points=1, variables=("C",),
+        "ch2.q.ce_uniform", kind="expression", formula="log(C)",
+        points=1, variables=("C",),
         prompt=("The cross-entropy loss of one example whose C logits are all zero, as a formula "
                 "in C (natural log)."),
         answer=_ce_all_zero_logits),

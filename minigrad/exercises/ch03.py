@@ -80,7 +80,8 @@ QUESTIONS = [
                 "fp16 KV cache for a batch of 16 sequences of 4096 tokens."),
         answer=lambda: _kv_bytes(32, 8, 128, 4096, batch=16)),
     Question(
-        "ch3.q.kv_bytes_per_token", kind="expression", points=1, variables=("L", "H", "D"),
+        "ch3.q.kv_bytes_per_token", kind="expression", formula="4*L*H*D",
+        points=1, variables=("L", "H", "D"),
         prompt=("Bytes the fp16 KV cache grows by per generated token, for L layers with H "
                 "key/value heads of dimension D, as a formula in L, H, D."),
         answer=lambda L, H, D: _kv_bytes(L, H, D, 1)),
@@ -90,7 +91,8 @@ QUESTIONS = [
                 "with model width 4096, 32 query heads and 8 key/value heads."),
         answer=_gqa_params),
     Question(
-        "ch3.q.causal_pairs", kind="expression", points=1, variables=("N",),
+        "ch3.q.causal_pairs", kind="expression", formula="N*(N + 1)/2",
+        points=1, variables=("N",),
         prompt=("How many (query, key) pairs does a causal mask allow for a sequence of N "
                 "tokens (L = S = N)? A formula in N."),
         answer=_causal_pairs),

@@ -142,7 +142,8 @@ QUESTIONS = [
                 "weights and gradients, fp32 master weights and fp32 Adam moments."),
         answer=lambda: _mixed_training_bytes(1, 0), rtol=0.0),
     Question(
-        "ch5.q.mixed_memory_formula", kind="expression", points=2, variables=("N", "A"),
+        "ch5.q.mixed_memory_formula", kind="expression", formula="16*N + 2*A",
+        points=2, variables=("N", "A"),
         prompt=("Bytes of mixed-precision Adam training of N parameters that saves A activation "
                 "values for backward (in 16 bits), as a formula in N and A."),
         answer=_mixed_training_bytes),

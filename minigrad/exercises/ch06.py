@@ -98,6 +98,23 @@ def _affine_zero_point() -> int:
     return int(quantize_affine(np.array([-1.0, 3.0], np.float32), bits=8)[2])
 
 
+def _bf16_accumulation() -> str:
+    """1.0 + 1e-4 a thousand times in bf16, rounded to nearest and stochastically."""
+    from ..precision import round_to
+    from ..quant import stochastic_round
+
+    rng = np.random.default_rng(0)
+    nearest, stochastic = np.float32(1.0), np.ones(256, np.float32)   # 256 independent runs
+    for _ in range(1000):
+        nearest = round_to(np.float32(nearest + np.float32(1e-4)), "bf16")
+        stochastic = stochastic_round(stochastic + np.float32(1e-4), "bfloat16", rng=rng)
+    if abs(float(nearest) - 1.1) < 0.01 and abs(stochastic.mean() - 1.1) < 0.01:
+        return "a"
+    if float(nearest) == 1.0 and abs(stochastic.mean() - 1.1) < 0.01:
+        return "b"
+    return "c"
+
+
 QUESTIONS = [
     Question(
         "ch6.q.nf4_1b_gb", kind="numeric", points=1,
@@ -110,7 +127,8 @@ QUESTIONS = [
                 "codes in blocks of 256 plus one fp32 scale per 256 absmax values)?"),
         answer=_double_quant_saving_gb),
     Question(
-        "ch6.q.bits_per_param", kind="expression", points=1, variables=("b",),
+        "ch6.q.bits_per_param", kind="expression", formula="4 + 32/b",
+        points=1, variables=("b",),
         prompt=("Bits per parameter of 4-bit blockwise quantization with one fp32 absmax per "
                 "block of b values, as a formula in b."),
         answer=_bits_per_param),
@@ -145,5 +163,5 @@ QUESTIONS = [
                        "away; stochastic rounding rounds up with probability update/spacing, "
                        "so it reaches about 1.1 on average"),
                  "c": "inf: the error accumulates until overflow"},
-        answer=lambda: "b"),
+        answer=_bf16_accumulation),
 ]

@@ -127,7 +127,8 @@ QUESTIONS = [
         prompt="Trainable parameters LoRA with r = 8 adds to one 4096 x 4096 linear layer.",
         answer=_lora_params),
     Question(
-        "ch7.q.adam_state_bytes", kind="expression", points=1, variables=("N",),
+        "ch7.q.adam_state_bytes", kind="expression", formula="8*N",
+        points=1, variables=("N",),
         prompt="Bytes of Adam's optimizer state for N fp32 parameters, as a formula in N.",
         answer=_adam_bytes),
     Question(

@@ -102,15 +102,18 @@ QUESTIONS = [
         prompt="Bytes each GPU sends in a ring all-reduce of 10^9 fp16 gradients on 8 GPUs?",
         answer=lambda: _ring_bytes(10**9, 8) / 2, rtol=0.01),   # fp16: half of float32
     Question(
-        "ch8.q.ring_bytes_formula", kind="expression", points=2, variables=("N", "p"),
+        "ch8.q.ring_bytes_formula", kind="expression", formula="8*N*(p - 1)/p",
+        points=2, variables=("N", "p"),
         prompt="Bytes each of p GPUs sends in a ring all-reduce of N float32 values, as a formula.",
         answer=_ring_bytes, rtol=1e-6),
     Question(
-        "ch8.q.bubble_formula", kind="expression", points=1, variables=("p", "m"),
+        "ch8.q.bubble_formula", kind="expression", formula="(p - 1)/(m + p - 1)",
+        points=1, variables=("p", "m"),
         prompt="Bubble fraction of a GPipe or 1F1B step with p stages and m micro-batches.",
         answer=_bubble, rtol=1e-6),
     Question(
-        "ch8.q.zero3_formula", kind="expression", points=2, variables=("Psi", "N"),
+        "ch8.q.zero3_formula", kind="expression", formula="16*Psi/N",
+        points=2, variables=("Psi", "N"),
         prompt=("Bytes of model states per GPU under ZeRO-3 with mixed-precision Adam "
                 "(2 + 2 + 12 bytes per parameter), Psi parameters on N GPUs."),
         answer=_zero3_bytes, rtol=1e-6),

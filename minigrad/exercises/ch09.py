@@ -173,7 +173,8 @@ QUESTIONS = [
                 "for one sequence of 4096 tokens."),
         answer=_kv_cache_70b_gb),
     Question(
-        "ch9.q.activation_formula", kind="expression", points=2, variables=("s", "b", "h", "a"),
+        "ch9.q.activation_formula", kind="expression", formula="s*b*h*(34 + 5*a*s/h)",
+        points=2, variables=("s", "b", "h", "a"),
         prompt=("Bytes of 16-bit activations one transformer layer keeps without "
                 "recomputation, as a formula in sequence s, batch b, width h and heads a."),
         answer=_activation_formula),

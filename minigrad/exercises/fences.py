@@ -7,6 +7,13 @@ In the student release its body becomes, between the same two markers,
 regions (inside test files), ``# BEGIN HIDDEN TESTS`` ... ``# END HIDDEN
 TESTS``, are dropped from the release. The markers stay in the student copy
 so the grader can find the student's answer again.
+
+A kernel region, ``# BEGIN KERNEL <exercise id>`` ... ``# END KERNEL``, holds
+a fast version (numba) of what a solution region computes. A release that
+stubs the exercise drops the region, markers and all, and the dispatcher
+beside it then runs the readable version, the one holding the student's
+fence; a release that ships the chapter solved keeps the code without the
+markers.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION (?P<id>ch\d+\.[\w.]+)[ 
 END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
 HIDDEN_BEGIN = re.compile(r"^[ \t]*# BEGIN HIDDEN TESTS[ \t]*$")
 HIDDEN_END = re.compile(r"^[ \t]*# END HIDDEN TESTS[ \t]*$")
+KERNEL_BEGIN = re.compile(r"^[ \t]*# BEGIN KERNEL (?P<id>ch\d+\.[\w.]+)[ \t]*$")
+KERNEL_END = re.compile(r"^[ \t]*# END KERNEL[ \t]*$")
 
 
 class FenceError(ValueError):
@@ -75,6 +84,60 @@ def stub_text(text: str, titles: dict, path: Path = Path("?")) -> str:
         out.append(stub_line(r.indent, r.id, titles[r.id]))
         last = r.end
     out += lines[last:]
+    return "".join(out)
+
+
+def find_kernel_regions(text: str, path: Path = Path("?")) -> list:
+    """(exercise id, BEGIN line index, END line index) of every kernel region of a file."""
+    found, open_ = [], None
+    for i, line in enumerate(text.splitlines()):
+        m = KERNEL_BEGIN.match(line)
+        if m:
+            if open_ is not None:
+                raise FenceError(f"{path}:{i + 1}: BEGIN KERNEL {m['id']} inside the open "
+                                 f"kernel region {open_[1]} (line {open_[0] + 1})")
+            open_ = (i, m["id"])
+        elif KERNEL_END.match(line):
+            if open_ is None:
+                raise FenceError(f"{path}:{i + 1}: END KERNEL without a BEGIN")
+            found.append((open_[1], open_[0], i))
+            open_ = None
+    if open_ is not None:
+        raise FenceError(f"{path}:{open_[0] + 1}: kernel region {open_[1]} has no END KERNEL")
+    return found
+
+
+def release_text(text: str, titles: dict, stubbed: set, path: Path = Path("?")) -> str:
+    """``text`` as a release ships it: the solution regions of the ``stubbed``
+    exercise ids replaced by stubs (markers kept), their kernel regions dropped;
+    every other region's code kept without its markers (a chapter shipped solved).
+
+    Args:
+        titles: exercise id -> title, for every exercise of the catalog.
+        stubbed: the ids whose solutions the release hides.
+    """
+    lines = text.splitlines(keepends=True)
+    drop, stub_after = set(), {}
+    for r in find_regions(text, path):
+        if r.id not in titles:
+            raise FenceError(f"{path}:{r.begin + 1}: region {r.id} has no Exercise in "
+                             f"minigrad/exercises/ch*.py")
+        if r.id in stubbed:
+            stub_after[r.begin] = stub_line(r.indent, r.id, titles[r.id])
+            drop.update(range(r.begin + 1, r.end))
+        else:
+            drop.update((r.begin, r.end))
+    for ex_id, begin, end in find_kernel_regions(text, path):
+        if ex_id not in titles:
+            raise FenceError(f"{path}:{begin + 1}: kernel region {ex_id} has no Exercise in "
+                             f"minigrad/exercises/ch*.py")
+        drop.update(range(begin, end + 1) if ex_id in stubbed else (begin, end))
+    out = []
+    for i, line in enumerate(lines):
+        if i not in drop:
+            out.append(line)
+        if i in stub_after:
+            out.append(stub_after[i])
     return "".join(out)
 
 

@@ -1,10 +1,24 @@
-"""``minigrad exercises release OUT``: the student copy.
+"""``minigrad exercises release OUT [--chapters 3] [--seed S]``: the student copy.
 
-The copy holds the whole package with every solution region stubbed, the
-exercise tests without their hidden parts, the notebooks, a blank
-``answers.toml`` and ``minigrad/exercises/release_info.json`` (which marks
-it as a student copy). Files are written in sorted order with fixed
-contents, so the same source always gives byte-identical files.
+The copy holds the project's tracked files (``git ls-files``, or the list in
+``release-manifest.txt`` outside a git checkout), so an editor backup or a
+stray notebook never ships: the package, the exercise tests without their
+hidden parts, the notebooks, a blank ``answers.toml``,
+``minigrad/exercises/catalog.json`` (the questions without their answers, in
+place of ``chNN.py``) and ``minigrad/exercises/release_info.json`` (which
+marks it as a student copy).
+
+A release is cut for an assignment. ``--chapters 3`` (or ``1,3``, ``1-4``)
+names the assigned chapters: they are stubbed, every chapter after the last
+assigned one is stubbed too (its notebook runs up to its first stub), and the
+others ship solved, as a course hands out the solutions once a deadline has
+passed, so the assigned chapter's notebook runs to its end once its own
+exercises are solved. No ``--chapters``: everything stubbed.
+
+Choice options are shuffled with ``seed`` (recorded in release_info.json);
+``minigrad exercises key`` writes the answers in that order. Files are
+written in sorted order with fixed contents, so the same source and seed
+always give byte-identical files.
 """
 
 from __future__ import annotations
@@ -12,16 +26,21 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 from .answers import answers_template
-from .fences import FenceError, scan_package, strip_hidden, stub_text
-from .registry import all_exercises, all_questions
+from .fences import FenceError, scan_package, strip_hidden
+from .fences import release_text as _release_text
+from .registry import (CATALOG, Question, all_exercises, all_questions, key_for,
+                       released_catalog_json, shuffled_choices)
 
 PACKAGE = "minigrad"
 RELEASE_INFO = Path(PACKAGE) / "exercises" / "release_info.json"
+RELEASE_CATALOG = Path(PACKAGE) / "exercises" / CATALOG.name
 EXERCISE_TESTS = Path("tests") / "exercises"
 CONFTESTS = (Path("conftest.py"), Path("tests") / "conftest.py")
+MANIFEST = "release-manifest.txt"
 _SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
 _SKIP_SUFFIXES = {".pyc", ".nbi", ".nbc", ".so"}
 
@@ -89,10 +108,72 @@ def check_catalog(root: Path | None = None) -> list:
     return problems
 
 
-def _files(folder: Path):
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and not (_SKIP_DIRS & set(p.parts)) and p.suffix not in _SKIP_SUFFIXES:
-            yield p
+def parse_chapters(spec) -> list:
+    """Chapter numbers from ``"3"``, ``"1,3"``, ``"1-4"`` or ``"1-3,6"`` (sorted, unique)."""
+    chapters = set()
+    for part in str(spec).replace(" ", "").split(","):
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise ValueError(f"--chapters: expected numbers like 3, 1,3 or 1-4, got {spec!r}") from None
+        if first < 1 or last < first:
+            raise ValueError(f"--chapters: {part!r} is not a chapter range (1-based, low-high)")
+        chapters.update(range(first, last + 1))
+    return sorted(chapters)
+
+
+def release_plan(assigned, chapters) -> tuple:
+    """(stubbed, solved) chapters of a release for the ``assigned`` chapters, out
+    of all ``chapters``: the assigned ones and every later one are stubbed, the
+    earlier unassigned ones ship solved. ``assigned=None``: all stubbed."""
+    chapters = sorted(set(chapters))
+    if assigned is None:
+        return chapters, []
+    if not assigned:
+        raise ValueError("release: chapters is empty; pass None to stub every chapter")
+    last = max(assigned)
+    stubbed = [c for c in chapters if c in assigned or c > last]
+    return stubbed, [c for c in chapters if c not in stubbed]
+
+
+def notebook_chapters(root: Path) -> dict:
+    """chapter number -> its notebook ``notebooks/NN_<topic>.ipynb`` under ``root``."""
+    return {int(p.name[:2]): p for p in sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+
+
+def tracked_files(root: Path) -> list:
+    """The project's files as the repository knows them, relative to ``root``:
+    ``git ls-files`` in a git checkout, else the lines of ``release-manifest.txt``
+    (made with ``git ls-files > release-manifest.txt``). Untracked files (editor
+    backups, merge leftovers, notebook scratch) are never released."""
+    root = Path(root)
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
+                             check=True, timeout=60).stdout.decode()
+        names = [n for n in out.split("\0") if n]
+    except (OSError, subprocess.SubprocessError):
+        names = None
+    if names is None or not names:
+        manifest = root / MANIFEST
+        if not manifest.exists():
+            raise FileNotFoundError(f"release: {root} is not a git checkout and has no {MANIFEST}; "
+                                    f"write one with `git ls-files > {MANIFEST}`")
+        names = [n.strip() for n in manifest.read_text().splitlines() if n.strip()]
+    return sorted(Path(n) for n in names if (root / n).is_file())
+
+
+def _released(rel: Path) -> bool:
+    """Whether tracked file ``rel`` belongs in a student copy."""
+    if _SKIP_DIRS & set(rel.parts) or rel.suffix in _SKIP_SUFFIXES:
+        return False
+    if rel in (RELEASE_INFO, RELEASE_CATALOG):
+        return False
+    if rel.parent == Path(PACKAGE) / "exercises" and rel.name[:2] == "ch" and rel.name[2:4].isdigit():
+        return False  # the chapter catalogs hold the answers; catalog.json replaces them
+    top = rel.parts[0]
+    return (top == PACKAGE or rel.is_relative_to(EXERCISE_TESTS) or top == "notebooks"
+            or rel in CONFTESTS or rel == Path("pyproject.toml"))
 
 
 def _write(path: Path, data) -> None:
@@ -103,8 +184,20 @@ def _write(path: Path, data) -> None:
         path.write_bytes(data)
 
 
-def release(out_dir, root: Path | None = None) -> Path:
-    """Write the student copy of the package at ``root`` into ``out_dir``.
+def released_questions(seed: int, chapters=None) -> list:
+    """The questions as a release made with ``seed`` holds them (no answers,
+    shuffled options), of ``chapters`` or all."""
+    data = json.loads(released_catalog_json(seed, chapters))
+    return [Question(**{**q, "variables": tuple(q["variables"])}) for q in data["questions"]]
+
+
+def release(out_dir, root: Path | None = None, chapters=None, seed: int = 0) -> Path:
+    """Write the student copy of the project at ``root`` into ``out_dir``.
+
+    Args:
+        chapters: the assigned chapter numbers (see :func:`release_plan`); None
+            stubs every chapter.
+        seed: shuffles the options of choice questions.
 
     Raises:
         FenceError: the catalog and the fenced regions disagree (see check_catalog).
@@ -120,36 +213,76 @@ def release(out_dir, root: Path | None = None) -> Path:
     if out.exists() and any(out.iterdir()) and not is_student_release(out):
         raise FileExistsError(f"release: {out} exists and is not an earlier student release; "
                               f"choose an empty folder")
+    seed = int(seed)
+    all_ex = sorted(all_exercises(), key=lambda e: (e.chapter, e.id))
+    known = {e.chapter for e in all_ex} | set(notebook_chapters(root))
+    unknown = sorted(set(chapters or ()) - known)
+    if unknown:
+        raise ValueError(f"release: chapter(s) {unknown} have no exercises and no notebook; "
+                         f"chapters are {sorted(known)}")
+    stubbed, solved = release_plan(chapters, {e.chapter for e in all_ex})
+    exercises = [e for e in all_ex if e.chapter in stubbed]
+    titles = {e.id: e.title for e in all_ex}
+    stubbed_ids = {e.id for e in exercises}
     for sub in (PACKAGE, "tests", "notebooks"):
         shutil.rmtree(out / sub, ignore_errors=True)
 
-    exercises = sorted(all_exercises(), key=lambda e: (e.chapter, e.id))
-    questions = sorted(all_questions(), key=lambda q: (q.chapter, q.id))
-    titles = {e.id: e.title for e in exercises}
-
-    for p in _files(root / PACKAGE):
-        rel = p.relative_to(root)
-        if rel == RELEASE_INFO:
+    for rel in tracked_files(root):
+        if not _released(rel):
             continue
-        _write(out / rel, stub_text(p.read_text(), titles, rel) if p.suffix == ".py" else p.read_bytes())
-    for p in _files(root / EXERCISE_TESTS):
-        rel = p.relative_to(root)
-        _write(out / rel, strip_hidden(p.read_text(), rel) if p.suffix == ".py" else p.read_bytes())
-    for conftest in CONFTESTS:  # the same test setup the reference runs with
-        if (root / conftest).exists():
-            _write(out / conftest, (root / conftest).read_bytes())
-    if (root / "notebooks").is_dir():
-        for p in _files(root / "notebooks"):
-            _write(out / p.relative_to(root), p.read_bytes())
-    _write(out / "pyproject.toml", (root / "pyproject.toml").read_bytes())
+        src = root / rel
+        if rel.parts[0] == PACKAGE and rel.suffix == ".py":
+            _write(out / rel, _release_text(src.read_text(), titles, stubbed_ids, rel))
+        elif rel.is_relative_to(EXERCISE_TESTS) and rel.suffix == ".py":
+            _write(out / rel, strip_hidden(src.read_text(), rel))
+        else:
+            _write(out / rel, src.read_bytes())
+    _write(out / RELEASE_CATALOG, released_catalog_json(seed, stubbed))
+    questions = released_questions(seed, stubbed)
     _write(out / "answers.toml", answers_template(questions))
     _write(out / "README.md", _student_readme(exercises, questions))
     info = {
+        "seed": seed,
+        "chapters": stubbed,
+        "assigned": sorted(chapters) if chapters is not None else stubbed,
+        "solved": solved,
         "exercises": [{"id": e.id, "title": e.title, "points": e.points} for e in exercises],
         "questions": [{"id": q.id, "kind": q.kind, "points": q.points} for q in questions],
     }
     _write(out / RELEASE_INFO, json.dumps(info, indent=1, sort_keys=True) + "\n")
     return out
+
+
+def release_info(root: Path) -> dict:
+    """The release_info.json of the student copy at ``root``."""
+    return json.loads((Path(root) / RELEASE_INFO).read_text())
+
+
+def answer_key(seed: int, chapters=None) -> str:
+    """The instructor's filled answers.toml for the release made with ``seed``
+    whose stubbed chapters are ``chapters`` (None: all): choice letters in that
+    release's order, numbers as the reference computes them, formulas as
+    ``Question.formula`` states them (checked against the answer function by
+    the suite). Needs the instructor's checkout (the answers)."""
+    lines = [f"# Answer key of the release made with seed {seed}: keep it away from students.", ""]
+    for q in sorted(all_questions(), key=lambda q: (q.chapter, q.id)):
+        if chapters is not None and q.chapter not in chapters:
+            continue
+        if q.answer is None:
+            raise FenceError("answer_key: this is a student release; make the key from the "
+                             "instructor's checkout")
+        if q.kind == "choice":
+            value = key_for(q, seed)
+            shown = shuffled_choices(q, seed)[value]
+            lines.append(f"# {value}) {shown}")
+        elif q.kind == "numeric":
+            value = repr(float(q.answer()))
+        else:
+            if not q.formula:
+                raise FenceError(f"answer_key: expression question {q.id} has no formula")
+            value = q.formula
+        lines += [f'["{q.id}"]', f"answer = {json.dumps(value)}", ""]
+    return "\n".join(lines)
 
 
 def _student_readme(exercises, questions) -> str:

@@ -128,6 +128,7 @@ def exp_nonpositive(x):
 # forward, BLAS tiles
 # ----------------------------------------------------------------------------
 
+# BEGIN KERNEL ch4.forward_tile
 @njit(cache=True)
 def _mask_causal(s, i0, j0, off):
     """Set s[r, c] = -inf where key j0 + c is after query i0 + r + off (a tile crossing the
@@ -337,12 +338,14 @@ def flash_forward_scalar(q, k, v, scale, is_causal, block_q, block_k, q_outer=Tr
     skipped = _over_heads(_forward_scalar_heads, BH, (q, k, v, o, lse),
                           (q.dtype.type(scale), bool(is_causal), int(block_q), int(block_k)))
     return o, lse, int(skipped)
+# END KERNEL
 
 
 # ----------------------------------------------------------------------------
 # backward
 # ----------------------------------------------------------------------------
 
+# BEGIN KERNEL ch4.backward_tile
 @njit(cache=True, fastmath=_FASTMATH)
 def _backward_head(q, k, v, o, lse, do, dq, dk, dv, scale, is_causal, bq, bk, coef, iproto):
     """FlashAttention-2 backward for one head: K/V block outer, Q block inner; grads in place."""
@@ -398,3 +401,4 @@ def flash_backward(q, k, v, o, lse, do, scale, is_causal, block_q, block_k):
     _over_heads(_backward_heads, q.shape[0], (q, k, v, o, lse, do, dq, dk, dv),
                 (q.dtype.type(scale), bool(is_causal), int(block_q), int(block_k), coef, iproto))
     return dq, dk, dv
+# END KERNEL

@@ -78,6 +78,7 @@ def round_to_reference(x, fmt, saturate: bool | None = None) -> np.ndarray:
     return r.astype(np.float32)
 
 
+# BEGIN KERNEL ch5.round_nearest_even
 def _bfloat16_fast(x: np.ndarray) -> np.ndarray:
     """float32 -> bf16 on the bits: add 0x7FFF plus the lowest kept bit, drop the low 16 bits
     (round half to even; a carry that reaches the exponent is the next binade, or inf)."""
@@ -96,6 +97,7 @@ def _float16_fast(x: np.ndarray) -> np.ndarray:
     y = np.where(a < np.float32(2.0 ** -14), np.rint(x * np.float32(2.0 ** 24)) * np.float32(2.0 ** -24), y)
     y = np.where(np.abs(y) > np.float32(65504.0), np.copysign(np.float32(np.inf), x), y)
     return np.where(np.isnan(x), x, y)
+# END KERNEL
 
 
 def round_to(x, fmt, saturate: bool | None = None) -> np.ndarray:
@@ -117,6 +119,7 @@ def round_to(x, fmt, saturate: bool | None = None) -> np.ndarray:
     """
     f = get_format(fmt, "round_to")
     x = as_float_array(x, "round_to")
+    # BEGIN KERNEL ch5.round_nearest_even
     if x.dtype == np.float32 and not (f.saturate if saturate is None else saturate):
         with np.errstate(over="ignore", invalid="ignore"):
             if f == float16:
@@ -125,6 +128,7 @@ def round_to(x, fmt, saturate: bool | None = None) -> np.ndarray:
                 return _bfloat16_fast(x)
             if f == float32:
                 return x.copy()
+    # END KERNEL
     return round_to_reference(x, f, saturate)
 
 

@@ -47,6 +47,7 @@ def _split(n: int, blocksize: int):
     return n // blocksize, n % blocksize
 
 
+# BEGIN KERNEL ch6.blockwise_absmax
 def _absmax_reference(x, blocksize, absmax):
     """absmax[b] = max|x| over block b (the last one possibly partial)."""
     full, rem = _split(x.size, blocksize)
@@ -63,6 +64,7 @@ def _absmax_numba(xb):
     for i in range(xb.size):
         m = max(m, abs(xb[i]))
     return m
+# END KERNEL
 
 
 # A block whose absmax is tiny (subnormal, say) would overflow numerator / absmax to inf
@@ -96,6 +98,7 @@ def _scale_numba(m, numerator):
 # blockwise integer (absmax) quantization
 # ----------------------------------------------------------------------------
 
+# BEGIN KERNEL ch6.blockwise_absmax
 def quantize_blockwise_int_reference(x, blocksize, qmax, q, absmax):
     """absmax[b] = max|x in block b|;  q = clip(rint(x * (Q / absmax[b])), -Q, Q).
 
@@ -132,6 +135,7 @@ def quantize_blockwise_int_numba(x, blocksize, qmax, q, absmax):
         for i in range(xb.size):
             v = np.rint((xb[i] * pre) * inv)
             qb[i] = np.int8(min(max(v, -Q), Q))
+# END KERNEL
 
 
 def dequantize_blockwise_int_reference(q, absmax, blocksize, qmax, out):
@@ -229,6 +233,7 @@ def dequantize_blockwise_code_numba(q, absmax, code, blocksize, out):
 # 4-bit code-book quantization (NF4 / FP4), two codes per byte
 # ----------------------------------------------------------------------------
 
+# BEGIN KERNEL ch6.nearest_code
 def quantize_4bit_reference(x, blocksize, mids, order, packed, absmax):
     """Nearest code of x / absmax[b], packed two per byte (first value in the high nibble).
 
@@ -286,6 +291,7 @@ def quantize_4bit_numba(x, blocksize, mids, order, packed, absmax):
                     s, ps = inv[b], pre[b]
                     left = blocksize
             packed[(i >> 1) - 1] = byte
+# END KERNEL
 
 
 def dequantize_4bit_reference(packed, absmax, code, blocksize, out):
@@ -351,28 +357,39 @@ def stochastic_round_numba(x, u, out):
 # code-book pair runs in numba by analogy (one pass per block instead of NumPy's temporaries);
 # it has not been timed yet
 FAST = {
+    # BEGIN KERNEL ch6.blockwise_absmax
     "quantize_blockwise_int": quantize_blockwise_int_numba,
+    # END KERNEL
     "dequantize_blockwise_int": dequantize_blockwise_int_numba,
     "quantize_blockwise_code": quantize_blockwise_code_numba,
     "dequantize_blockwise_code": dequantize_blockwise_code_numba,
+    # BEGIN KERNEL ch6.nearest_code
     "quantize_4bit": quantize_4bit_numba,
+    # END KERNEL
     "dequantize_4bit": dequantize_4bit_numba,
     "stochastic_round": stochastic_round_numba,
 }
 REFERENCE = {name: globals()[f"{name}_reference"] for name in FAST}
 NUMBA = {name: globals()[f"{name}_numba"] for name in FAST}
-_TABLES = {"fast": FAST, "reference": REFERENCE, "numba": NUMBA}
+# the encoders restate exercises (blockwise_absmax, nearest_code, pack_4bit): without them
+# their callers run the chapter's own functions, as a release that stubs chapter 6 does
+EXERCISES = {name: f for name, f in REFERENCE.items()
+             if name not in ("quantize_blockwise_int", "quantize_4bit")}
+_TABLES = {"fast": FAST, "reference": REFERENCE, "numba": NUMBA, "exercises": EXERCISES}
 _backend = "fast"
 
 
 def get(name: str):
-    """The implementation of operation ``name`` under the current backend."""
-    return _TABLES[_backend][name]
+    """The implementation of operation ``name`` under the current backend; None when
+    there is none (backend "exercises", or a student release whose stubbed exercises
+    it would restate): the caller then runs the readable route through the exercises."""
+    return _TABLES[_backend].get(name)
 
 
 @contextlib.contextmanager
 def use(backend: str):
-    """Run the block with ``backend``: "fast" (measured best), "reference" (NumPy) or "numba"."""
+    """Run the block with ``backend``: "fast" (measured best), "reference" (NumPy),
+    "numba", or "exercises" (the encoders through the chapter's exercise functions)."""
     global _backend
     if backend not in _TABLES:
         raise ValueError(f"kernels.use: backend must be one of {sorted(_TABLES)}, got {backend!r}")

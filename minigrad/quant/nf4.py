@@ -183,7 +183,18 @@ def quantize_4bit(x, blocksize: int = 64, compress_statistics: bool = False,
     mids, order = code_midpoints(code)
     packed = np.empty(-(-flat.size // 2), np.uint8)
     absmax = np.empty(-(-flat.size // blocksize), np.float32)
-    kernels.get("quantize_4bit")(flat, blocksize, mids, order, packed, absmax)
+    kernel = kernels.get("quantize_4bit")
+    if kernel is not None:
+        kernel(flat, blocksize, mids, order, packed, absmax)
+    else:   # the readable route through the exercises (kernels.use("exercises"), a release)
+        from .blockwise import blockwise_absmax
+
+        absmax[:] = blockwise_absmax(flat, blocksize)
+        inv = np.zeros_like(absmax)
+        np.divide(np.float32(1.0), absmax, out=inv, where=absmax > 0)
+        scaled = np.zeros(2 * packed.size, np.float32)        # an odd tail pads with 0.0
+        scaled[:flat.size] = flat * np.repeat(inv, blocksize)[:flat.size]
+        packed[:] = pack_4bit(nearest_code(scaled, code))
     state = QuantState(absmax=absmax, shape=orig.shape, dtype=orig.dtype, blocksize=blocksize,
                        code=code, quant_type=quant_type)
     if compress_statistics:
