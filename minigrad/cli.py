@@ -32,11 +32,24 @@ def main(argv=None) -> int:
     ks.add_argument("--release", default=None,
                     help="a student release folder: its seed and chapters (from release_info.json)")
 
-    g = sub.add_parser("grade", help="grade a student copy (default: the current directory)")
+    g = sub.add_parser("grade", help="grade a submission (default: the current directory)")
     g.add_argument("path", nargs="?", default=".")
-    g.add_argument("--json", default=None, help="write Gradescope results.json here")
+    g.add_argument("--reference", default=None,
+                   help="the instructor's checkout: the official grade, with the hidden tests "
+                        "(without it: the submission's own public tests, a check only)")
+    g.add_argument("--release-seed", type=int, default=None,
+                   help="the seed the release was made with (its shuffled choice letters)")
+    g.add_argument("--json", default=None,
+                   help="write Gradescope's results.json here (needs --reference)")
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per exercise")
-    g.add_argument("--only", nargs="*", default=None, help="exercise ids to grade")
+    g.add_argument("--jobs", type=int, default=2, help="runs at once")
+    g.add_argument("--only", nargs="*", default=None, help="exercise and question ids to grade")
+
+    gs = esub.add_parser("gradescope", help="write a Gradescope autograder zip: setup.sh, "
+                                            "run_autograder, the reference and its hidden tests")
+    gs.add_argument("out_zip")
+    gs.add_argument("--release-seed", type=int, default=None,
+                    help="the seed the students' release was made with (its choice letters)")
 
     args = p.parse_args(argv)
     if args.command == "tour":

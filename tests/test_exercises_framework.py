@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from minigrad.exercises import all_exercises, all_questions
-from minigrad.exercises.answers import AnswerError, evaluate, grade_question, load_answers
+from minigrad.exercises.answers import (
+    AnswerError,
+    evaluate,
+    grade_question,
+    load_answers,
+    question_key,
+)
 from minigrad.exercises.fences import (
     FenceError,
     find_regions,
@@ -212,14 +218,14 @@ def _write_correct_answers(path: Path):
     for q in all_questions():
         if q.kind == "expression":
             continue  # formulas are checked in test_question_kinds...; numbers here
-        value = q.answer()
-        lines += [f'["{q.id}"]', f"answer = {json.dumps(value if q.kind == 'choice' else float(value))}"]
+        key = question_key(q, 0)  # the letter in the release made with the default seed
+        lines += [f'["{q.id}"]', f"answer = {json.dumps(key.get('letter', key.get('value')))}"]
     path.write_text("\n".join(lines) + "\n")
 
 
 @needs_exercises
 def test_reference_scores_full_marks(tmp_path):
-    rows = grade(ROOT, progress=False)
+    rows = grade(ROOT, reference=ROOT, progress=False)
     for r in rows:
         if r.kind == "exercise":
             assert r.score == r.max_score, f"{r.id}: {r.output}"
@@ -234,7 +240,7 @@ def test_correct_numeric_and_choice_answers_score_full(tmp_path):
         pytest.skip("no questions declared yet")
     (tmp_path / "minigrad").mkdir()
     _write_correct_answers(tmp_path / "answers.toml")
-    rows = grade(tmp_path, only=[q.id for q in all_questions()], progress=False)
+    rows = grade(tmp_path, reference=ROOT, only=[q.id for q in all_questions()], progress=False)
     for r in rows:
         q = next(q for q in all_questions() if q.id == r.id)
         assert r.score == (0 if q.kind == "expression" else r.max_score), f"{r.id}: {r.output}"
@@ -264,11 +270,12 @@ def test_grading_is_contained_and_does_not_cascade(student_copy, tmp_path):
     r = ref_regions[correct.id]
     put(correct, r.body((ROOT / r.path).read_text().splitlines(keepends=True)))
 
-    rows = {x.id: x for x in grade(sub, timeout=15,
+    # check_code=False: let the exits run, so the sandbox (not the syntax check) contains them
+    rows = {x.id: x for x in grade(sub, reference=ROOT, timeout=15, check_code=False,
                                    only=[looping.id, exiting.id, quitting.id, correct.id],
                                    progress=False)}
     assert rows[looping.id].score == 0 and "timed out" in rows[looping.id].output
-    assert rows[exiting.id].score == 0
+    assert rows[exiting.id].score == 0 and "exit code 3" in rows[exiting.id].output, rows[exiting.id].output
     assert rows[quitting.id].score == 0, rows[quitting.id].output
     # every other exercise in `sub` is still a stub, yet the correct one earns full points
     assert rows[correct.id].score == correct.points, rows[correct.id].output
@@ -283,9 +290,10 @@ def test_cli_grade_prints_the_table_and_writes_gradescope_json(tmp_path, capsys)
     wrong = next(x for x in all_questions() if x.kind == "numeric" and x.id != q.id)
     (tmp_path / "minigrad").mkdir()
     (tmp_path / "answers.toml").write_text(
-        f'["{q.id}"]\nanswer = {float(q.answer())!r}\n["{wrong.id}"]\nanswer = "-1"\n')
+        f'["{q.id}"]\nanswer = {question_key(q)["value"]!r}\n["{wrong.id}"]\nanswer = "-1"\n')
     out = tmp_path / "results.json"
-    assert main(["grade", str(tmp_path), "--only", q.id, wrong.id, "--json", str(out)]) == 0
+    assert main(["grade", str(tmp_path), "--reference", str(ROOT), "--only", q.id, wrong.id,
+                 "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert f"{q.points}/{q.points}" in table and f"0/{wrong.points}" in table
     assert re.search(rf"total\s+{q.points}/{q.points + wrong.points}", table)
