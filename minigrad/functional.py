@@ -362,7 +362,7 @@ def cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean"
     xd = _rows_and_classes(x.data)                                 # (M, C)
     M = xd.shape[0]
 
-    z = xd - xd.max(axis=1, keepdims=True) if M else xd
+    z = xd - xd.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))        # (M, C)
     rows = np.arange(M)
     wt = valid.astype(xd.dtype) if w is None else w[tv] * valid      # per-row weight, (M,)

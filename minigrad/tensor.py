@@ -458,9 +458,7 @@ class Tensor:
                 b = Tensor(b.data.astype(a.data.dtype))
             elif kb == "f" and ka != "f":
                 a = Tensor(a.data.astype(b.data.dtype))
-            elif ka == "b" or kb == "b":  # bool with an integer: the integer's dtype
-                dt = b.data.dtype if ka == "b" else a.data.dtype
-                a, b = Tensor(a.data.astype(dt)), Tensor(b.data.astype(dt))
+            # bool with an integer: NumPy already gives the integer's dtype, as torch
         if op == "div" and a.data.dtype.kind != "f":  # int / int is true division: float32
             a, b = Tensor(a.data.astype(np.float32)), Tensor(b.data.astype(np.float32))
         return a, b

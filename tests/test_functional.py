@@ -549,3 +549,23 @@ def test_sdpa_with_attn_mask_and_is_causal_raises_as_torch_documents():
     want = torch.nn.functional.scaled_dot_product_attention(
         *(torch.tensor(a) for a in (q, k, v)), attn_mask=torch.tensor(mask & F.causal_mask(3, 5)))
     np.testing.assert_allclose(both.data, want.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_loss_argument_errors_name_the_argument():
+    x = mg.zeros(3, 4)
+    with pytest.raises(ValueError, match=r"weight must have shape \(4,\)"):
+        F.cross_entropy(x, [0, 1, 2], np.ones(3))
+    with pytest.raises(ValueError, match=r"weight must have shape \(4,\)"):
+        F.nll_loss(x, [0, 1, 2], np.ones(5))
+    with pytest.raises(ValueError, match="got a scalar"):
+        F.cross_entropy(mg.tensor(1.0), np.array(0))
+    with pytest.raises(ValueError, match="got a scalar"):
+        F.nll_loss(mg.tensor(1.0), np.array(0))
+    with pytest.raises(ValueError, match=r"expected target of shape \(3,\)"):
+        F.nll_loss(x, [0, 1])
+    with pytest.raises(ValueError, match="pos_weight of shape"):
+        F.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones(3))
+    with pytest.raises(ValueError, match="would enlarge"):
+        F.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        F.binary_cross_entropy_with_logits(x, mg.zeros(3, 3))

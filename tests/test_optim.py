@@ -190,6 +190,16 @@ def test_optimizer_argument_errors():
         optim.SGD(p, lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="invalid betas"):
         optim.Adam(p, betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="invalid betas"):
+        optim.AdamW(p, betas=(1.0, 0.9))
+    optim.Adam(p, betas=(0.0, 0.0))  # the closed ends are allowed, as in torch
+    for cls in (optim.SGD, optim.Adam, optim.AdamW):
+        with pytest.raises(ValueError, match="invalid weight_decay: -0.1"):
+            cls(p, lr=0.1, weight_decay=-0.1)
+    with pytest.raises(ValueError, match="invalid eps"):
+        optim.Adam(p, eps=-1e-8)
+    with pytest.raises(ValueError, match="invalid momentum"):
+        optim.SGD(p, lr=0.1, momentum=-0.5)
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.Adam([])
     with pytest.raises(TypeError, match=r"params\[0\] is a ndarray"):
@@ -223,6 +233,10 @@ def test_warmup_cosine_closed_form():
     assert again.get_last_lr()[0] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="warmup_steps <= total_steps"):
         optim.WarmupCosineLR(opt, warmup_steps=5, total_steps=3)
+    with pytest.raises(ValueError, match="total_steps >= 1"):
+        optim.WarmupCosineLR(opt, warmup_steps=0, total_steps=0)
+    one = optim.WarmupCosineLR(opt, warmup_steps=1, total_steps=1)  # the smallest schedule
+    assert one.get_last_lr()[0] == pytest.approx(0.3)  # warmup's one step is the base lr
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf])

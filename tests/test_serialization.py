@@ -179,11 +179,13 @@ def test_a_save_killed_midway_leaves_no_temporary_for_good(tmp_path):
 
 
 def test_fsync_of_the_file_before_the_rename_and_of_the_folder_after(tmp_path, monkeypatch):
-    events = []
+    events, sizes = [], []
     real_fsync, real_replace = os.fsync, os.replace
 
     def fsync(fd):
-        events.append(("fsync", "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+        st = os.fstat(fd)
+        events.append(("fsync", "dir" if stat.S_ISDIR(st.st_mode) else "file"))
+        sizes.append(st.st_size)  # what the disk gets: Python's buffer must be flushed first
         real_fsync(fd)
 
     def replace(a, b):
@@ -194,4 +196,36 @@ def test_fsync_of_the_file_before_the_rename_and_of_the_folder_after(tmp_path, m
     mg.save({"w": np.ones(8)}, tmp_path / "d.npz")
     kinds = [e[0] if e[0] == "replace" else e[1] for e in events]
     assert kinds == ["file", "replace", "dir"]
-    assert events[1][1] == (tmp_path / "d.npz").stat().st_size  # the file was complete
+    assert events[1][1] == sizes[0] == (tmp_path / "d.npz").stat().st_size  # complete when synced
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_save_and_load_leave_no_file_descriptor_open(tmp_path):
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        mg.save({"w": np.ones(2)}, tmp_path / "f.npz")
+        mg.load(tmp_path / "f.npz")
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_load_rejects_duplicate_members_and_a_foreign_format_marker(tmp_path):
+    dup = tmp_path / "dup.npz"
+    mg.save({"w": np.ones(2)}, dup)
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(dup, "a") as z:
+        with z.open("w.npy", "w") as m:
+            np.lib.format.write_array(m, np.zeros(2))
+    with pytest.raises(ValueError, match="not a minigrad checkpoint"):
+        mg.load(dup)
+    other = tmp_path / "other.npz"
+    np.savez(other, __minigrad_format__=np.array("minigrad-state-dict-v9"), w=np.ones(1))
+    with pytest.raises(ValueError, match="format marker"):
+        mg.load(other)
+
+
+def test_errors_about_a_foreign_file_say_what_it_is_not_that_it_needs_pickle(tmp_path):
+    foreign = tmp_path / "f.npz"
+    np.savez(foreign, w=np.ones(2))
+    with pytest.raises(ValueError) as e:
+        mg.load(foreign)
+    assert str(e.value).startswith(f"load: {foreign} is not a minigrad checkpoint")
+    assert "pickle" not in str(e.value)

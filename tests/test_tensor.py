@@ -850,3 +850,45 @@ def test_two_leaves_never_share_a_gradient_buffer():
     (e + 0.0).backward(g)
     e.grad += 1
     np.testing.assert_array_equal(g, [1.0, 1.0])  # the caller's array is not the .grad
+
+
+# ----------------------------------------------------------------------------
+# closing what the mutation pass found unguarded
+# ----------------------------------------------------------------------------
+
+def test_full_reductions_are_zero_dimensional_and_dim_reductions_drop_the_dim():
+    x = leaf((2, 3))
+    for r in (x.max(), x.min(), x.amax(), x.amin(), x.sum(), x.mean(), x.logsumexp((0, 1))):
+        assert r.shape == ()
+    for r in (x.amax(1), x.amin(1), x.max(1).values, x.min(1).indices, x.logsumexp(1), x.sum(1)):
+        assert r.shape == (2,)
+    assert x.amax(1, keepdim=True).shape == (2, 1) and x.var(0, keepdim=True).shape == (1, 3)
+
+
+def test_shape_ops_take_a_tuple_or_separate_ints():
+    x = leaf((1, 3))
+    assert x.expand((2, 3)).shape == x.expand(2, 3).shape == (2, 3)
+    assert x.reshape((3, 1)).shape == x.reshape(3, 1).shape == (3, 1)
+    assert x.permute((1, 0)).shape == x.permute(1, 0).shape == (3, 1)
+
+
+def test_to_the_same_dtype_is_the_tensor_itself():
+    x = leaf((2,))
+    assert x.to(np.float64) is x and x.double() is x  # as torch: no copy, same graph node
+    assert x.float() is not x and x.float().dtype == np.float32
+
+
+def test_batched_transposes():
+    x = leaf((2, 3, 4))
+    np.testing.assert_array_equal(x.mT.data, np.swapaxes(x.data, -2, -1))
+    np.testing.assert_array_equal(x.T.data, x.data.transpose(2, 1, 0))
+    gradcheck(lambda t: t.mT * 2.0, x)
+
+
+def test_in_place_helpers_write_into_the_same_buffer():
+    x = mg.tensor([1.0, 2.0])
+    buf = x.data
+    assert x.zero_() is x and x.data is buf
+    np.testing.assert_array_equal(buf, [0.0, 0.0])
+    assert x.copy_(np.array([3.0, 4.0])) is x and x.data is buf
+    np.testing.assert_array_equal(buf, [3.0, 4.0])

@@ -13,7 +13,7 @@ stay as they were.
 
 Usage:
     python tools/mutate.py [--sample N | --per-file N] [--seed S] [--timeout SEC] [--list] \\
-        [--tests "PYTEST ARGS"] [--json OUT.json] FILE[=TEST[,TEST...]] ...
+        [--at FILE:LINE ...] [--tests "PYTEST ARGS"] [--json OUT.json] FILE[=TEST[,TEST...]] ...
 
     python tools/mutate.py --sample 40 --seed 0 \\
         minigrad/serialization.py=tests/test_serialization.py \\
@@ -334,6 +334,8 @@ def main(argv=None) -> int:
                     help="draw this many mutants from each file instead (seeded)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per pytest run")
+    ap.add_argument("--at", action="append", default=[], metavar="FILE:LINE",
+                    help="only the mutants on this line (repeatable): re-run survivors")
     ap.add_argument("--list", action="store_true", help="print the sites, run nothing")
     ap.add_argument("--json", default="", help="write every mutant and its status here")
     args = ap.parse_args(argv)
@@ -347,6 +349,10 @@ def main(argv=None) -> int:
         if not tests_for[rel] and not args.list:
             ap.error(f"no tests for {path}: give {path}=TESTS or --tests")
         by_file[rel] = find_mutants(full)
+    if args.at:
+        at = {(os.path.relpath(os.path.abspath(a.rpartition(":")[0]), ROOT),
+               int(a.rpartition(":")[2])) for a in args.at}
+        by_file = {f: [m for m in v if (f, m.line) in at] for f, v in by_file.items()}
     if args.per_file:
         mutants = [m for v in by_file.values()
                    for m in _sample({0: v}, args.per_file, args.seed)]
