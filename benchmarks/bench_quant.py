@@ -23,7 +23,7 @@ import time
 import numba
 import numpy as np
 
-from minigrad.quant import code_midpoints, get_4bit_type
+from minigrad.quant import code_midpoints, create_dynamic_map, get_4bit_type
 from minigrad.quant import kernels as K
 
 from .common import best_of, print_table
@@ -93,6 +93,15 @@ def main(argv=None):
     tdq = measure("dequantize_blockwise_int", 5 * n + 4 * nb,
                   lambda: K.dequantize_blockwise_int_reference(q, absmax, bs, 127, out),
                   lambda: K.dequantize_blockwise_int_numba(q, absmax, bs, 127, out))
+    dyn = create_dynamic_map()
+    dmids, dorder = code_midpoints(dyn)
+    q8 = np.ones(n, np.uint8)
+    measure("quantize_blockwise_code (dynamic map)", 5 * n + 4 * nb,
+            lambda: K.quantize_blockwise_code_reference(x, bs, dmids, dorder, q8, absmax),
+            lambda: K.quantize_blockwise_code_numba(x, bs, dmids, dorder, q8, absmax))
+    measure("dequantize_blockwise_code (dynamic map)", 5 * n + 4 * nb,
+            lambda: K.dequantize_blockwise_code_reference(q8, absmax, dyn, bs, out),
+            lambda: K.dequantize_blockwise_code_numba(q8, absmax, dyn, bs, out))
     measure("quantize_4bit (nf4)", 4 * n + n // 2 + 4 * nb,
             lambda: K.quantize_4bit_reference(x, bs, mids, order, packed, absmax),
             lambda: K.quantize_4bit_numba(x, bs, mids, order, packed, absmax))

@@ -852,3 +852,47 @@ def test_stochastic_rounding_to_floats_is_unbiased_for_float64_input():
         assert len(vals) == 2 and vals[0] < x < vals[1] and near in vals
         p = (x - vals[0]) / (vals[1] - vals[0])
         assert abs((y.mean() - x) / (vals[1] - vals[0])) < 5 * np.sqrt(p * (1 - p) / n)
+
+
+class _EdgeRng:
+    """A stand-in Generator that always draws the smallest (or the largest) value."""
+
+    def __init__(self, top):
+        self.top = top
+
+    def random(self, size):
+        return np.full(size, np.nextafter(1.0, 0.0) if self.top else 0.0)
+
+    def integers(self, lo, hi, size, dtype):
+        return np.full(size, hi - 1 if self.top else lo, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["int", "float16", "bfloat16"])
+def test_stochastic_rounding_rule_at_the_extreme_draws(dtype):
+    # a value goes away from zero exactly when the draw falls below its fraction, so the
+    # smallest draw sends every off-grid value away and the largest sends it toward zero
+    # (bfloat16's bit trick is the mirror image: the largest integer makes the carry);
+    # the last value's dropped bits are 0xFFFF: one unit more in the draw would carry
+    x = np.array([2.3, -2.3, 1.0 + 2.0 ** -9, -(1.0 + 2.0 ** -9), 3.0, 0.0], np.float32)
+    x = np.concatenate([x, np.array([1.0 + 2.0 ** -7 - 2.0 ** -23], np.float32)])  # bits 0x..FFFF
+    near = Q.round_nearest(x, dtype).astype(np.float64)
+    grid = near == x.astype(np.float64)
+    if dtype == "int":
+        up, down = np.ceil(x), np.floor(x)
+        y_lo, y_hi = (Q.stochastic_round(x, dtype, rng=_EdgeRng(t)) for t in (False, True))
+        np.testing.assert_array_equal(y_lo, up)             # u = 0 < frac: always up
+        np.testing.assert_array_equal(y_hi, down)           # u ~ 1 > frac: always down
+        return
+    a = [Q.stochastic_round(x, dtype, rng=_EdgeRng(t)).astype(np.float64) for t in (False, True)]
+    away, toward = (a[0], a[1]) if dtype == "float16" else (a[1], a[0])
+    assert np.all(np.abs(toward) <= np.abs(x)) and np.all(np.abs(away) >= np.abs(x))
+    np.testing.assert_array_equal(toward[grid], x[grid])
+    np.testing.assert_array_equal(away[grid], x[grid])
+    assert np.all(toward[~grid] != away[~grid])
+
+
+def test_kernel_backend_switch_names_its_choices():
+    with pytest.raises(ValueError, match=r"kernels.use: backend must be one of"):
+        with K.use("cuda"):
+            pass
+    assert K.get("quantize_blockwise_code") is K.FAST["quantize_blockwise_code"]

@@ -360,7 +360,7 @@ def dequantize_blockwise(q, state: QuantState, out: np.ndarray | None = None) ->
             raise ValueError(f"{fn}: q has codes beyond [-{Q}, {Q}] of {state.quant_type}")
         kernels.get("dequantize_blockwise_int")(qf, scales, state.blocksize, Q, flat)
     else:
-        code = np.ascontiguousarray(state.code, dtype=np.float32)
+        code = np.array(state.code, np.float32)   # a writeable copy: one numba specialization
         if code.size < 256 and q.size and qf.max() >= code.size:
             raise ValueError(f"{fn}: q has index {qf.max()}, beyond the {code.size} entries of "
                              f"state.code")
