@@ -1,4 +1,4 @@
-"""The ``minigrad`` command: ``tour``, ``exercises`` and ``grade``."""
+"""The ``minigrad`` command: ``tour``, ``exercises``, ``grade`` and ``launch``."""
 
 from __future__ import annotations
 
@@ -51,7 +51,27 @@ def main(argv=None) -> int:
     gs.add_argument("--release-seed", type=int, default=None,
                     help="the seed the students' release was made with (its choice letters)")
 
+    la = sub.add_parser("launch", help="run a per-rank script on N ranks (MPI processes or simulated)")
+    la.add_argument("-n", "--nprocs", type=int, required=True, help="number of ranks")
+    la.add_argument("--backend", choices=("mpi", "sim"), default="mpi",
+                    help="mpi: one process per rank under mpiexec; sim: virtual GPUs in this process")
+    la.add_argument("--timeout", type=float, default=None,
+                    help="seconds before a hung run is ended, naming the rank")
+    la.add_argument("--hostfile", default=None, help="MPI hostfile (host[:slots] per line)")
+    la.add_argument("-m", dest="module", action="store_true", help="script is a module name")
+    la.add_argument("script")
+    la.add_argument("script_args", nargs=argparse.REMAINDER)
+
     args = p.parse_args(argv)
+    if args.command == "launch":
+        from .distributed.launch import LaunchError, launch
+        try:
+            launch(args.script, args.nprocs, args.backend, args.script_args, args.timeout,
+                   module=args.module, hostfile=args.hostfile)
+        except LaunchError as e:
+            print(f"minigrad launch: {e}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "tour":
         from .tour import run_tour
         run_tour(args.out, quick=args.quick, only=args.only)

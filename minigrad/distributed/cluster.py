@@ -367,6 +367,27 @@ class VirtualCluster:
             self.gpus[r].comm_clock = t
         return arrivals
 
+    def post(self, src: int, dst: int, src_array, dst_array, kind: str = "p2p") -> float:
+        """One point-to-point message on its own (``send`` of a process group); its arrival time.
+
+        It leaves when GPU ``src``'s data is ready (its compute clock) and its
+        comm stream is free, and lasts ``alpha + nbytes / beta``; only the
+        sender's stream is booked. The receiver's clocks are left alone: its
+        ``recv`` waits for the arrival when its own program gets there (ranks
+        posting messages out of simulated-time order must not delay each other's
+        receive ports). The data moves through the wire as in :meth:`communicate`.
+        """
+        g = self.gpus[src]
+        start = max(g.comm_clock, g.clock)
+        dur = self.message_time(src_array.nbytes, src, dst)
+        self.trace.append(Event(src, "comm", start, dur, kind, f"-> {dst}"))
+        self.stats.bytes_sent[src] += src_array.nbytes
+        self.stats.bytes_received[dst] += src_array.nbytes
+        self.stats.messages[src] += 1
+        g.comm_clock = start + dur
+        self.deliver([(src, dst, src_array, dst_array)], "copy", kind)
+        return start + dur
+
     def deliver(self, transfers, op: str = "copy", kind: str = "comm") -> None:
         """Move the data of ``(src, dst, src_array, dst_array)`` transfers through the wire."""
         code = kernels.OP_CODES[op]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import numpy as np
 
 from .cluster import VirtualCluster
-from .ddp import backward_layer, forward_layer, loss_and_grad, split_batch
 
 __all__ = ["bubble_fraction", "gpipe_schedule", "one_f_one_b_schedule", "SCHEDULES",
            "simulate_schedule", "PipelineParallel", "split_stages"]
@@ -125,8 +124,11 @@ class PipelineParallel:
         schedule: "gpipe" or "1f1b".
         stages: layer ranges per stage (default: :func:`split_stages`).
 
-    Between stages, activations go forward and their gradients backward as
-    point-to-point messages (``cluster.communicate``), timed and counted.
+    A thin driver over the per-rank code: each GPU runs
+    :class:`minigrad.distributed.spmd.PipelineStage` (the same code that runs
+    as one MPI process per stage) as a simulated rank, so activations go
+    forward and their gradients backward as point-to-point messages
+    (``send``/``recv`` through ``cluster.communicate``), timed and counted.
     """
 
     def __init__(self, model, cluster: VirtualCluster, num_microbatches: int = 4,
@@ -135,24 +137,23 @@ class PipelineParallel:
             raise ValueError(f"PipelineParallel: schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
         if num_microbatches < 1:
             raise ValueError(f"PipelineParallel: num_microbatches must be >= 1, got {num_microbatches}")
+        from .spmd.pipeline import PipelineStage
         self.model, self.cluster = model, cluster
         self.layers = list(model)
         self.p, self.m = cluster.world_size, num_microbatches
         self.stages = stages or split_stages(len(self.layers), self.p)
         self.schedule_name = schedule
         self.schedule = SCHEDULES[schedule](self.p, self.m)
-        for s, (lo, hi) in enumerate(self.stages):
-            nbytes = sum(q.data.nbytes for layer in self.layers[lo:hi] for q in layer.parameters())
-            cluster.gpus[s].alloc(f"pp.params{s}", nbytes, "parameters")
+        self._ranks = self._on_ranks(lambda: PipelineStage(model, num_microbatches, schedule,
+                                                           self.stages))
 
-    def _send(self, src, dst, array):
-        """Point-to-point: returns the copy that arrived and the arrival time."""
-        src_gpu = self.cluster.gpus[src]
-        src_gpu.comm_clock = max(src_gpu.comm_clock, src_gpu.clock)   # the data is ready now
-        out = np.empty_like(array)
-        (arrival,) = self.cluster.communicate([(src, dst, np.ascontiguousarray(array).reshape(-1),
-                                                out.reshape(-1))], kind="p2p")
-        return out, arrival
+    def _on_ranks(self, fn):
+        """Run ``fn`` on every simulated rank; a rank's own error is raised as itself."""
+        from .process_group import RankError, spawn
+        try:
+            return spawn(fn, self.p, cluster=self.cluster)
+        except RankError as e:
+            raise getattr(e, "exception", e) from None
 
     def train_step(self, x, y, loss_fn) -> float:
         """Forward and backward of the batch in m micro-batches; gradients accumulate.
@@ -161,55 +162,9 @@ class PipelineParallel:
         scaled by 1/m so the accumulated gradient is the whole-batch gradient.
         Returns the batch loss.
         """
-        xs, ys = split_batch(x, self.m), split_batch(y, self.m)
-        p, m = self.p, self.m
-        inbox_f = {(0, i): (xs[i], 0.0) for i in range(m)}   # (stage, micro-batch) -> (input, arrival)
-        inbox_b = {}
-        saved, losses = {}, [0.0] * m
-        nxt = [0] * p
-        total = sum(len(ops) for ops in self.schedule)
-        done = 0
-        while done < total:
-            progressed = False
-            for s in range(p):
-                if nxt[s] == len(self.schedule[s]):
-                    continue
-                kind, i = self.schedule[s][nxt[s]]
-                box = inbox_f if kind == "F" else inbox_b
-                if (s, i) not in box:
-                    continue           # its input has not been produced yet
-                data, arrival = box.pop((s, i))
-                gpu = self.cluster.gpus[s]
-                gpu.clock = max(gpu.clock, arrival)   # wait for the message
-                lo, hi = self.stages[s]
-                if kind == "F":
-                    h, ins, outs = data, [], []
-                    for k in range(lo, hi):
-                        h_in, out = forward_layer(self.layers[k], k, h, self.cluster, s, f"pp.mb{i}.")
-                        ins.append(h_in)
-                        outs.append(out)
-                        h = out.data
-                    saved[s, i] = (ins, outs)
-                    if s < p - 1:
-                        inbox_f[s + 1, i] = self._send(s, s + 1, h)
-                    else:                       # the last stage computes the loss
-                        loss, g = loss_and_grad(outs[-1], ys[i], loss_fn)
-                        losses[i] = loss
-                        inbox_b[s, i] = (g / m, gpu.clock)
-                else:
-                    ins, outs = saved.pop((s, i))
-                    g = data
-                    for k in reversed(range(lo, hi)):
-                        g = backward_layer(self.layers[k], k, ins[k - lo], outs[k - lo], g,
-                                           self.cluster, s, f"pp.mb{i}.")
-                    if s > 0:
-                        inbox_b[s - 1, i] = self._send(s, s - 1, g)
-                nxt[s] += 1
-                done += 1
-                progressed = True
-            if not progressed:
-                raise RuntimeError("PipelineParallel: schedule deadlocked")
-        return float(np.mean(losses))
+        from .process_group import get_rank
+        losses = self._on_ranks(lambda: self._ranks[get_rank()].train_step(x, y, loss_fn))
+        return losses[0]
 
     def bubble(self) -> float:
         """Measured idle fraction of the compute streams: 1 - busy / (p * makespan)."""

@@ -116,4 +116,14 @@ def run(out_dir, quick: bool) -> list:
     rows.append(("TP MLP on 4 GPUs vs unsplit, max |diff|", f"{np.abs(ys[2].data - ref).max():.1e}"))
     rec = recommend_strategy(30 * 10**9, 80e9, 8)
     rows.append(("30B params, 8 x 80 GB: strategy", rec.strategy))
+
+    # the same parallelisms written per rank (torch.distributed-shaped), on 4 simulated ranks:
+    # the scripts `minigrad launch -n 4 --backend mpi` runs as real processes
+    from ..distributed import spawn
+    from ..distributed.examples.common import train, train_single
+    worst = max(abs(a - b) for s in ("ddp", "zero3", "1f1b", "tp")
+                for a, b in zip(spawn(lambda s=s: train(s, 2), 4)[0]["losses"],
+                                train_single(s, 2)["losses"]))
+    rows.append(("per-rank DDP / ZeRO-3 / 1F1B / TP on 4 ranks vs one process, max |loss diff|",
+                 f"{worst:.1e}"))
     return rows
