@@ -200,10 +200,22 @@ class PeftModel(Module):
         return self.base_model
 
 
-def get_peft_model(model: Module, peft_config: LoraConfig, rng=None) -> PeftModel:
-    """Freeze ``model`` and replace each Linear whose name matches ``target_modules`` by a
-    :class:`LoRALinear` around it (in place). Only the LoRA matrices (and
-    ``modules_to_save``) stay trainable."""
+def get_peft_model(model: Module, peft_config, rng=None):
+    """Freeze ``model`` and wrap it for the method ``peft_config`` names.
+
+    A :class:`LoraConfig`: replace each Linear whose name matches ``target_modules`` by a
+    :class:`LoRALinear` around it (in place); only the LoRA matrices (and
+    ``modules_to_save``) stay trainable; returns a :class:`PeftModel`. A
+    :class:`~minigrad.peft.prompt_tuning.PromptTuningConfig`: prepend trainable virtual
+    tokens; returns a :class:`~minigrad.peft.prompt_tuning.PromptTuningModel`.
+    """
+    from .prompt_tuning import PromptTuningConfig, PromptTuningModel
+
+    if isinstance(peft_config, PromptTuningConfig):
+        return PromptTuningModel(model, peft_config, rng=rng)
+    if not isinstance(peft_config, LoraConfig):
+        raise TypeError(f"get_peft_model: peft_config must be a LoraConfig or a "
+                        f"PromptTuningConfig, got {type(peft_config).__name__}")
     model.requires_grad_(False)
     replaced = 0
     for parent, attr, full, child in named_slots(model):
