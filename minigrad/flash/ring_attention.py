@@ -20,8 +20,9 @@ Causal attention and load balance: with contiguous shards GPU 0's queries see
 only its own block while GPU p-1's see all p, so the last GPU does ~2p-1 times
 the work of the first and everyone waits for it. The zig-zag layout cuts the
 sequence into 2p chunks and gives GPU r chunks r and 2p-1-r (one early, one
-late), so every GPU computes the same number of unmasked scores (Brandon et
-al. 2023, "Striped Attention", and the zig-zag of Megatron's context parallelism).
+late), so every GPU computes the same number of unmasked scores (the order of
+Megatron-LM's context parallelism; Striped Attention, Brandon et al. 2023,
+balances the same way with a round-robin layout).
 
 The backward runs the same ring: each GPU keeps Q_r, O_r, dO_r and lse_r;
 the K/V block travels with its gradient accumulators dK, dV, which every GPU
@@ -339,6 +340,7 @@ def _backward(q3, k3, v3, o3, lse3, do3, cluster, is_causal, scale, layout, over
                 dq[r][:, q0:q1] += dq_p
                 dkb[:, k0:k1] += dk_p
                 dvb[:, k0:k1] += dv_p
+                # backward: 5 matmuls per tile against the forward's 2
                 cluster.compute(r, 2.5 * _pair_flops(q1 - q0, k1 - k0, diag, E, v3.shape[-1], BH),
                                 "attention backward", f"block of GPU {owner[r]}")
         # pass K, V and their gradients on; the last hop carries only dK, dV (home)
