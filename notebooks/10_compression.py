@@ -52,7 +52,7 @@ minigrad.manual_seed(0)
 model, task, seconds = E.small_addition_model()
 print(f"trained in {seconds:.1f} s; held-out exact match {E.exact_match(model, task):.1%}")
 print(f"{model.num_parameters():,} parameters; the block's Linear weights: "
-      f"{E.weight_bytes(model, 32):,} bytes in fp32")
+      f"{E.model_weight_bytes(model, 32):,} bytes in fp32")
 
 # %% [markdown]
 # ## 2. Masks and what they cost to store
