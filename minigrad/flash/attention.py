@@ -2,10 +2,12 @@
 
 The forward saves only Q, K, V, O and the per-row log-sum-exp (O(N) beyond
 the inputs); the backward recomputes every score tile from them (Dao et al.
-2022, section 3.1). ``impl`` picks who runs the loops: the numba kernels
-(``"numba"``, default), their scalar-loop first version (``"numba_scalar"``,
-forward only) or the readable NumPy tiles (``"numpy"``), all with the same
-results.
+2022, section 3.1). Who runs the loops follows the library's one switch,
+``minigrad.kernels.use("reference" | "numba")``: the readable NumPy tiles of
+:mod:`minigrad.flash.reference` or the numba kernels of :mod:`minigrad.flash.kernels`,
+tested equal. ``impl`` overrides it per call where a test, the benchmark or the
+notebook compares them: ``"numpy"``, ``"numba"`` or ``"numba_scalar"`` (the
+kernels' scalar-loop first version, forward only).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..autograd import Function
 from ..tensor import Tensor, unbroadcast
 
 __all__ = ["flash_attention", "flash_attention_forward", "FlashForward", "FlashAttention",
-           "LOOP_ORDERS", "IMPLS"]
+           "LOOP_ORDERS", "IMPLS", "resolve_impl"]
 
 #: "q_outer": FlashAttention-2 (Q block outer); "kv_outer": FlashAttention-1 (K/V block outer).
 LOOP_ORDERS = ("q_outer", "kv_outer")
@@ -32,6 +34,14 @@ class FlashForward(NamedTuple):
     o: np.ndarray          # (..., L, Ev)
     lse: np.ndarray        # (..., L): log sum_j exp(S_ij), all the backward keeps of the softmax
     tiles_skipped: int     # causal tiles per head wholly above the diagonal, never computed
+
+
+def resolve_impl(impl: str | None) -> str:
+    """``impl``, or when None the library switch: "numba" if ``minigrad.kernels.fast()``."""
+    if impl is None:
+        from .. import kernels as switch
+        return "numba" if switch.fast() else "numpy"
+    return impl
 
 
 def _kernels(impl: str):
@@ -113,11 +123,12 @@ def _stack_heads(x: np.ndarray, lead: tuple) -> np.ndarray:
 
 
 def flash_attention_forward(q, k, v, is_causal=False, scale=None, block_size_q=64,
-                            block_size_k=64, loop_order="q_outer", impl="numba") -> FlashForward:
+                            block_size_k=64, loop_order="q_outer", impl=None) -> FlashForward:
     """The tiled forward on arrays, no graph: O, lse and the count of skipped tiles.
 
     Same arguments as :func:`flash_attention`.
     """
+    impl = resolve_impl(impl)
     q, k, v = (np.asarray(x.data if isinstance(x, Tensor) else x) for x in (q, k, v))
     lead, L, S, E, Ev, scale, bq, bk = _check(q, k, v, is_causal, scale, block_size_q,
                                               block_size_k, loop_order, impl)
@@ -156,7 +167,7 @@ class FlashAttention(Function):
 
 def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: int = 64,
                     block_size_k: int = 64, loop_order: str = "q_outer",
-                    impl: str = "numba") -> Tensor:
+                    impl: str | None = None) -> Tensor:
     """Exact attention, softmax(scale * Q K^T) V, computed tile by tile (FlashAttention).
 
     Never forms the (L, S) score matrix: K/V blocks stream past each Q block
@@ -180,8 +191,9 @@ def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: 
         block_size_q, block_size_k: rows per Q block and per K/V block (>= 1);
             any L and S, not only multiples; larger than L (S) means one block.
         loop_order: "q_outer" (FlashAttention-2) or "kv_outer" (FlashAttention-1).
-        impl: "numba" (default), "numba_scalar" (forward in scalar loops) or
-            "numpy" (the readable reference in ``minigrad.flash.reference``).
+        impl: None (default) follows ``minigrad.kernels``: the numba kernels, or the
+            readable tiles of ``minigrad.flash.reference`` under ``use("reference")``;
+            or pick one: "numba", "numba_scalar" (forward in scalar loops), "numpy".
     Returns:
         Tensor of shape (broadcast leading dims..., L, Ev), q's dtype.
     Raises:
@@ -192,4 +204,4 @@ def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: 
     q, k, v = (x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in (q, k, v))
     return FlashAttention.apply(q, k, v, is_causal=is_causal, scale=scale,
                                 block_size_q=block_size_q, block_size_k=block_size_k,
-                                loop_order=loop_order, impl=impl)
+                                loop_order=loop_order, impl=resolve_impl(impl))
