@@ -186,7 +186,7 @@ def quantize_4bit(x, blocksize: int = 64, compress_statistics: bool = False,
     kernel = kernels.get("quantize_4bit")
     if kernel is not None:
         kernel(flat, blocksize, mids, order, packed, absmax)
-    else:   # the readable route through the exercises (kernels.use("exercises"), a release)
+    else:   # the readable route through the exercises (minigrad.kernels.use("reference"), a release)
         from .blockwise import blockwise_absmax
 
         absmax[:] = blockwise_absmax(flat, blocksize)
