@@ -296,14 +296,15 @@ def test_quant_encoders_through_the_exercises_equal_the_kernels(n, blocksize):
     """What a release that stubs chapter 6 runs (the chapter's own functions, no kernel)
     gives the kernels' bits: odd sizes, partial blocks, all-zero blocks, ties."""
     import minigrad
-    from minigrad.quant import quantize_4bit, quantize_blockwise
+    from minigrad.quant import quantize_4bit, quantize_blockwise, quantize_blockwise_linear
 
     rng = np.random.default_rng(n)
     x = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4)).astype(np.float32)
     x[:blocksize] = 0                                  # a whole block of zeros
     x[-1] = -x.max() if n > 1 else x[-1]               # equal magnitudes
     for fn, kwargs in [(quantize_4bit, {"quant_type": "nf4"}), (quantize_4bit, {"quant_type": "fp4"}),
-                       (quantize_blockwise, {"bits": 8}), (quantize_blockwise, {"bits": 3})]:
+                       (quantize_blockwise_linear, {"bits": 8}),
+                       (quantize_blockwise_linear, {"bits": 3}), (quantize_blockwise, {})]:
         a, sa = fn(x, blocksize, **kwargs)
         with minigrad.kernels.use("reference"):
             b, sb = fn(x, blocksize, **kwargs)
