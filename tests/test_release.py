@@ -305,9 +305,9 @@ def test_quant_encoders_through_the_exercises_equal_the_kernels(n, blocksize):
     for fn, kwargs in [(quantize_4bit, {"quant_type": "nf4"}), (quantize_4bit, {"quant_type": "fp4"}),
                        (quantize_blockwise_linear, {"bits": 8}),
                        (quantize_blockwise_linear, {"bits": 3}), (quantize_blockwise, {})]:
-        a, sa = fn(x, blocksize, **kwargs)
+        a, sa = fn(x, blocksize=blocksize, **kwargs)
         with minigrad.kernels.use("reference"):
-            b, sb = fn(x, blocksize, **kwargs)
+            b, sb = fn(x, blocksize=blocksize, **kwargs)
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(sa.absmax, sb.absmax)
 
