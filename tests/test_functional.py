@@ -569,3 +569,37 @@ def test_loss_argument_errors_name_the_argument():
         F.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones((2, 3, 4)))
     with pytest.raises(ValueError, match="shape"):
         F.binary_cross_entropy_with_logits(x, mg.zeros(3, 3))
+
+
+def _sdpa_composed(q, k, v, keep=None):
+    """softmax(Q K^T / sqrt(E)) (times a dropout mask) V, from Tensor ops: the reference."""
+    P = F.softmax(q @ k.mT * (1.0 / math.sqrt(q.shape[-1])), dim=-1)
+    return (P if keep is None else P * mg.tensor(keep)) @ v
+
+
+def test_sdpa_dropout_gradient_uses_the_same_mask_as_the_forward():
+    shapes = ((2, 3, 4), (2, 5, 4), (2, 5, 3))
+    q, k, v = (leaf(s) for s in shapes)
+    p = 0.4
+    mg.manual_seed(7)
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+    out.backward(np.ones(out.shape))
+    grads = [t.grad for t in (q, k, v)]
+    mg.manual_seed(7)  # the same draw: one uniform per attention weight
+    keep = (mg.get_rng().random((2, 3, 5)) >= p) / (1.0 - p)
+    q2, k2, v2 = (mg.tensor(t.data, requires_grad=True) for t in (q, k, v))
+    ref = _sdpa_composed(q2, k2, v2, keep)
+    ref.backward(np.ones(ref.shape))
+    np.testing.assert_allclose(out.data, ref.data, rtol=1e-12)
+    for g, t in zip(grads, (q2, k2, v2)):
+        np.testing.assert_allclose(g, t.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("lead", [(), (2,)])
+def test_sdpa_gqa_with_and_without_a_batch_dim_equals_repeated_heads(lead):
+    q = leaf(lead + (4, 3, 5))
+    k, v = leaf(lead + (2, 6, 5)), leaf(lead + (2, 6, 3))
+    out = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    ref = _sdpa_composed(q, F.repeat_kv(k, 2), F.repeat_kv(v, 2))
+    np.testing.assert_allclose(out.data, ref.data, rtol=1e-12)
+    gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, enable_gqa=True), (q, k, v))

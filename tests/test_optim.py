@@ -264,3 +264,10 @@ def test_clip_grad_norm_formula_and_nan():
     p.grad = np.array([np.nan, 1.0])
     with pytest.raises(FloatingPointError, match="total gradient norm is nan"):
         optim.clip_grad_norm_([p], 1.0)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, math.inf])
+def test_clip_grad_norm_without_gradients_is_zero(norm_type):
+    p = mg.tensor(np.ones(2), requires_grad=True)  # .grad is None
+    assert optim.clip_grad_norm_([p], 1.0, norm_type=norm_type) == 0.0
+    assert p.grad is None
