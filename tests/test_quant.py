@@ -538,6 +538,8 @@ def test_predicted_bytes_equal_the_bytes_actually_held():
     (lambda x: Q.quantize_affine(x, bits=0), r"quantize_affine: bits"),
     (lambda x: Q.quantize_blockwise_linear(x, bits=16), r"quantize_blockwise_linear: bits"),
     (lambda x: Q.quantize_blockwise(x, blocksize=0), r"blocksize must be an integer >= 1, got 0"),
+    (lambda x: Q.quantize_blockwise_linear(x, blocksize=0),
+     r"quantize_blockwise_linear: blocksize must be an integer >= 1, got 0"),
     (lambda x: Q.quantize_4bit(x, blocksize=-3), r"quantize_4bit: blocksize .* got -3"),
     (lambda x: Q.quantize_4bit(x, quant_type="int4"), r"quant_type must be 'nf4' or 'fp4'"),
     (lambda x: Q.quantize_absmax(x, dim=3), r"dim must be None or an axis"),
@@ -614,8 +616,11 @@ def test_dequantize_refuses_codes_the_state_cannot_decode():
     with pytest.raises(ValueError, match=r"codes beyond \[-7, 7\]"):
         Q.dequantize_blockwise(np.full(100, 100, np.int8), st_)
     q, st_ = Q.quantize_blockwise(x, code=np.linspace(-1, 1, 5, dtype=np.float32), blocksize=64)
-    with pytest.raises(ValueError, match=r"index 200, beyond the 5 entries"):
-        Q.dequantize_blockwise(np.full(100, 200, np.uint8), st_)
+    for bad in (200, 5):                                          # 5: one past the last entry
+        with pytest.raises(ValueError, match=rf"index {bad}, beyond the 5 entries"):
+            Q.dequantize_blockwise(np.full(100, bad, np.uint8), st_)
+    np.testing.assert_array_equal(Q.dequantize_blockwise(np.full(100, 4, np.uint8), st_),
+                                  np.repeat(st_.absmax, 64)[:100])  # the last entry, 1.0
     with pytest.raises(TypeError, match=r"q must be uint8 codes for a 'code' state"):
         Q.dequantize_blockwise(q.astype(np.int8), st_)
     short = dataclasses.replace(st_, state2=None, shape=(99,))
