@@ -3,6 +3,7 @@ public name, one producer per figure (issue 14). Each test reads the source with
 ``ast`` (nothing is imported or run), so it costs milliseconds."""
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,7 @@ def _signature(args: ast.arguments) -> tuple:
             args.kwarg and args.kwarg.arg)
 
 
+@functools.cache
 def _public_signatures():
     """{name: {signature: [module, ...]}} over every module-level public library function."""
     found = {}
