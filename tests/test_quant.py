@@ -899,5 +899,6 @@ def test_stochastic_rounding_rule_at_the_extreme_draws(dtype):
 def test_quant_kernels_follow_the_library_switch():
     assert K.get("quantize_blockwise_code") is K.FAST["quantize_blockwise_code"]
     with minigrad.kernels.use("reference"):
-        assert K.get("quantize_blockwise_code") is K.REFERENCE["quantize_blockwise_code"]
-        assert K.get("quantize_4bit") is None          # the caller's route through the exercises
+        assert K.get("dequantize_blockwise_code") is K.REFERENCE["dequantize_blockwise_code"]
+        for encoder in ("quantize_blockwise_int", "quantize_blockwise_code", "quantize_4bit"):
+            assert K.get(encoder) is None              # the caller's route through the exercises

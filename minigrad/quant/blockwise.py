@@ -264,7 +264,17 @@ def quantize_blockwise(x, code=None, blocksize: int = 4096, compress_statistics:
     mids, order = code_midpoints(code)
     q = np.empty(flat.size, np.uint8)
     absmax = np.empty(-(-flat.size // blocksize), np.float32)
-    kernels.get("quantize_blockwise_code")(flat, blocksize, mids, order, q, absmax)
+    kernel = kernels.get("quantize_blockwise_code")
+    if kernel is not None:
+        kernel(flat, blocksize, mids, order, q, absmax)
+    else:   # the readable route through the exercises (minigrad.kernels.use("reference"), a release)
+        from .nf4 import nearest_code
+
+        absmax[:] = blockwise_absmax(flat, blocksize)
+        pre, inv = kernels._prescale(absmax), kernels._inverse(absmax, 1.0)   # tiny blocks stay finite
+        n = flat.size
+        q[:] = nearest_code((flat * np.repeat(pre, blocksize)[:n]) * np.repeat(inv, blocksize)[:n],
+                            code)
     state = QuantState(absmax=absmax, shape=orig.shape, dtype=orig.dtype, blocksize=blocksize,
                        code=code, quant_type="code")
     return q.reshape(orig.shape), _maybe_compress(state, compress_statistics)

@@ -165,6 +165,7 @@ def dequantize_blockwise_int_numba(q, absmax, blocksize, qmax, out):
 # 8-bit code-book quantization (bitsandbytes' dynamic map, or any sorted code)
 # ----------------------------------------------------------------------------
 
+# BEGIN KERNEL ch6.blockwise_absmax
 def quantize_blockwise_code_reference(x, blocksize, mids, order, q, absmax):
     """q = index of the code nearest x / absmax[b]: order[number of midpoints below it].
 
@@ -211,6 +212,7 @@ def quantize_blockwise_code_numba(x, blocksize, mids, order, q, absmax):
                     pos += step * (mids[j - 1] < v)
                 step >>= 1
             qb[i] = order[pos]
+# END KERNEL
 
 
 def dequantize_blockwise_code_reference(q, absmax, code, blocksize, out):
@@ -364,7 +366,9 @@ FAST = {
     "quantize_blockwise_int": quantize_blockwise_int_numba,
     # END KERNEL
     "dequantize_blockwise_int": dequantize_blockwise_int_numba,
+    # BEGIN KERNEL ch6.blockwise_absmax
     "quantize_blockwise_code": quantize_blockwise_code_numba,
+    # END KERNEL
     "dequantize_blockwise_code": dequantize_blockwise_code_numba,
     # BEGIN KERNEL ch6.nearest_code
     "quantize_4bit": quantize_4bit_numba,
@@ -379,7 +383,7 @@ NUMBA = {name: globals()[f"{name}_numba"] for name in FAST}
 # pack_4bit): for those the caller runs the chapter's own functions, as a release that
 # stubs chapter 6 (and ships no encoder kernels) also does.
 READABLE = {name: f for name, f in REFERENCE.items()
-            if name not in ("quantize_blockwise_int", "quantize_4bit")}
+            if name not in ("quantize_blockwise_int", "quantize_blockwise_code", "quantize_4bit")}
 
 
 def get(name: str):
