@@ -61,3 +61,11 @@ def test_compare_sampling_is_next_token_probs_under_each_setting():
     d = compare_sampling(z)
     np.testing.assert_array_equal(d["T=0.5"], next_token_probs(z, temperature=0.5))
     assert (d["top-k=3"] > 0).sum() == 3
+
+
+def test_flash_against_sdpa_is_exact_to_rounding_in_float64():
+    from minigrad.flash import compare_with_sdpa
+
+    d = compare_with_sdpa((1, 2, 13, 4), block_size_q=4, block_size_k=5,
+                          rng=np.random.default_rng(2))
+    assert set(d) == {"o", "dq", "dk", "dv"} and max(d.values()) < 1e-12

@@ -21,7 +21,7 @@ from ..autograd import Function
 from ..tensor import Tensor, unbroadcast
 
 __all__ = ["flash_attention", "flash_attention_forward", "FlashForward", "FlashAttention",
-           "LOOP_ORDERS", "IMPLS", "resolve_impl"]
+           "LOOP_ORDERS", "IMPLS", "resolve_impl", "compare_with_sdpa"]
 
 #: "q_outer": FlashAttention-2 (Q block outer); "kv_outer": FlashAttention-1 (K/V block outer).
 LOOP_ORDERS = ("q_outer", "kv_outer")
@@ -205,3 +205,30 @@ def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: 
     return FlashAttention.apply(q, k, v, is_causal=is_causal, scale=scale,
                                 block_size_q=block_size_q, block_size_k=block_size_k,
                                 loop_order=loop_order, impl=resolve_impl(impl))
+
+
+def compare_with_sdpa(shape=(2, 2, 77, 16), block_size_q: int = 16, block_size_k: int = 32,
+                      is_causal: bool = True, rng=None) -> dict:
+    """Chapter 4's check as data: flash attention against chapter 3's
+    ``F.scaled_dot_product_attention`` on float64 inputs of ``shape`` (..., N, d),
+    values and gradients of sum(O).
+
+    Returns dict(o, dq, dk, dv): the max |flash - sdpa| of each.
+    """
+    from .. import functional as F
+    from ..tensor import get_rng
+
+    rng = get_rng() if rng is None else rng
+    q, k, v = (Tensor(rng.standard_normal(shape), requires_grad=True) for _ in range(3))
+    o = flash_attention(q, k, v, is_causal=is_causal, block_size_q=block_size_q,
+                        block_size_k=block_size_k)
+    o.sum().backward()
+    flash_grads = [t.grad for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+    want.sum().backward()
+    diffs = {"o": float(np.abs(o.data - want.data).max())}
+    for name, g, t in zip(("dq", "dk", "dv"), flash_grads, (q, k, v)):
+        diffs[name] = float(np.abs(g - t.grad).max())
+    return diffs

@@ -14,8 +14,7 @@ TITLE = "4. FlashAttention"
 
 def run(out_dir, quick: bool):
     from .. import functional as F
-    from ..flash import flash_attention, io_model, online_softmax, timeline
-    from ..flash.reference import standard_attention
+    from ..flash import compare_with_sdpa, io_model, online_softmax, timeline
     from ..tensor import Tensor, get_rng
     from ..viz import flash as vf
     from ..viz import savefig
@@ -30,17 +29,10 @@ def run(out_dir, quick: bool):
     rows.append(("online softmax vs softmax, max |diff|", f"{np.abs(y - want).max():.1e}"))
     savefig(vf.online_softmax_steps(x, hist, 6), "ch04_online_softmax", out_dir)
 
-    # the tiled kernel against standard attention, values and gradients (float64)
-    q, k, v = (Tensor(rng.standard_normal((2, 2, 100, 16)), requires_grad=True) for _ in range(3))
-    out = flash_attention(q, k, v, is_causal=True, block_size_q=32, block_size_k=16)
-    out.sum().backward()
-    grads = [t.grad for t in (q, k, v)]
-    o_ref, _ = standard_attention(q.data, k.data, v.data, scale=0.25, is_causal=True)
-    for t in (q, k, v):
-        t.grad = None
-    F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
-    rows.append(("flash vs standard attention, max |diff| of O", f"{np.abs(out.data - o_ref).max():.1e}"))
-    rows.append(("... of dQ, dK, dV", f"{max(np.abs(g - t.grad).max() for g, t in zip(grads, (q, k, v))):.1e}"))
+    # the tiled kernel against chapter 3's SDPA, values and gradients (float64)
+    d = compare_with_sdpa((2, 2, 100, 16), block_size_q=32, block_size_k=16, rng=rng)
+    rows.append(("flash vs SDPA, max |diff| of O", f"{d['o']:.1e}"))
+    rows.append(("... of dQ, dK, dV", f"{max(d['dq'], d['dk'], d['dv']):.1e}"))
     t = io_model.causal_tiles(100, 32, 16, rng=rng)
     rows.append(("causal tiles computed / skipped (N=100, 32x16)", f"{t['computed']} / {t['skipped']}"))
     savefig(vf.tile_grid(t["n"], t["n"], t["block_q"], t["block_k"], True, scores=t["weights"]),
