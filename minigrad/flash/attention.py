@@ -208,20 +208,25 @@ def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: 
 
 
 def compare_with_sdpa(shape=(2, 2, 77, 16), block_size_q: int = 16, block_size_k: int = 32,
-                      is_causal: bool = True, rng=None) -> dict:
+                      is_causal: bool = True, rng=None, attention=None) -> dict:
     """Chapter 4's check as data: flash attention against chapter 3's
     ``F.scaled_dot_product_attention`` on float64 inputs of ``shape`` (..., N, d),
     values and gradients of sum(O).
 
-    Returns dict(o, dq, dk, dv): the max |flash - sdpa| of each.
+    ``attention``: a function (q, k, v) -> Tensor to check instead (chapter 11's
+    ring attention); it must apply ``is_causal`` itself.
+    Returns dict(o, dq, dk, dv): the max |attention - sdpa| of each.
     """
     from .. import functional as F
     from ..tensor import get_rng
 
     rng = get_rng() if rng is None else rng
     q, k, v = (Tensor(rng.standard_normal(shape), requires_grad=True) for _ in range(3))
-    o = flash_attention(q, k, v, is_causal=is_causal, block_size_q=block_size_q,
-                        block_size_k=block_size_k)
+    if attention is None:
+        o = flash_attention(q, k, v, is_causal=is_causal, block_size_q=block_size_q,
+                            block_size_k=block_size_k)
+    else:
+        o = attention(q, k, v)
     o.sum().backward()
     flash_grads = [t.grad for t in (q, k, v)]
     for t in (q, k, v):
