@@ -12,7 +12,7 @@ Tables:
 2. backward / forward time of the flash kernels (target <= 3).
 3. peak extra memory (tracemalloc) of flash / naive (target <= 0.1 at 4096).
 4. batch*heads in parallel (threads) versus one core, which sets
-   ``kernels.PARALLEL``.
+   ``numba.set_num_threads(1)``.
 Timings are the best of several runs (noise only adds time), the
 contenders taking turns so they see the same load; check the load average
 printed at the top and bottom when comparing runs. The scalar kernel is
@@ -25,11 +25,12 @@ import argparse
 import os
 import time
 
+import numba
 import numpy as np
 
 from benchmarks.common import print_table, torch_or_none
 from minigrad.flash import io_model, kernels
-from minigrad.flash.reference import naive_attention
+from minigrad.flash.reference import standard_attention
 
 BH, D = 8, 64
 SCALAR_MAX_N = 2048        # the scalar-loop kernel takes many seconds per call beyond this
@@ -64,7 +65,7 @@ def _measure(N, causal, rng, torch, scale):
     do = rng.standard_normal(o.shape).astype(np.float32)
     mask = "causal" if causal else "full"
     fns = {
-        "naive": lambda: naive_attention(q, k, v, scale, causal),
+        "naive": lambda: standard_attention(q, k, v, scale=scale, is_causal=causal),
         "flash": lambda: kernels.flash_forward(q, k, v, scale, causal, 64, 64, True),
         "backward": lambda: kernels.flash_backward(q, k, v, o, lse, do, scale, causal, 64, 64),
     }
@@ -86,7 +87,7 @@ def _measure(N, causal, rng, torch, scale):
 
     mem = None
     if not causal:
-        _, m_naive = io_model.measure_peak_bytes(naive_attention, q, k, v, scale, False)
+        _, m_naive = io_model.measure_peak_bytes(standard_attention, q, k, v, scale=scale, is_causal=False)
         _, m_flash = io_model.measure_peak_bytes(kernels.flash_forward, q, k, v, scale, False,
                                                  64, 64, True)
         mem = [N, m_naive / 2**20, m_flash / 2**20, f"{m_flash / m_naive:.3f}x",
@@ -127,18 +128,19 @@ def main(argv=None):
     q, k, v = _inputs(N, rng)
     o, lse, _ = kernels.flash_forward(q, k, v, scale, False, 64, 64, True)
 
+    threads = numba.get_num_threads()
+
     def run(parallel, what):
         def fn():
-            kernels.PARALLEL = parallel
+            numba.set_num_threads(threads if parallel else 1)
             if what == "forward":
                 kernels.flash_forward(q, k, v, scale, False, 64, 64, True)
             else:
                 kernels.flash_backward(q, k, v, o, lse, o, scale, False, 64, 64)
         return fn
-    default = kernels.PARALLEL
     t = _interleaved_best({(p, w): run(p, w) for p in (False, True)
                            for w in ("forward", "backward")}, repeat=5)
-    kernels.PARALLEL = default
+    numba.set_num_threads(threads)
     par_rows = [["serial", t[False, "forward"] * 1e3, t[False, "backward"] * 1e3],
                 ["threads", t[True, "forward"] * 1e3, t[True, "backward"] * 1e3],
                 ["serial/threads", f"{t[False, 'forward'] / t[True, 'forward']:.2f}x",

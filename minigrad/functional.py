@@ -21,7 +21,7 @@ __all__ = [
     "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "logsumexp",
     "layer_norm", "rms_norm", "dropout", "cosine_similarity", "cosine_embedding_loss",
-    "scaled_dot_product_attention", "causal_mask", "repeat_kv",
+    "scaled_dot_product_attention", "causal_mask", "repeat_kv", "attn_mask_array",
 ]
 
 
@@ -362,20 +362,9 @@ def cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean"
     if t.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: target must hold integer class indices or float class "
                         f"probabilities, got dtype {t.dtype}")
-    batch = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
-    if t.shape != batch:
-        hint = (" (the class dim is 1, as in torch: pass (B, T, C) logits as "
-                "x.reshape(-1, C) with targets (B*T,), or as x.transpose(1, 2))") if x.ndim > 2 else ""
-        raise ValueError(f"cross_entropy: target shape {t.shape} does not match input shape "
-                         f"{x.shape} (expected {batch}){hint}")
+    batch, valid, tv = _class_targets(x, t, C, ignore_index)
     xd = _rows_and_classes(x.data)                                 # (M, C)
-    t = t.reshape(-1)
     M = xd.shape[0]
-    valid = t != ignore_index
-    tv = np.where(valid, t, 0)
-    if valid.any() and (tv[valid].min() < 0 or tv[valid].max() >= C):
-        raise IndexError(f"cross_entropy: target values must be in [0, {C}), got range "
-                         f"[{t[valid].min()}, {t[valid].max()}]")
 
     z = xd - xd.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))        # (M, C)
@@ -388,13 +377,7 @@ def cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean"
         losses = losses + label_smoothing / C * smooth * valid
     losses = losses.astype(xd.dtype, copy=False)
     denom = wt.sum()                                               # the count of valid rows without weight
-    if reduction == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.asarray(losses.sum() / denom, dtype=xd.dtype)  # 0 / 0 = nan: torch's answer
-    elif reduction == "sum":
-        out = np.asarray(losses.sum(), dtype=xd.dtype)
-    else:
-        out = losses.reshape(batch)
+    out = _reduce_rows(losses, denom, reduction, batch)
     n_valid = denom
 
     def backward(g):
@@ -419,6 +402,38 @@ def cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean"
         # (M, C) -> (N, d1, ..., C) -> (N, C, d1, ...)
         return (np.moveaxis(grad.reshape(batch + (C,)), -1, 1),)
     return Tensor._make(out, (x,), backward, "cross_entropy")
+
+
+def _class_targets(x: Tensor, t: np.ndarray, C: int, ignore_index: int) -> tuple:
+    """Check integer class targets against the logits; returns (batch shape, valid rows, targets).
+
+    The targets come back flat, (M,), with ``ignore_index`` rows replaced by 0
+    and marked False in ``valid``.
+    """
+    batch = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+    if t.shape != batch:
+        hint = (" (the class dim is 1, as in torch: pass (B, T, C) logits as "
+                "x.reshape(-1, C) with targets (B*T,), or as x.transpose(1, 2))") if x.ndim > 2 else ""
+        raise ValueError(f"cross_entropy: target shape {t.shape} does not match input shape "
+                         f"{x.shape} (expected {batch}){hint}")
+    t = t.reshape(-1)
+    valid = t != ignore_index
+    tv = np.where(valid, t, 0)
+    if valid.any() and (tv[valid].min() < 0 or tv[valid].max() >= C):
+        raise IndexError(f"cross_entropy: target values must be in [0, {C}), got range "
+                         f"[{t[valid].min()}, {t[valid].max()}]")
+    return batch, valid, tv
+
+
+def _reduce_rows(losses: np.ndarray, denom, reduction: str, batch: tuple) -> np.ndarray:
+    """The per-row losses (M,) reduced: a weighted mean (0 / 0 = nan, torch's answer), a sum,
+    or reshaped to the batch shape."""
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(losses.sum() / denom, dtype=losses.dtype)
+    if reduction == "sum":
+        return np.asarray(losses.sum(), dtype=losses.dtype)
+    return losses.reshape(batch)
 
 
 def _weighted_ce_grad(logp, rows, tv, valid, w, s):
@@ -692,65 +707,51 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
                         lambda g: (_sum_head_groups(g, n_rep),), "repeat_kv")
 
 
-def _attn_bias(attn_mask, is_causal: bool, L: int, S: int, score_shape: tuple, dtype):
-    """The additive (..., L, S) bias of SDPA: 0 where attending is allowed, -inf elsewhere,
-    or a float mask as given. None when there is nothing to add."""
-    if is_causal:
-        return np.where(causal_mask(L, S), 0.0, -np.inf).astype(dtype)
-    if attn_mask is None:
-        return None
+def attn_mask_array(attn_mask, score_shape: tuple, fn: str, dims: tuple = ("L", "S")) -> np.ndarray:
+    """``attn_mask`` as an array, checked against the score shape (..., L, S) it must broadcast to.
+
+    One validator for every caller (SDPA, ``nn.MultiHeadAttention``): a boolean
+    mask is True where a query may attend, a float mask is added to the scores.
+    ``dims`` names the last dims of ``score_shape`` in the error message.
+    """
     m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+    score_shape = tuple(score_shape)
     try:
         full = np.broadcast_shapes(m.shape, score_shape)
     except ValueError:
         full = None
-    if full != tuple(score_shape):
-        raise ValueError(f"scaled_dot_product_attention: attn_mask of shape {m.shape} does not "
-                         f"broadcast to the score shape {tuple(score_shape)} (..., L={L}, S={S})")
-    if m.dtype == np.bool_:
-        return np.where(m, 0.0, -np.inf).astype(dtype)   # True = may attend
-    if m.dtype.kind != "f":
-        raise TypeError(f"scaled_dot_product_attention: attn_mask must be bool (True = may "
-                        f"attend) or float (added to the scores), got dtype {m.dtype}")
-    return m.astype(dtype, copy=False)
+    if full != score_shape:
+        named = ", ".join(f"{d}={n}" for d, n in zip(dims, score_shape[-len(dims):]))
+        more = "..., " if len(dims) < len(score_shape) else ""
+        raise ValueError(f"{fn}: attn_mask of shape {m.shape} does not broadcast to the score "
+                         f"shape {score_shape} ({more}{named})")
+    if m.dtype != np.bool_ and m.dtype.kind != "f":
+        raise TypeError(f"{fn}: attn_mask must be bool (True = may attend) or float (added "
+                        f"to the scores), got dtype {m.dtype}")
+    return m
 
 
-def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
-                                 dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale: float | None = None, enable_gqa: bool = False) -> Tensor:
-    """Attention(Q, K, V) = softmax(Q K^T * scale + mask) V (Vaswani et al. 2017), one graph node.
+def _attn_bias(mask, is_causal: bool, L: int, N: int, dtype):
+    """The additive (..., L, N) bias of SDPA: 0 where attending is allowed, -inf elsewhere,
+    or a float mask as given. None when there is nothing to add."""
+    bias = np.where(causal_mask(L, N), 0.0, -np.inf).astype(dtype) if is_causal else None
+    if mask is None:
+        return bias
+    if mask.dtype == np.bool_:
+        m = np.where(mask, 0.0, -np.inf).astype(dtype)      # True = may attend
+    else:
+        m = mask.astype(dtype, copy=False)
+    return m if bias is None else m + bias                  # both: as torch 2.13's CPU kernel
 
-    With PyTorch's semantics: ``scale`` defaults to 1/sqrt(E); a boolean
-    ``attn_mask`` is True where a query *may* attend; a float mask is added to
-    the scores; ``is_causal`` masks with the top-left aligned lower triangle
-    ``tril(ones(L, S))``; ``enable_gqa`` lets H_q be a multiple of H_kv, query
-    head h reading key/value head h // (H_q / H_kv) (Ainslie et al. 2023).
 
-    A row with every key masked gives an output of zeros (and zero gradient),
-    never NaN; PyTorch before 2.5 gave NaN there (its math backend now also
-    gives zeros).
+def _check_sdpa(q: Tensor, k: Tensor, v: Tensor, attn_mask, dropout_p: float, is_causal: bool,
+                enable_gqa: bool) -> tuple:
+    """Validate SDPA's arguments by torch's rules; returns (n_rep, batch shape).
 
-    Backward, with P the attention weights and dO the output gradient:
-    dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dO * O)) (the softmax
-    Jacobian; rowsum(dP * P) = rowsum(dO * O)); dQ = scale dS K; dK = scale dS^T Q.
-
-    Args:
-        query: (..., H_q, L, E)   (any leading dims; H only matters for GQA)
-        key:   (..., H_kv, S, E)
-        value: (..., H_kv, S, Ev)
-        attn_mask: bool or float, broadcastable to (..., H_q, L, S); or None.
-        dropout_p: probability of zeroing an attention weight (drawn from
-            ``minigrad.get_rng()``); survivors are scaled by 1/(1 - p).
-        is_causal: mask key j > query i. Combined with ``attn_mask`` it raises
-            RuntimeError, as torch documents and its math backend does (torch's
-            fused CPU kernel alone applies both; pass ``attn_mask & causal_mask(L, S)``).
-        scale: multiplies the scores; default 1/sqrt(E).
-        enable_gqa: allow H_q = n_rep * H_kv.
-    Returns:
-        (..., H_q, L, Ev)
+    n_rep is how many query heads share one key/value head (1 without GQA);
+    the batch shape is the broadcast of the three inputs' leading dims.
     """
     fn = "scaled_dot_product_attention"
-    q, k, v = _t(query), _t(key), _t(value)
     for name, x in (("query", q), ("key", k), ("value", v)):
         _check_float(x, fn, name)
         if x.ndim < 2:
@@ -762,79 +763,120 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"{fn}: key and value lengths differ: key {k.shape} has "
                          f"S={k.shape[-2]}, value {v.shape} has S={v.shape[-2]}")
-    if is_causal and attn_mask is not None:
-        # torch 2.13's documented rule and its math (reference) backend; only its fused
-        # CPU kernel (4-D inputs, E == Ev) quietly applies both instead
-        raise RuntimeError(f"{fn}: Explicit attn_mask should not be set when is_causal=True "
-                           f"(as in torch); fold the causal mask into attn_mask "
-                           f"(attn_mask & causal_mask(L, S)) to apply both")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"{fn}: dropout_p must be in [0, 1), got {dropout_p}")
-    L, E = q.shape[-2:]
-    S = k.shape[-2]
-    scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
-
-    qd, kd, vd = q.data, k.data, v.data
-    n_rep = 1
+    n_rep, k_lead, v_lead = 1, k.shape[:-2], v.shape[:-2]
     if enable_gqa and q.ndim >= 3 and k.ndim >= 3 and q.shape[-3] != k.shape[-3]:
         Hq, Hkv = q.shape[-3], k.shape[-3]
         if Hq % Hkv or v.shape[-3] != Hkv:
             raise ValueError(f"{fn}: with enable_gqa the query heads must be a multiple of the "
                              f"key/value heads; got H_q={Hq}, H_k={Hkv}, H_v={v.shape[-3]}")
-        n_rep = Hq // Hkv
-        kd, vd = _repeat_heads(kd, n_rep), _repeat_heads(vd, n_rep)
+        n_rep = Hq // Hkv                           # key/value heads once repeated: H_q each
+        k_lead, v_lead = k.shape[:-3] + (Hq,), v.shape[:-3] + (Hq,)
     try:
-        batch = np.broadcast_shapes(qd.shape[:-2], kd.shape[:-2], vd.shape[:-2])
+        batch = np.broadcast_shapes(q.shape[:-2], k_lead, v_lead)
     except ValueError:
         raise ValueError(f"{fn}: leading dims of query {q.shape}, key {k.shape} and value "
                          f"{v.shape} do not broadcast (different head counts need "
                          f"enable_gqa=True)") from None
-    bias = _attn_bias(attn_mask, is_causal, L, S, batch + (L, S), qd.dtype)
+    return n_rep, batch
 
-    # forward: scores, mask, stable softmax, weighted sum of values (in place: one (L, S) buffer)
-    kT = np.swapaxes(kd, -1, -2)
-    P = qd @ kT                                     # (..., L, E) @ (..., E, S) -> (..., L, S)
-    P *= scale
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None, enable_gqa: bool = False) -> Tensor:
+    """Attention(Q, K, V) = softmax(Q K^T * scale + mask) V (Vaswani et al. 2017), one graph node.
+
+    Forward, for L queries and N keys (torch's docs call N "S"; here S is the scores):
+    S = scale Q K^T + mask (..., L, N); P = softmax(S) along the keys; O = P V.
+    Backward, with dO the output gradient:
+    dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dO * O)) (the softmax
+    Jacobian; rowsum(dP * P) = rowsum(dO * O)); dQ = scale dS K; dK = scale dS^T Q.
+
+    With PyTorch's semantics: ``scale`` defaults to 1/sqrt(E); a boolean
+    ``attn_mask`` is True where a query *may* attend; a float mask is added to
+    the scores; ``is_causal`` masks with the top-left aligned lower triangle
+    ``tril(ones(L, N))``; ``enable_gqa`` lets H_q be a multiple of H_kv, query
+    head h reading key/value head h // (H_q / H_kv) (Ainslie et al. 2023).
+    A row with every key masked gives an output of zeros (and zero gradient),
+    never NaN; PyTorch before 2.5 gave NaN there (its math backend now also
+    gives zeros).
+
+    Args:
+        query: (..., H_q, L, E)   (any leading dims; H only matters for GQA)
+        key:   (..., H_kv, N, E)
+        value: (..., H_kv, N, Ev)
+        attn_mask: bool or float, broadcastable to (..., H_q, L, N); or None.
+        dropout_p: probability of zeroing an attention weight (drawn from
+            ``minigrad.get_rng()``); survivors are scaled by 1/(1 - p).
+        is_causal: mask key j > query i. With ``attn_mask`` too, both apply (a
+            key must pass both masks), as torch 2.13's CPU SDPA does on 4-D inputs;
+            torch's documentation (and its math backend, on 3-D inputs) raise there.
+        scale: multiplies the scores; default 1/sqrt(E).
+        enable_gqa: allow H_q = n_rep * H_kv.
+    Returns:
+        (..., H_q, L, Ev)
+    """
+    q, k, v = _t(query), _t(key), _t(value)
+    n_rep, batch = _check_sdpa(q, k, v, attn_mask, dropout_p, is_causal, enable_gqa)
+    L, E, N = q.shape[-2], q.shape[-1], k.shape[-2]
+    scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    mask = None if attn_mask is None else \
+        attn_mask_array(attn_mask, batch + (L, N), "scaled_dot_product_attention")
+    Q, K, V = q.data, k.data, v.data
+    if n_rep > 1:                                   # GQA: each key/value head serves n_rep queries
+        K, V = _repeat_heads(K, n_rep), _repeat_heads(V, n_rep)
+
+    S = Q @ np.swapaxes(K, -1, -2)                  # (..., L, E) @ (..., E, N) -> (..., L, N)
+    S *= scale
+    bias = _attn_bias(mask, is_causal, L, N, Q.dtype)
     if bias is not None:
-        P += bias                                   # -inf where masked; broadcasts over (...)
-    m = P.max(axis=-1, keepdims=True)
-    m[m == -np.inf] = 0.0                           # a fully masked row: exp(-inf - 0) = 0, no NaN
-    P -= m                                          # subtract the row max so exp never overflows
-    np.exp(P, out=P)
-    denom = P.sum(axis=-1, keepdims=True)
-    denom[denom == 0] = 1.0                         # fully masked rows stay all-zero
-    P /= denom
-    keep = None
-    Pd = P
+        S += bias                                   # -inf where masked; broadcasts over (...)
+    P = _softmax_rows(S)                            # (..., L, N); a fully masked row is all 0
+    del S                                           # the largest array here: hold one at a time
+    keep = None                                     # dropout's mask times 1/(1-p)
     if dropout_p > 0.0:
         keep = (get_rng().random(P.shape) >= dropout_p).astype(P.dtype) / (1.0 - dropout_p)
-        Pd = P * keep
-    out = Pd @ vd                                   # (..., L, S) @ (..., S, Ev) -> (..., L, Ev)
+    Pd = P if keep is None else P * keep            # the weights after dropout
+    O = Pd @ V                                      # (..., L, N) @ (..., N, Ev) -> (..., L, Ev)
 
     mask_t = attn_mask if (isinstance(attn_mask, Tensor) and attn_mask.requires_grad) else None
     parents = (q, k, v) + ((mask_t,) if mask_t is not None else ())
 
     def backward(dO):
-        from .tensor import unbroadcast
         # BEGIN SOLUTION ch3.sdpa_backward
-        dV = np.swapaxes(Pd, -1, -2) @ dO           # (..., S, L) @ (..., L, Ev) -> (..., S, Ev)
-        dP = dO @ np.swapaxes(vd, -1, -2)           # (..., L, Ev) @ (..., Ev, S) -> (..., L, S)
-        if keep is not None:
-            dP *= keep                              # dropout's mask and 1/(1-p), on the way back
-        D = (dO * out).sum(axis=-1, keepdims=True)  # rowsum(dP * P) = rowsum(dO * O), (..., L, 1)
-        dP -= D
-        dP *= P                                     # dS = P * (dP - D): softmax backward, in place
-        dS = dP                                     # gradient of the masked scores (..., L, S)
-        dQ = (dS @ kd) * scale                      # (..., L, S) @ (..., S, E) -> (..., L, E)
-        dK = (np.swapaxes(dS, -1, -2) @ qd) * scale  # (..., S, L) @ (..., L, E) -> (..., S, E)
+        dV = np.swapaxes(Pd, -1, -2) @ dO           # (..., N, L) @ (..., L, Ev) -> (..., N, Ev)
+        dPd = dO @ np.swapaxes(V, -1, -2)           # (..., L, Ev) @ (..., Ev, N) -> (..., L, N)
+        dP = dPd if keep is None else dPd * keep    # back through dropout's mask and 1/(1-p)
+        D = (dO * O).sum(axis=-1, keepdims=True)    # rowsum(dP * P) = rowsum(dO * O), (..., L, 1)
+        dS = P * (dP - D)                           # softmax backward: the masked scores' gradient
+        dQ = (dS @ K) * scale                       # (..., L, N) @ (..., N, E) -> (..., L, E)
+        dK = (np.swapaxes(dS, -1, -2) @ Q) * scale  # (..., N, L) @ (..., L, E) -> (..., N, E)
         # END SOLUTION
-        dQ = unbroadcast(dQ, q.shape)
-        dK, dV = unbroadcast(dK, kd.shape), unbroadcast(dV, vd.shape)
-        if n_rep > 1:
-            dK, dV = _sum_head_groups(dK, n_rep), _sum_head_groups(dV, n_rep)
-        grads = (dQ if q.requires_grad else None, dK if k.requires_grad else None,
-                 dV if v.requires_grad else None)
-        if mask_t is not None:
-            grads += (unbroadcast(dS, mask_t.shape),)
-        return grads
-    return Tensor._make(out, parents, backward, "sdpa")
+        return _sdpa_grads(dQ, dK, dV, dS, q, k, v, mask_t, n_rep)
+    return Tensor._make(O, parents, backward, "sdpa")
+
+
+def _softmax_rows(S: np.ndarray) -> np.ndarray:
+    """softmax along the last axis of S; a row that is all -inf (nothing to attend) gives zeros."""
+    m = S.max(axis=-1, keepdims=True)
+    m[m == -np.inf] = 0.0                           # a fully masked row: exp(-inf - 0) = 0, no NaN
+    P = np.exp(S - m)                               # subtract the row max so exp never overflows
+    denom = P.sum(axis=-1, keepdims=True)
+    denom[denom == 0] = 1.0                         # fully masked rows stay all-zero
+    P /= denom
+    return P
+
+
+def _sdpa_grads(dQ, dK, dV, dS, q: Tensor, k: Tensor, v: Tensor, mask_t, n_rep: int) -> tuple:
+    """SDPA's gradients summed back to its inputs' shapes (broadcast dims, GQA's shared heads)."""
+    from .tensor import unbroadcast
+    dQ = unbroadcast(dQ, q.shape)
+    if n_rep > 1:
+        dK, dV = _sum_head_groups(dK, n_rep), _sum_head_groups(dV, n_rep)
+    dK, dV = unbroadcast(dK, k.shape), unbroadcast(dV, v.shape)
+    grads = (dQ if q.requires_grad else None, dK if k.requires_grad else None,
+             dV if v.requires_grad else None)
+    if mask_t is not None:
+        grads += (unbroadcast(dS, mask_t.shape),)
+    return grads

@@ -22,6 +22,7 @@ import numpy as np
 from .tensor import Tensor, get_rng, no_grad
 
 __all__ = ["greedy", "top_k_filter", "top_p_filter", "next_token_probs", "sample_next_token",
+           "compare_sampling",
            "generate"]
 
 
@@ -95,6 +96,15 @@ def next_token_probs(logits, temperature: float = 1.0, top_k: int | None = None,
         z = top_p_filter(z, top_p)
     e = np.exp(z - z.max(axis=-1, keepdims=True))          # -inf -> 0
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def compare_sampling(logits) -> dict:
+    """Chapter 3's picture as data: the next-token distribution of one set of logits under
+    temperature 1, 0.5 and 2, top-k=3 and top-p=0.8, each from :func:`next_token_probs`."""
+    return {"T=1": next_token_probs(logits), "T=0.5": next_token_probs(logits, temperature=0.5),
+            "T=2": next_token_probs(logits, temperature=2.0),
+            "top-k=3": next_token_probs(logits, top_k=3),
+            "top-p=0.8": next_token_probs(logits, top_p=0.8)}
 
 
 def sample_next_token(logits, temperature: float = 1.0, top_k: int | None = None,

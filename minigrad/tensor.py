@@ -102,6 +102,74 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------
+# the graph: creation order, topological order, release
+# ----------------------------------------------------------------------------
+
+_new_tensor = object.__new__  # Tensor._make fills the slots itself: no __init__ per op
+_creation_counter = itertools.count()
+_by_creation = operator.attrgetter("_seq")
+
+
+def _topological_order(root: Tensor) -> list:
+    """Nodes that lead to ``root`` (requiring grad), each after all its parents.
+
+    A tensor is always created after its inputs (an op needs them to exist),
+    so sorting by creation number is already a topological order: reversed,
+    every node comes after all the nodes that consume it, and its gradient is
+    complete when its turn comes. So: collect what ``root`` depends on with
+    an explicit stack (deep graphs would overflow recursion), then sort.
+    """
+    found, stack = {id(root): root}, [root]
+    while stack:
+        for p in stack.pop()._parents:
+            if p.requires_grad and id(p) not in found:
+                found[id(p)] = p
+                stack.append(p)
+    return sorted(found.values(), key=_by_creation)
+
+
+def _freed_backward(g):
+    raise RuntimeError(
+        "backward: trying to backward through the graph a second time; its saved "
+        "activations were freed by the first backward (pass retain_graph=True to the "
+        "first call to keep them)"
+    )
+
+
+def _release(node: Tensor) -> None:
+    """Let ``node`` drop its backward closure and parents, and with them its saved activations.
+
+    PyTorch does this as each node's backward runs, so a graph's memory goes
+    while the gradients flow; a second backward then meets ``_freed_backward``.
+    Leaves have nothing to release and stay leaves.
+    """
+    if node._backward is not None:
+        node._backward, node._parents = _freed_backward, ()
+
+
+def _check_gradient_shape(node: Tensor, parent: Tensor, g: np.ndarray) -> None:
+    if g.shape != parent.data.shape:
+        raise RuntimeError(
+            f"backward of {node._op!r}: gradient of shape {g.shape} for an "
+            f"input of shape {parent.data.shape} (a backward must unbroadcast)"
+        )
+
+
+def _broadcasting(fn, a: Tensor, b: Tensor, op: str) -> np.ndarray:
+    """``fn(a.data, b.data)`` for a binary op; shapes that do not broadcast are named by ``op``."""
+    try:
+        return fn(a.data, b.data)
+    except ValueError:
+        try:
+            np.broadcast_shapes(a.data.shape, b.data.shape)
+        except ValueError:
+            raise ValueError(
+                f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together"
+            ) from None
+        raise  # another ValueError (e.g. an integer to a negative power): NumPy's own
+
+
+# ----------------------------------------------------------------------------
 # the Tensor
 # ----------------------------------------------------------------------------
 
@@ -201,6 +269,30 @@ class Tensor:
             retain_graph: keep the graph (and its saved activations) for
                 another backward or for drawing it; default False.
         """
+        grads = {id(self): self._output_gradient(gradient)}  # id(node) -> d(self)/d(node)
+        given = set()  # ids of arrays already stored in a .grad: never hand one out twice
+        order = _topological_order(self)
+        while order:
+            node = order.pop()  # consumers first; popped, so the list does not keep it alive
+            g = grads.pop(id(node), None)  # complete: every consumer of node came earlier
+            backward, parents = node._backward, node._parents
+            if not retain_graph:
+                _release(node)
+            if g is None:  # every consumer returned None for it (a Function's constant input)
+                continue
+            if backward is None or node._retain:
+                node._accumulate(g, given)
+            if backward is None:
+                continue
+            for p, pg in zip(parents, backward(g)):  # the chain rule, one parent at a time
+                if pg is not None and p.requires_grad:
+                    _check_gradient_shape(node, p, pg)
+                    prev = grads.get(id(p))
+                    grads[id(p)] = pg if prev is None else prev + pg  # a value used twice: sum
+            del backward, parents  # the saved activations go now, not at the next node
+
+    def _output_gradient(self, gradient) -> np.ndarray:
+        """d(self)/d(self) to start backward: ones, or a copy of ``gradient`` checked against the shape."""
         if not self.requires_grad:
             raise RuntimeError(
                 "backward: this tensor does not require grad and has no graph "
@@ -212,44 +304,11 @@ class Tensor:
                     f"backward: gradient can be omitted only for a single-element tensor, "
                     f"got shape {self.shape}; pass gradient= of that shape"
                 )
-            g0 = np.ones_like(self.data)
-        else:
-            g0 = np.array(_as_array(gradient), dtype=self.data.dtype)  # a copy: never alias the caller's
-            if g0.shape != self.data.shape:
-                raise ValueError(
-                    f"backward: gradient has shape {g0.shape}, expected {self.data.shape}"
-                )
-
-        grads = {id(self): g0}  # id(node) -> d(self)/d(node), summed over uses so far
-        given = set()           # ids of arrays already stored in some leaf's .grad
-        order = _topological_order(self)
-        while order:
-            node = order.pop()  # popped, not iterated: the list must not keep it alive
-            # complete: every consumer of node came earlier; None when every consumer
-            # returned None for it (e.g. a Function that does not differentiate an input)
-            g = grads.pop(id(node), None)
-            backward, parents = node._backward, node._parents
-            if backward is not None and not retain_graph:
-                node._backward, node._parents = _freed_backward, ()
-            if g is None:
-                continue
-
-            if backward is None or node._retain:
-                node._accumulate(g, given)
-            if backward is None:
-                continue
-            for p, pg in zip(parents, backward(g)):
-                if pg is None or not p.requires_grad:
-                    continue
-                if pg.shape != p.data.shape:
-                    raise RuntimeError(
-                        f"backward of {node._op!r}: gradient of shape {pg.shape} for an "
-                        f"input of shape {p.data.shape} (a backward must unbroadcast)"
-                    )
-                k = id(p)
-                prev = grads.get(k)
-                grads[k] = pg if prev is None else prev + pg  # a value used twice: sum
-            del backward, parents  # the saved activations go now, not at the next node
+            return np.ones_like(self.data)
+        g0 = np.array(_as_array(gradient), dtype=self.data.dtype)  # a copy: never alias the caller's
+        if g0.shape != self.data.shape:
+            raise ValueError(f"backward: gradient has shape {g0.shape}, expected {self.data.shape}")
+        return g0
 
     def _accumulate(self, g: np.ndarray, given: set) -> None:
         if g.dtype != self.data.dtype:
@@ -404,21 +463,9 @@ class Tensor:
             a, b = Tensor(a.data.astype(np.float32)), Tensor(b.data.astype(np.float32))
         return a, b
 
-    def _check_broadcast(self, other: Tensor, op: str):
-        try:
-            return np.broadcast_shapes(self.data.shape, other.data.shape)
-        except ValueError:
-            raise ValueError(
-                f"{op}: shapes {self.shape} and {other.shape} cannot be broadcast together"
-            ) from None
-
     def __add__(self, other):
         a, b = self._operands(other, "add")
-        try:
-            out = a.data + b.data
-        except ValueError:
-            a._check_broadcast(b, "add")
-            raise
+        out = _broadcasting(operator.add, a, b, "add")
 
         def backward(g):
             return unbroadcast(g, a.data.shape), unbroadcast(g, b.data.shape)
@@ -429,11 +476,7 @@ class Tensor:
 
     def __sub__(self, other):
         a, b = self._operands(other, "sub")
-        try:
-            out = a.data - b.data
-        except ValueError:
-            a._check_broadcast(b, "sub")
-            raise
+        out = _broadcasting(operator.sub, a, b, "sub")
 
         def backward(g):
             return (unbroadcast(g, a.data.shape),
@@ -445,11 +488,7 @@ class Tensor:
 
     def __mul__(self, other):
         a, b = self._operands(other, "mul")
-        try:
-            out = a.data * b.data
-        except ValueError:
-            a._check_broadcast(b, "mul")
-            raise
+        out = _broadcasting(operator.mul, a, b, "mul")
 
         def backward(g):
             return (unbroadcast(g * b.data, a.data.shape) if a.requires_grad else None,
@@ -461,11 +500,7 @@ class Tensor:
 
     def __truediv__(self, other):
         a, b = self._operands(other, "div")
-        try:
-            out = a.data / b.data
-        except ValueError:
-            a._check_broadcast(b, "div")
-            raise
+        out = _broadcasting(operator.truediv, a, b, "div")
 
         def backward(g):
             # d(a/b)/da = 1/b ; d(a/b)/db = -a/b^2
@@ -911,37 +946,6 @@ class Tensor:
     def log_softmax(self, dim: int = -1):
         from . import functional as F
         return F.log_softmax(self, dim)
-
-
-_new_tensor = object.__new__
-_creation_counter = itertools.count()
-_by_creation = operator.attrgetter("_seq")
-
-
-def _freed_backward(g):
-    raise RuntimeError(
-        "backward: trying to backward through the graph a second time; its saved "
-        "activations were freed by the first backward (pass retain_graph=True to the "
-        "first call to keep them)"
-    )
-
-
-def _topological_order(root: Tensor) -> list:
-    """Nodes that lead to ``root`` (requiring grad), each after all its parents.
-
-    A tensor is always created after its inputs (an op needs them to exist),
-    so sorting by creation number is already a topological order: reversed,
-    every node comes after all the nodes that consume it, and its gradient is
-    complete when its turn comes. So: collect what ``root`` depends on with
-    an explicit stack (deep graphs would overflow recursion), then sort.
-    """
-    found, stack = {id(root): root}, [root]
-    while stack:
-        for p in stack.pop()._parents:
-            if p.requires_grad and id(p) not in found:
-                found[id(p)] = p
-                stack.append(p)
-    return sorted(found.values(), key=_by_creation)
 
 
 def _is_advanced(index) -> bool:

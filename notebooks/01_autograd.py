@@ -78,7 +78,6 @@ retain_grads(L)
 L.backward(retain_graph=True)   # backward frees the graph as it goes; keep it to draw it
 fig = draw_graph(L, names=dict(a=a, b=b, c=c, d=d, e=e, L=L),
                  title="L = tanh(a*b + a)^2 after L.backward()")
-savefig(fig, "ch01_graph")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

@@ -88,12 +88,10 @@ print(f"test accuracy: {accuracy(model, Xte, yte):.3f} after {hist.steps} steps"
 
 # %%
 fig = plot_decision_boundary(model, Xte, yte, "MLP 2-32-32-2 on two moons (test points)")
-savefig(fig, "ch02_moons_boundary")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %%
 fig = plot_loss_curves({"Adam, lr=1e-2": hist}, "Two moons: training loss")
-savefig(fig, "ch02_moons_loss")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -206,7 +204,6 @@ for name, r in res.items():
           f"{accuracy(r['model'], Xs_te, ys_te):>8.3f}  {r['state_bytes']:>11,}  "
           f"{r['state_bytes_per_param']:>7g}")
 fig = plot_optimizer_comparison(res, "Optimizers on three spirals")
-savefig(fig, "ch02_optimizers")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

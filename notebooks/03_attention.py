@@ -42,7 +42,7 @@ from minigrad import Tensor, gradcheck, nn  # noqa: E402
 from minigrad import functional as F  # noqa: E402
 from minigrad.models import GPTConfig, TinyGPT, complete_sums, train_addition  # noqa: E402
 from minigrad.nn.attention import naive_attention  # noqa: E402
-from minigrad.sampling import generate, next_token_probs  # noqa: E402
+from minigrad.sampling import compare_sampling, generate  # noqa: E402
 from minigrad.viz import savefig  # noqa: E402
 from minigrad.viz.attention import (attention_heatmaps, kv_cache_bars,  # noqa: E402
                                     sampling_distributions, training_curve)
@@ -126,7 +126,6 @@ table = nn.kv_cache_table(num_layers=32, num_heads=32, head_dim=128, seq_len=409
 for label, b in table.items():
     print(f"{label:<22} {b / 2 ** 30:6.3f} GiB per sequence")
 fig = kv_cache_bars(table, "KV cache per sequence: 32 layers, 32 heads x 128, 4096 tokens, fp16")
-savefig(fig, "ch03_kv_cache")
 fig
 
 # %% [markdown]
@@ -181,7 +180,6 @@ print(f"held-out exact-match accuracy: {run.accuracy:.1%} of {task.test_a.size} 
       f"after {len(run.losses)} steps ({run.seconds:.1f} s)")
 fig = training_curve(run.steps, run.losses, run.eval_steps, run.eval_accuracy,
                      "TinyGPT learning 2-digit addition")
-savefig(fig, "ch03_training")
 fig
 
 # %% [markdown]
@@ -209,9 +207,7 @@ for x_, y_, s in zip(a, b, complete_sums(model, task, a, b)):
 ex = task.encode_pairs(a[:1], b[:1])[:, :-1]
 tokens = task.tokenizer.decode(ex[0])
 causal_maps = model.attention_maps(ex)[0][0]           # layer 0, (H, T, T)
-model.h[0].attn.is_causal = False
-bidirectional = model.attention_maps(ex)[0][0]
-model.h[0].attn.is_causal = True
+bidirectional = model.attention_maps(ex, is_causal=False)[0][0]
 maps = {f"head {h}": causal_maps[h] for h in range(4)}
 fig = attention_heatmaps(maps, tokens, f"the {len(maps)} heads of layer 0 on {tokens!r}")
 savefig(fig, "ch03_heads")
@@ -248,12 +244,9 @@ print("encoder, change in outputs 0..5 when tokens 6.. change:",
 
 # %%
 z = minigrad.get_rng().standard_normal(12) * 1.5
-dists = {"T=1": next_token_probs(z), "T=0.5": next_token_probs(z, temperature=0.5),
-         "T=2": next_token_probs(z, temperature=2.0), "top-k=3": next_token_probs(z, top_k=3),
-         "top-p=0.8": next_token_probs(z, top_p=0.8)}
+dists = compare_sampling(z)               # next_token_probs under five settings
 fig = sampling_distributions(dists, list(task.tokenizer.vocab),
                              "sampling the next token from one set of logits")
-savefig(fig, "ch03_sampling")
 fig
 
 # %% [markdown]

@@ -47,7 +47,7 @@ import numpy as np
 import minigrad
 from minigrad import Tensor
 from minigrad import functional as F
-from minigrad.flash import (flash_attention, flash_attention_forward, io_model, kernels,
+from minigrad.flash import (compare_with_sdpa, flash_attention_forward, io_model, kernels,
                             online_softmax, timeline)
 from minigrad.flash import reference as R
 from minigrad.viz import flash as vf
@@ -87,16 +87,8 @@ for M in (16 * 1024, 64 * 1024):
           f"tiled {tiled.total / 2**20:.0f} MiB  ({std.total / tiled.total:.1f}x fewer), "
           f"count / (N^2 d^2 / M) = {tiled.total / 2 / io_model.paper_flash_bound(N, d, M):.1f}")
 
-ns = [512, 1024, 2048, 4096, 8192, 16384]
-ms = [4096 * 2 ** i for i in range(6)]
-vs_m = [io_model.flash_attention_io(N, d, M=m, itemsize=2).total for m in ms]
-bound = [io_model.paper_flash_bound(N, d, m) for m in ms]
-fig = vf.io_vs_n_and_m(
-    ns, [io_model.standard_attention_io(n, d, 2).total for n in ns],
-    {m: [io_model.flash_attention_io(n, d, M=m, itemsize=2).total for n in ns]
-     for m in (16 * 1024, 64 * 1024)},
-    ms, vs_m, [b * vs_m[0] / bound[0] for b in bound])
-savefig(fig, "ch04_io_model")
+io = io_model.io_curves([512, 1024, 2048, 4096, 8192, 16384], d=d, N=N)
+fig = vf.io_vs_n_and_m(*io.values())
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -123,7 +115,6 @@ for b, (m, l) in enumerate(history, 1):
     print(f"after block {b}: m = {float(m):6.3f}   l = {float(l):6.3f}")
 print("max |online - softmax| =", np.abs(y - F.softmax(Tensor(x)).data).max())
 fig = vf.online_softmax_steps(x, history, 6)
-savefig(fig, "ch04_online_softmax")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -146,7 +137,7 @@ print(online_softmax(big, block_size=1))
 
 # %%
 q, k, v = (rng.standard_normal((2, 4, 300, 32)) for _ in range(3))
-o_ref, lse_ref = R.naive_attention(q, k, v, 32 ** -0.5, True)
+o_ref, lse_ref = R.standard_attention(q, k, v, scale=32 ** -0.5, is_causal=True)
 for loop_order in ("kv_outer", "q_outer"):
     for impl in ("numpy", "numba"):
         out = flash_attention_forward(q, k, v, is_causal=True, block_size_q=64, block_size_k=32,
@@ -177,13 +168,11 @@ for order in ("kv_outer", "q_outer"):
 # diagonal (red) need a mask; tiles below it need none.
 
 # %%
-n, bq, bk = 100, 32, 16
-weights = F.softmax(Tensor(q[0, 0, :n] @ k[0, 0, :n].T / np.sqrt(32)).masked_fill(
-    np.triu(np.ones((n, n), bool), 1), -np.inf)).data
-computed, skipped = io_model.tile_counts(n, n, bq, bk, is_causal=True)
-print(f"N = {n}, blocks {bq} x {bk}: {computed} tiles computed, {skipped} skipped")
-fig = vf.tile_grid(n, n, bq, bk, True, scores=weights)
-savefig(fig, "ch04_tiles_causal")
+tiles = io_model.causal_tiles(n=100, block_q=32, block_k=16, rng=rng)
+print(f"N = {tiles['n']}, blocks {tiles['block_q']} x {tiles['block_k']}: "
+      f"{tiles['computed']} tiles computed, {tiles['skipped']} skipped")
+fig = vf.tile_grid(tiles["n"], tiles["n"], tiles["block_q"], tiles["block_k"], True,
+                   scores=tiles["weights"])
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -205,14 +194,10 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # chapter 3's `F.scaled_dot_product_attention`:
 
 # %%
-qs, ks, vs = (Tensor(rng.standard_normal((2, 2, 77, 16)), requires_grad=True) for _ in range(3))
-flash_attention(qs, ks, vs, is_causal=True, block_size_q=16, block_size_k=32).sum().backward()
-flash_grads = [t.grad for t in (qs, ks, vs)]
-for t in (qs, ks, vs):
-    t.grad = None
-F.scaled_dot_product_attention(qs, ks, vs, is_causal=True).sum().backward()
-for name, g, t in zip("QKV", flash_grads, (qs, ks, vs)):
-    print(f"max |d{name} flash - d{name} sdpa| = {np.abs(g - t.grad).max():.1e}")
+# float64, (2, 2, 77, 16), blocks of 16 x 32: sum(O) backward through both
+diffs = compare_with_sdpa((2, 2, 77, 16), block_size_q=16, block_size_k=32, rng=rng)
+for name in "QKV":
+    print(f"max |d{name} flash - d{name} sdpa| = {diffs['d' + name.lower()]:.1e}")
 
 # %% [markdown]
 # ## 5. Memory, measured
@@ -222,20 +207,13 @@ for name, g, t in zip("QKV", flash_grads, (qs, ks, vs)):
 # a few tiles.
 
 # %%
-ns = [256, 512, 1024, 2048]
-naive_bytes, flash_bytes = [], []
-for n in ns:
-    qa, ka, va = (rng.standard_normal((8, n, 64)).astype(np.float32) for _ in range(3))
-    naive_bytes.append(io_model.measure_peak_bytes(R.naive_attention, qa, ka, va, 0.125, False)[1])
-    flash_fn = kernels.flash_forward if COMPILED else R.flash_forward_reference
-    flash_bytes.append(io_model.measure_peak_bytes(flash_fn, qa, ka, va, 0.125, False,
-                                                   64, 64, True)[1])
-    print(f"N = {n:>5}: standard {naive_bytes[-1] / 2**20:7.1f} MiB, flash {flash_bytes[-1] / 2**20:5.1f} MiB")
-slope_naive = np.polyfit(np.log(ns[1:]), np.log(naive_bytes[1:]), 1)[0]
-slope_flash = np.polyfit(np.log(ns[1:]), np.log(flash_bytes[1:]), 1)[0]
+mem = io_model.peak_memory_vs_n([256, 512, 1024, 2048], rng=rng)
+for n, sb, fb in zip(mem["ns"], mem["standard"], mem["flash"]):
+    print(f"N = {n:>5}: standard {sb / 2**20:7.1f} MiB, flash {fb / 2**20:5.1f} MiB")
+slope_naive = np.polyfit(np.log(mem["ns"][1:]), np.log(mem["standard"][1:]), 1)[0]
+slope_flash = np.polyfit(np.log(mem["ns"][1:]), np.log(mem["flash"][1:]), 1)[0]
 print(f"log-log slope: standard {slope_naive:.2f} (quadratic), flash {slope_flash:.2f} (linear)")
-fig = vf.memory_vs_n(ns, naive_bytes, flash_bytes, [8 * io_model.score_matrix_bytes(n) for n in ns])
-savefig(fig, "ch04_memory")
+fig = vf.memory_vs_n(mem["ns"], mem["standard"], mem["flash"], mem["score_bytes"])
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -261,7 +239,7 @@ def best_ms(fn, repeat=2):
 
 qa, ka, va = (rng.standard_normal((8, 1024, 64)).astype(np.float32) for _ in range(3))
 times = {
-    "standard (NumPy, N x N)": best_ms(lambda: R.naive_attention(qa, ka, va, 0.125, False)),
+    "standard (NumPy, N x N)": best_ms(lambda: R.standard_attention(qa, ka, va, scale=0.125, is_causal=False)),
     "flash, numpy reference": best_ms(lambda: flash_attention_forward(qa, ka, va, impl="numpy")),
 }
 if COMPILED:
@@ -313,7 +291,6 @@ seq, ovl = (timeline.simulate(8, t_load, t_compute, overlap) for overlap in (Fal
 print(f"8 tiles: {seq.total * 1e9:.1f} ns one after the other, {ovl.total * 1e9:.1f} ns overlapped "
       f"(closed form {timeline.total_time(8, t_load, t_compute, True) * 1e9:.1f} ns)")
 fig = vf.timelines(seq, ovl, unit="ns")
-savefig(fig, "ch04_timeline")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

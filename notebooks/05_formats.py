@@ -63,7 +63,6 @@ for x, f in [(1.0, "fp16"), (-2.0, "bf16"), (0.1, "fp32"), (0.1, "bf16"), (448.0
              (P.float16.smallest_subnormal, "fp16")]:
     print(f"{x:<12g} in {f:>5}: {P.bit_string(x, f):<34} -> {float(P.round_to(x, f))!r}")
 fig = V.bit_layouts(P.FORMATS)
-savefig(fig, "ch05_bit_layout")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -94,7 +93,6 @@ for f in ("fp32", "fp16", "bf16"):
           f"1 + 1e-4 = {float(P.round_to(1 + 1e-4, f))!r}")
 print("spacing at 1, 300, 1e4 in bf16:", P.spacing(np.array([1.0, 300.0, 1e4]), "bf16"))
 fig = V.spacing_vs_magnitude(P.FORMATS, P.spacing)
-savefig(fig, "ch05_spacing")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -147,7 +145,6 @@ print(f"one gradient 2^-26 = {float(g):.4g}: in fp16 {float(P.round_to(g, 'fp16'
 zero0 = P.underflow_stats(grads, "fp16")["zero"]
 zero1 = P.underflow_stats(grads, "fp16", 2.0 ** 16)["zero"]
 fig = V.gradient_histogram(grads, P.float16, 2.0 ** 16, (zero0, zero1))
-savefig(fig, "ch05_gradient_underflow")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -217,7 +214,6 @@ tr = P.weight_update_trajectory(w0=1.0, update=1e-3, steps=100, fmt="bf16")
 print(f"after 100 updates of 1e-3: bf16 only {tr['pure'][-1]}, fp32 master {tr['master'][-1]:.5f}, "
       f"its bf16 copy {tr['model'][-1]}")
 fig = V.weight_updates(tr, "bfloat16", 1e-3)
-savefig(fig, "ch05_master_weights")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -237,7 +233,6 @@ for p, r in runs.items():
     print(f"{p:<13} final loss {r['loss'][-1]:.4f}  accuracy {r['accuracy']:.1%}  "
           f"zero gradients {r['zero_grads'].mean():.0%}  skipped steps {int(r['skipped'].sum())}")
 fig = V.training_curves({p: r["loss"] for p, r in runs.items()})
-savefig(fig, "ch05_training")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -251,7 +246,6 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # %%
 sc = runs["fp16+scaling"]
 fig = V.scale_trajectory(sc["scale"], sc["skipped"])
-savefig(fig, "ch05_loss_scale")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -270,7 +264,6 @@ for prec in ("fp32", "mixed"):
     print(f"7B params, 20e9 saved activations, {prec:>5}: {m['total'] / 1e9:.0f} GB "
           f"(activations {m['activations'] / 1e9:.0f} GB)")
 fig = V.bytes_per_param_bars(P.bytes_per_param_table("adam"))
-savefig(fig, "ch05_bytes_per_param")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

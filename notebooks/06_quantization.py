@@ -64,7 +64,6 @@ print("codes:", q.dtype, "from", q.min(), "to", q.max(), "  scale:", float(s))
 err = np.abs(w - Q.dequantize_absmax(q, s))
 print(f"max |error| = {err.max():.3e}   bound s/2 = {float(s) / 2:.3e}")
 fig = V.grid_over_histogram(w, np.arange(-7, 8) * float(s), "4-bit absmax grid over a weight matrix")
-savefig(fig, "ch06_grid")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -116,7 +115,6 @@ for b, m in zip(sweep["blocksize"], sweep["mean"]):
     print(f"block {b:>6}: mean error {m:.2e}   scale overhead {32 / b:.3f} bits/value")
 print(f"per tensor  : mean error {sweep['per_tensor_mean']:.2e}")
 fig = V.error_vs_blocksize(sweep)
-savefig(fig, "ch06_error_vs_blocksize")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -210,18 +208,9 @@ qi4, _ = Q.quantize_blockwise_linear(z, 64, bits=4)
 print("how often each int4 code is used:", np.bincount(qi4.ravel() + 7, minlength=15))
 print(f"{z.size} values -> {packed.nbytes} bytes of codes (two per byte) + {st.absmax.nbytes} bytes of absmax")
 
-errs = {}
-for qt in ("nf4", "fp4"):
-    p, s4 = Q.quantize_4bit(z, 64, quant_type=qt)
-    errs[qt] = np.abs(z - Q.dequantize_4bit(p, s4)).mean()
-qi, si = Q.quantize_blockwise_linear(z, 64, bits=4)
-errs["int4"] = np.abs(z - Q.dequantize_blockwise(qi, si)).mean()
-print("mean error on normal data, blocks of 64:", {k: round(float(v), 4) for k, v in errs.items()})
-
-scaled = z / np.repeat(Q.blockwise_absmax(z, 64), 64)
-fig = V.nf4_code_book({"NF4": nf4, "FP4": Q.get_4bit_type("fp4"),
-                       "int4 (absmax)": np.arange(-7, 8) / 7}, scaled)
-savefig(fig, "ch06_nf4_code_book")
+cb = Q.code_book_errors(z, 64)             # mean |error| of NF4, FP4 and int4, blocks of 64
+print("mean error on normal data, blocks of 64:", {k: round(v, 4) for k, v in cb["errors"].items()})
+fig = V.nf4_code_book(cb["codes"], cb["scaled"])
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -240,7 +229,6 @@ exact = 1.0 + 1e-4 * np.arange(steps + 1)
 print(f"after {steps} steps: exact {exact[-1]:.4f}, nearest {near[-1]:.4f}, "
       f"stochastic {sto[-1].mean():.4f} (mean of 32 weights)")
 fig = V.rounding_accumulation(steps, exact, near, sto.mean(axis=1), sto[:, :8])
-savefig(fig, "ch06_stochastic_rounding")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -270,7 +258,6 @@ table = Q.memory_table(1e9, blocksize=64)
 for name, gb in table:
     print(f"{name:<30} {gb:.4f} GB")
 fig = V.memory_bars(table)
-savefig(fig, "ch06_memory")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -286,7 +273,6 @@ fig  # noqa: B018  (shows the figure in the notebook)
 r = Q.ptq_vs_qat(bits=2, seed=0)
 print(f"float {r['float']:.1%}   PTQ 2-bit {r['ptq']:.1%}   QAT 2-bit {r['qat']:.1%}")
 fig = V.ptq_vs_qat_bars(r)
-savefig(fig, "ch06_ptq_vs_qat")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

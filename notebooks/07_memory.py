@@ -45,7 +45,6 @@ from minigrad.peft import (LoraConfig, adapter_parameters, base_bytes, finetune_
                            get_peft_model, get_qlora_model, kaiming_uniform_bound,
                            lora_parameters)
 from minigrad.viz import memory as V
-from minigrad.viz import savefig
 
 minigrad.manual_seed(0)
 rng = minigrad.get_rng()
@@ -62,24 +61,10 @@ rng = minigrad.get_rng()
 # predicts; `measure_training_step` measures one step with `tracemalloc`.
 
 # %%
-mlp = nn.MLP([64, 256, 256, 10])
-x, y = Tensor(rng.standard_normal((256, 64)).astype(np.float32)), rng.integers(0, 10, 256)
-pred_mlp = M.estimate_training_memory(mlp, x.shape, "adamw")
-meas_mlp = M.measure_training_step(mlp, optim.AdamW(mlp.parameters()),
-                                   lambda m, x, y: F.cross_entropy(m(x), y), x, y)
-
-config = GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=4, n_embd=64)
-gpt = TinyGPT(config)
-idx = rng.integers(0, 64, (8, 33))
-
-
-def lm_loss(model, idx):
-    logits = model(idx[:, :-1])                                  # (B, T, V)
-    return F.cross_entropy(logits.reshape(-1, 64), idx[:, 1:].reshape(-1))
-
-
-pred_gpt = M.estimate_training_memory(gpt, (8, 32))
-meas_gpt = M.measure_training_step(gpt, optim.AdamW(gpt.parameters()), lm_loss, idx)
+ex = M.breakdown_examples(rng)
+(pred_mlp, meas_mlp), (pred_gpt, meas_gpt) = ex["pairs"].values()
+mlp, gpt, idx, config = ex["mlp"], ex["gpt"], ex["idx"], ex["config"]
+lm_loss = M.lm_loss                        # next-token cross-entropy on ids (B, T + 1)
 print(f"{'bytes':<12}{'MLP pred':>12}{'MLP meas':>12}{'GPT pred':>12}{'GPT meas':>12}")
 for part in ("weights", "gradients", "optimizer", "activations", "scratch", "peak"):
     row = [b.as_dict()[part] for b in (pred_mlp, meas_mlp, pred_gpt, meas_gpt)]
@@ -92,9 +77,7 @@ print(f"Adam state = 8 bytes x {mlp.num_parameters():,d} params = {M.adam_state_
 # temporaries) is a rule of thumb: two arrays the size of the widest activation.
 
 # %%
-fig = V.memory_breakdown_bars({"MLP 64-256-256-10, batch 256": (pred_mlp, meas_mlp),
-                               "TinyGPT 2x64, 8 x 32 tokens": (pred_gpt, meas_gpt)})
-savefig(fig, "ch07_breakdown")
+fig = V.memory_breakdown_bars(ex["pairs"])
 fig  # noqa: B018
 
 # %% [markdown]
@@ -149,7 +132,6 @@ for k, peak, mk, fl, s in zip(sweep["segments"], sweep["peak_bytes"], free, swee
     print(f"k={k:>2}: peak {peak / 1e6:5.2f} MB (model {mk / 1e6:5.2f} MB of activations), "
           f"forward FLOPs x{fl / sweep['forward_flops'][0]:.2f}, {s * 1e3:.0f} ms")
 fig = V.checkpoint_tradeoff(sweep, free, keep)
-savefig(fig, "ch07_checkpoint")
 fig  # noqa: B018
 
 # %% [markdown]
@@ -195,21 +177,13 @@ for k in (1, 2, 4, 8):
 # loss *and* gradient before the next, keeping $2 \times \text{chunk} \times V$ floats.
 
 # %%
-N, Cd, Vocab = 1024, 32, 8000
-h = Tensor(rng.standard_normal((N, Cd)).astype(np.float32), requires_grad=True)
-W = Tensor(0.1 * rng.standard_normal((Vocab, Cd)).astype(np.float32), requires_grad=True)
-tgt = rng.integers(0, Vocab, N)
-ref = F.cross_entropy(F.linear(h, W), tgt)
-_, unchunked = M.measure_peak_bytes(lambda: F.cross_entropy(F.linear(h, W), tgt).backward())
-chunks = [32, 64, 128, 256, 512]
-peaks = [M.measure_peak_bytes(lambda c=c: M.chunked_linear_cross_entropy(h, W, tgt, c).backward())[1]
-         for c in chunks]
-print(f"loss unchunked {float(ref.data):.6f}, chunked {float(M.chunked_linear_cross_entropy(h, W, tgt, 128).data):.6f}")
-print(f"peak MB: unchunked {unchunked / 1e6:.1f} (predicted logit buffers "
-      f"{M.linear_cross_entropy_scratch_bytes(N, Vocab) / 1e6:.1f}); chunks of 128: {peaks[2] / 1e6:.1f}")
-fig = V.chunking_peak(chunks, peaks, unchunked, N, Vocab,
-                      [M.linear_cross_entropy_scratch_bytes(N, Vocab, c) for c in chunks])
-savefig(fig, "ch07_chunking")
+ch = M.chunking_sweep(1024, 32, 8000, chunks=[32, 64, 128, 256, 512], rng=rng)
+print(f"loss unchunked {ch['loss']:.6f}, chunked {ch['chunked_loss']:.6f}")
+print(f"peak MB: unchunked {ch['unchunked'] / 1e6:.1f} (predicted logit buffers "
+      f"{M.linear_cross_entropy_scratch_bytes(1024, 8000) / 1e6:.1f}); "
+      f"chunks of 128: {ch['peaks'][2] / 1e6:.1f}")
+fig = V.chunking_peak(ch["chunks"], ch["peaks"], ch["unchunked"], ch["n_tokens"], ch["vocab_size"],
+                      ch["predicted"])
 fig  # noqa: B018
 
 # %% [markdown]
@@ -289,7 +263,6 @@ for m in ("pretrained", "head only", "adapters", "lora", "full"):
     print(f"{m:<11} accuracy {ft[m]['accuracy']:.1%}, trains {ft[m]['trainable']:>5,d} of "
           f"{ft['total']:,d} params ({ft[m]['trainable'] / ft['total']:.1%})")
 fig = V.finetune_bars(ft)
-savefig(fig, "ch07_finetune")
 fig  # noqa: B018
 
 # %% [markdown]
@@ -324,7 +297,6 @@ for name, r in runs.items():
     print(f"{name:<18} state {r['state_bytes']:>7,d} B, final loss {np.mean(r['loss'][-10:]):.3f}, "
           f"train accuracy {r['accuracy']:.1%}")
 fig = V.galore_curves(runs)
-savefig(fig, "ch07_galore")
 fig  # noqa: B018
 
 # %% [markdown]

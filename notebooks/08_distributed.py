@@ -51,6 +51,7 @@ from minigrad.distributed.tensor_parallel import SequenceParallelMLPBlock, Tenso
 from minigrad.distributed.zero import ZeRO, zero_comm_bytes_per_gpu, zero_memory_per_gpu
 from minigrad.viz import dist as V
 from minigrad.viz import savefig
+from IPython.display import display  # the figures the tour saves are shown here, not saved
 
 minigrad.manual_seed(0)
 rng = np.random.default_rng(0)
@@ -79,7 +80,7 @@ except OutOfMemoryError as e:
 # values a chunk already holds.
 
 # %%
-savefig(V.ring_allreduce_steps(4), "ch08_ring_allreduce_steps")
+display(V.ring_allreduce_steps(4))
 
 # %%
 xs = [rng.standard_normal(10) for _ in range(4)]
@@ -108,7 +109,7 @@ fig = V.collective_costs(sizes, {a: [m["time"] for m in meas[a]] for a in algs},
                          {a: [m["formula"] for m in meas[a]] for a in algs}, worlds,
                          {a: [m["time"] for m in meas_p[a]] for a in algs},
                          {a: [m["formula"] for m in meas_p[a]] for a in algs}, 2**20)
-savefig(fig, "ch08_collective_costs")
+display(fig)
 for a in algs:
     m = meas_p[a][worlds.index(8)]
     print(f"{a:>5}: 1 MiB on 8 GPUs, simulated {m['time'] * 1e3:.3f} ms, formula "
@@ -168,8 +169,7 @@ ddp_cluster = VirtualCluster(4, latency=2e-7, bandwidth=4e9, flops_per_second=1e
 ddp, diff = ddp_vs_one_gpu(model, ddp_cluster, make_adam, X, Y, F.cross_entropy, steps=3,
                            bucket_cap_bytes=64 * 65 * 8)
 print("max |DDP replica - one GPU| =", diff)
-savefig(V.timeline(ddp_cluster.trace, "DDP: each bucket is all-reduced while backward goes on"),
-        "ch08_ddp_timeline")
+display(V.timeline(ddp_cluster.trace, "DDP: each bucket is all-reduced while backward goes on"))
 
 # %% [markdown]
 # Overlap: the same step with the all-reduce issued only after the whole backward.
@@ -230,8 +230,7 @@ for stage in range(4):
           f"booked {sum(z.memory_per_gpu(0).values()):>8,} B   "
           f"formula {sum(formula.values()):>10,.0f} B")
 budget = 16 * psi // 3
-savefig(V.zero_memory_bars(measured, budget, f"Model states per GPU, {psi:,} parameters, 8 GPUs"),
-        "ch08_zero_memory")
+display(V.zero_memory_bars(measured, budget, f"Model states per GPU, {psi:,} parameters, 8 GPUs"))
 
 # %% [markdown]
 # With the red budget, DDP runs out of memory and ZeRO-3 trains; ZeRO-3 sends 1.5x DDP's bytes
@@ -284,9 +283,8 @@ for g in (None, 2):
 # %%
 for name in ("gpipe", "1f1b"):
     events, span = simulate_schedule(SCHEDULES[name](4, 8), t_forward=1.0, t_backward=2.0)
-    savefig(V.pipeline_schedule(events, 4, f"{name}: 4 stages, 8 micro-batches "
-                                f"(bubble {1 - sum(e[2] for e in events) / (4 * span):.3f})"),
-            f"ch08_pipeline_{name}")
+    display(V.pipeline_schedule(events, 4, f"{name}: 4 stages, 8 micro-batches "
+                                f"(bubble {1 - sum(e[2] for e in events) / (4 * span):.3f})"))
 ms = [1, 2, 4, 8, 16, 32]
 meas_b, form_b = {}, {}
 for p in (2, 4, 8):
@@ -295,7 +293,7 @@ for p in (2, 4, 8):
         events, span = simulate_schedule(SCHEDULES["1f1b"](p, m))
         meas_b[p].append(1 - sum(e[2] for e in events) / (p * span))
         form_b[p].append(bubble_fraction(p, m))
-savefig(V.bubble_curves(ms, meas_b, form_b), "ch08_pipeline_bubble")
+display(V.bubble_curves(ms, meas_b, form_b))
 
 # %% [markdown]
 # On real layers: the pipeline's gradients equal the unsplit model's, and the measured bubble
@@ -323,7 +321,7 @@ for name in ("gpipe", "1f1b"):
 # partial sums. The MLP pairs them: one all-reduce forward, one backward.
 
 # %%
-savefig(V.tensor_parallel_split(4), "ch08_tensor_parallel_split")
+display(V.tensor_parallel_split(4))
 fc1, fc2 = nn.Linear(16, 64, dtype=np.float64), nn.Linear(64, 16, dtype=np.float64)
 x = rng.standard_normal((2, 5, 16))
 c = VirtualCluster(4)

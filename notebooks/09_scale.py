@@ -81,7 +81,6 @@ print("mlp:      ", mine["mlp"], "=", sum(b.mlp.num_parameters() for b in model.
 names = ["gpt2", "gpt2-xl", "llama2-7b", "llama3-8b", "llama2-70b", "chinchilla-70b",
          "gpt3-175b"]
 fig = V.param_breakdown_bars({n: S.param_breakdown(S.get_config(n)) for n in names})
-savefig(fig, "ch09_param_breakdown")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -147,11 +146,8 @@ print(f"\nGPT-3: {S.tokens_per_param(175e9, 300e9):.1f} tokens per parameter. "
 # %%
 budgets = [1e19, 1e21, 1e23]
 grid = np.logspace(7, 12, 200)
-models = {"GPT-3": (175e9, 300e9), "Chinchilla": (70e9, 1.4e12), "Llama-2 7B": (6.74e9, 2e12),
-          "Llama-3 8B": (8.03e9, 15e12)}
 fig = V.isoflop_and_tokens(budgets, grid, [S.isoflop_curve(b, grid) for b in budgets],
-                           [S.loss_optimal_params(b) for b in budgets], models)
-savefig(fig, "ch09_isoflop")
+                           [S.loss_optimal_params(b) for b in budgets], S.TRAINED_MODELS)
 for b in budgets:
     print(f"C = {b:.0e}: fit's optimum N = {S.loss_optimal_params(b) / 1e9:.2f}B, "
           f"20-tokens rule N = {S.compute_optimal(b)[0] / 1e9:.2f}B")
@@ -169,9 +165,9 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # model's context.
 
 # %%
-rows = S.memory_table([S.get_config(n) for n in
-                       ["gpt2", "gpt2-xl", "llama2-7b", "llama2-13b", "llama2-70b",
-                        "gpt3-175b"]])
+rows = S.model_memory_table([S.get_config(n) for n in
+                             ["gpt2", "gpt2-xl", "llama2-7b", "llama2-13b", "llama2-70b",
+                              "gpt3-175b"]])
 cols = list(rows[0])[2:]
 print(f"{'model':<11}{'params':>8}" + "".join(f"{k:>{len(k) + 2}}" for k in cols))
 for r in rows:
@@ -180,10 +176,7 @@ for r in rows:
           + "".join(f"{v:>{len(k) + 2}}" for k, v in zip(cols, cells)))
 
 # %%
-stages = {n: [S.training_bytes_per_gpu(S.num_parameters(S.get_config(n)), 8, s) / S.GB
-              for s in range(4)] for n in names}
-fig = V.memory_by_stage(stages)
-savefig(fig, "ch09_memory")
+fig = V.memory_by_stage(S.zero_stage_memory([S.get_config(n) for n in names], world_size=8))
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]
@@ -201,7 +194,7 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # %%
 ll = S.get_config("llama2-7b")
 for s in (2048, 4096, 8192):
-    gb = {r: S.activation_bytes(ll, s, 1, r) / S.GB for r in S.RECOMPUTE}
+    gb = {r: S.model_activation_bytes(ll, s, 1, r) / S.GB for r in S.RECOMPUTE}
     print(f"Llama-2 7B, s = {s}, b = 1: none {gb['none']:6.1f} GB, "
           f"selective {gb['selective']:5.1f} GB, full {gb['full']:4.2f} GB")
 for n in ("llama2-7b", "llama2-70b", "llama3-70b"):
@@ -259,7 +252,6 @@ marks = [("decode b=1", S.arithmetic_intensity(*S.decode_step_cost(7e9))),
          ("matmul 4096^3", S.arithmetic_intensity(*S.matmul_cost(4096, 4096, 4096)))]
 fig = V.roofline_plot([A100, H100], marks, spec,
                       [(p.name, p.intensity, p.achieved) for p in points])
-savefig(fig, "ch09_roofline")
 fig  # noqa: B018  (shows the figure in the notebook)
 
 # %% [markdown]

@@ -52,7 +52,7 @@ minigrad.manual_seed(0)
 model, task, seconds = E.small_addition_model()
 print(f"trained in {seconds:.1f} s; held-out exact match {E.exact_match(model, task):.1%}")
 print(f"{model.num_parameters():,} parameters; the block's Linear weights: "
-      f"{E.weight_bytes(model, 32):,} bytes in fp32")
+      f"{E.model_weight_bytes(model, 32):,} bytes in fp32")
 
 # %% [markdown]
 # ## 2. Masks and what they cost to store
@@ -64,7 +64,6 @@ print(f"{model.num_parameters():,} parameters; the block's Linear weights: "
 w = model.h[0].mlp[0].weight.data                     # (256, 64)
 masks = {"magnitude 50%": C.magnitude_mask(w, 0.5), "2:4": C.semi_structured_mask(w)}
 fig = V.mask_pictures(masks)
-savefig(fig, "ch10_masks")
 print("nonzeros per group of 4 under 2:4:", np.unique(masks["2:4"].reshape(-1, 4).sum(1)))
 fig  # noqa: B018  (shows the figure in the notebook)
 
@@ -110,7 +109,6 @@ print("head importance:", np.round(imp, 2), f"-> least important removed: {E.exa
 # %%
 sweep = E.pruning_sweep(sparsities=(0.5, 0.7, 0.9))
 fig = V.sparsity_vs_accuracy(sweep)
-savefig(fig, "ch10_pruning")
 for i, s in enumerate(sweep["sparsities"]):
     print(f"{s:.0%}: magnitude {sweep['magnitude'][i]:.1%}, SparseGPT {sweep['sparsegpt'][i]:.1%}")
 fig  # noqa: B018
@@ -137,7 +135,6 @@ print(f"magnitude 70%: {before:.1%} one-shot -> {E.exact_match(m, t):.1%} after 
 # %%
 g = E.gptq_vs_rtn(bits=(4, 3, 2))
 fig = V.gptq_vs_rtn_bars(g)
-savefig(fig, "ch10_gptq")
 for b in g["bits"]:
     print(f"{b} bits: exact match RTN {g[b]['rtn']['accuracy']:.1%}, GPTQ {g[b]['gptq']['accuracy']:.1%}")
 fig  # noqa: B018
@@ -159,7 +156,6 @@ fig  # noqa: B018
 X, W, cols = E.planted_outliers()
 err = E.int8_outlier_errors(X, W, threshold=6.0)
 fig = V.outlier_picture(X, err)
-savefig(fig, "ch10_outliers")
 print(f"outlier dims {err['outliers'].tolist()} (planted {cols.tolist()}); relative error: "
       f"int8 {err['int8']:.2%}, LLM.int8() {err['LLM.int8()']:.2%}")
 fig  # noqa: B018
@@ -184,7 +180,6 @@ print(f"exact match: fp32 {r['fp32']:.1%}, int8 {r['int8']:.1%}, LLM.int8() {r['
 # %%
 d = E.distillation_experiment(seed=0)
 fig = V.distillation_curves(d)
-savefig(fig, "ch10_distillation")
 print(f"held-out accuracy: teacher {d['teacher']:.1%}, student on hard labels {d['hard']:.1%}, "
       f"distilled student {d['distilled']:.1%}")
 fig  # noqa: B018

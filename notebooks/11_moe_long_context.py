@@ -48,6 +48,7 @@ from minigrad.moe.train import mlp_flops_per_token, model_sizes, train_moe_addit
 from minigrad.nn.rope import RotaryEmbedding, apply_rotary_pos_emb
 from minigrad.viz import moe as V
 from minigrad.viz import savefig
+from IPython.display import display  # the figures the tour saves are shown here, not saved
 
 minigrad.manual_seed(0)
 rng = minigrad.get_rng()
@@ -122,7 +123,7 @@ for label, coef in (("no balancing loss", 0.0), ("balancing loss 0.05", 0.05)):
     print(f"{label:<22} tokens per expert (last 20 steps): {np.round(tail).astype(int).tolist()}, "
           f"held-out accuracy {run.accuracy:.0%} ({run.seconds:.1f} s)")
 ideal = runs["no balancing loss"].sum(1).mean() / 4
-savefig(V.tokens_per_gpu(runs, 1, ideal), "ch11_tokens_per_gpu")
+display(V.tokens_per_gpu(runs, 1, ideal))
 minigrad.manual_seed(0)                              # the dense model of the same active size
 dense = train_addition(n_digits=2, steps=300, batch_size=64, lr=3e-3, warmup=50, n_test=500,
                        eval_every=300, n_eval=100, config=dense_cfg, progress=False)
@@ -201,7 +202,7 @@ ext = length_extrapolation(train_len=16, eval_len=48, lag=2, n_head=4, steps=150
 for label, acc in ext.accuracy.items():
     print(f"{label:<8} accuracy: positions 2-15 {np.nanmean(acc[:16]):.0%}, "
           f"16-31 {np.nanmean(acc[16:32]):.0%}, 32-47 {np.nanmean(acc[32:]):.0%}")
-savefig(V.extrapolation(ext), "ch11_rope_extrapolation")
+display(V.extrapolation(ext))
 
 # %% [markdown]
 # RoPE carries the rule far past the trained length, but not forever. Its scores depend on
@@ -241,7 +242,7 @@ work = {lay: R.scores_per_gpu(8192, 4, lay) for lay in ("contiguous", "zigzag")}
 for lay, w in work.items():
     print(f"{lay:<10} unmasked scores per GPU (N=8192, p=4): {w.tolist()}  "
           f"busiest/idlest {w.max() / w.min():.1f}x")
-savefig(V.ring_work(work), "ch11_ring_work")
+display(V.ring_work(work))
 
 # %% [markdown]
 # **Overlap.** While a GPU computes on one block, the next is already on the wire, so a step
@@ -256,7 +257,7 @@ for label, overlap in (("sequential", False), ("overlapped", True)):
     traces[label] = cl.trace
     print(f"{label:<10} simulated time {out.simulated_time * 1e6:.2f} us, bytes sent per GPU "
           f"{cl.stats.bytes_sent.tolist()} (closed form {R.ring_bytes(512, 4, 32, 1, 8):.0f})")
-savefig(V.ring_timelines(traces), "ch11_ring_timeline")
+display(V.ring_timelines(traces))
 
 # %% [markdown]
 # **Memory per GPU** is linear in $N/p$: queries, output, own K/V, and two K/V buffers, never
@@ -274,7 +275,7 @@ fig = V.ring_memory(big, {
     "flash attention, 1 GPU": [R.ring_memory_bytes(n, 1, 64) for n in big],
     "ring attention, 4 GPUs": [R.ring_memory_bytes(n, 4, 64) for n in big],
     "ring attention, 16 GPUs": [R.ring_memory_bytes(n, 16, 64) for n in big]})
-savefig(fig, "ch11_ring_memory")
+display(fig)
 
 # %% [markdown]
 # ## Exercises

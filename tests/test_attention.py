@@ -186,8 +186,6 @@ def test_sdpa_errors_name_the_shapes():
         F.scaled_dot_product_attention(q, Tensor(_rand(2, 5, 7)), v)
     with pytest.raises(ValueError, match="S=5.*S=6"):
         F.scaled_dot_product_attention(q, k, Tensor(_rand(2, 6, 3)))
-    with pytest.raises(RuntimeError, match="should not be set when is_causal"):
-        F.scaled_dot_product_attention(q, k, v, attn_mask=np.ones((4, 5), bool), is_causal=True)
     with pytest.raises(ValueError, match="H_q=6, H_k=4"):
         F.scaled_dot_product_attention(Tensor(_rand(1, 6, 3, 8)), Tensor(_rand(1, 4, 3, 8)),
                                        Tensor(_rand(1, 4, 3, 8)), enable_gqa=True)

@@ -532,23 +532,35 @@ def test_bce_with_logits_pos_weight_gradcheck_and_pos_weight_one_is_plain():
 
 
 @pytest.mark.torch
-def test_sdpa_with_attn_mask_and_is_causal_raises_as_torch_documents():
+@pytest.mark.parametrize("float_mask", [False, True])
+def test_sdpa_with_attn_mask_and_is_causal_applies_both_as_torch_does(float_mask):
+    """torch 2.13's CPU SDPA on 4-D inputs applies the mask and the causal triangle
+    together (its documentation says it raises); minigrad does the same, values and
+    gradients, and so does naive_attention."""
     torch = pytest.importorskip("torch")
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    q, k, v = (RNG.standard_normal(s) for s in ((2, 3, 4), (2, 5, 4), (2, 5, 3)))
-    mask = RNG.uniform(size=(3, 5)) > 0.4
-    with sdpa_kernel(SDPBackend.MATH), pytest.raises(RuntimeError, match="should not be set"):
-        torch.nn.functional.scaled_dot_product_attention(
-            *(torch.tensor(a) for a in (q, k, v)), attn_mask=torch.tensor(mask), is_causal=True)
-    with pytest.raises(RuntimeError, match="should not be set when is_causal=True"):
-        F.scaled_dot_product_attention(mg.tensor(q), mg.tensor(k), mg.tensor(v),
-                                       attn_mask=mask, is_causal=True)
-    # the way to apply both, which the message names, equals torch's fused kernel's answer
-    both = F.scaled_dot_product_attention(mg.tensor(q), mg.tensor(k), mg.tensor(v),
-                                          attn_mask=mask & F.causal_mask(3, 5))
-    want = torch.nn.functional.scaled_dot_product_attention(
-        *(torch.tensor(a) for a in (q, k, v)), attn_mask=torch.tensor(mask & F.causal_mask(3, 5)))
-    np.testing.assert_allclose(both.data, want.numpy(), rtol=1e-10, atol=1e-12)
+    from minigrad.nn.attention import naive_attention
+
+    q, k, v = (RNG.standard_normal(s) for s in ((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 4)))
+    mask = RNG.standard_normal((3, 5)) if float_mask else RNG.uniform(size=(3, 5)) > 0.4
+    mask_t = torch.tensor(mask)
+    qt, kt, vt = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    want = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask_t,
+                                                            is_causal=True)
+    causal = torch.ones(3, 5, dtype=torch.bool).tril()
+    folded = (mask_t & causal) if not float_mask else \
+        mask_t.masked_fill(~causal, float("-inf"))
+    assert torch.allclose(want, torch.nn.functional.scaled_dot_product_attention(
+        qt, kt, vt, attn_mask=folded), atol=1e-12)          # torch really applied both
+    want.sum().backward()
+    qm, km, vm = (mg.tensor(a, requires_grad=True) for a in (q, k, v))
+    got = F.scaled_dot_product_attention(qm, km, vm, attn_mask=mask, is_causal=True)
+    got.sum().backward()
+    np.testing.assert_allclose(got.data, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for a, b in ((qm, qt), (km, kt), (vm, vt)):
+        np.testing.assert_allclose(a.grad, b.grad.numpy(), rtol=1e-9, atol=1e-12)
+    naive, _ = naive_attention(mg.tensor(q), mg.tensor(k), mg.tensor(v), attn_mask=mask,
+                               is_causal=True)
+    np.testing.assert_allclose(naive.data, want.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_loss_argument_errors_name_the_argument():

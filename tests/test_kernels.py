@@ -22,6 +22,32 @@ def test_switch_sets_and_restores_the_backend():
         kernels.use("numba")
 
 
+def test_every_package_follows_the_one_switch(monkeypatch):
+    """flash, quant, precision and distributed pick reference or kernel from kernels.use,
+    and each route gives the other's numbers."""
+    from minigrad.distributed import VirtualCluster
+    from minigrad.flash.attention import resolve_impl
+    from minigrad.precision import rounding
+    from minigrad.quant import kernels as QK
+    from minigrad.quant import stochastic_round
+
+    x = np.random.default_rng(0).standard_normal(999).astype(np.float32) * 40
+    cluster = VirtualCluster(2)
+    picked, results = {}, {}
+    for backend in kernels.BACKENDS:
+        with kernels.use(backend):
+            picked[backend] = (resolve_impl(None), QK.get("stochastic_round") is QK.FAST["stochastic_round"],
+                               cluster._numba())
+            results[backend] = (rounding.round_to(x, "bf16"),
+                                stochastic_round(x, rng=np.random.default_rng(1)))
+    assert picked == {"numba": ("numba", True, True), "reference": ("numpy", False, False)}
+    for a, b in zip(*results.values()):
+        np.testing.assert_array_equal(a, b)
+    with kernels.use("reference"):                       # the bit route does not run at all
+        monkeypatch.setattr(rounding, "_bfloat16_fast", None)
+        np.testing.assert_array_equal(rounding.round_to(x, "bf16"), results["numba"][0])
+
+
 def test_switch_rejects_unknown_backends_by_name():
     with pytest.raises(ValueError, match="backend must be one of"):
         kernels.use("cuda")

@@ -9,7 +9,7 @@ import minigrad
 import minigrad.functional as F
 from minigrad import Tensor
 from minigrad.distributed import VirtualCluster
-from minigrad.flash.reference import naive_attention
+from minigrad.flash.reference import standard_attention
 from minigrad.flash.ring_attention import (merge_attention, ring_attention,
                                            ring_attention_forward, ring_bytes, ring_layout,
                                            ring_memory_bytes)
@@ -42,7 +42,7 @@ def test_numba_impl_agrees_with_numpy_and_lse_is_the_global_one():
     q, k, v = (minigrad.get_rng().standard_normal((3, 50, 8)) for _ in range(3))
     a = ring_attention_forward(q, k, v, VirtualCluster(3), is_causal=True, impl="numpy")
     b = ring_attention_forward(q, k, v, VirtualCluster(3), is_causal=True, impl="numba")
-    o_ref, lse_ref = naive_attention(q, k, v, 8 ** -0.5, True)
+    o_ref, lse_ref = standard_attention(q, k, v, scale=8 ** -0.5, is_causal=True)
     np.testing.assert_allclose(a.o, o_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(a.lse, lse_ref, rtol=1e-12)
     np.testing.assert_allclose(b.o, a.o, rtol=1e-12, atol=1e-12)
@@ -51,10 +51,10 @@ def test_numba_impl_agrees_with_numpy_and_lse_is_the_global_one():
 def test_merge_of_two_key_halves_is_attention_over_all_keys_and_survives_empty_parts():
     rng = minigrad.get_rng()
     q, k, v = rng.standard_normal((5, 4)), 30 * rng.standard_normal((9, 4)), rng.standard_normal((9, 3))
-    oa, la = naive_attention(q, k[:4], v[:4], 0.5, False)
-    ob, lb = naive_attention(q, k[4:], v[4:], 0.5, False)
+    oa, la = standard_attention(q, k[:4], v[:4], scale=0.5, is_causal=False)
+    ob, lb = standard_attention(q, k[4:], v[4:], scale=0.5, is_causal=False)
     o, lse = merge_attention(oa, la, ob, lb)
-    want_o, want_lse = naive_attention(q, k, v, 0.5, False)
+    want_o, want_lse = standard_attention(q, k, v, scale=0.5, is_causal=False)
     np.testing.assert_allclose(o, want_o, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(lse, want_lse, rtol=1e-12)
     empty_o, empty_l = np.zeros_like(oa), np.full_like(la, -np.inf)

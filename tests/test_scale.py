@@ -238,7 +238,7 @@ def test_gpus_to_train_is_the_fewest_that_fit():
 def test_serving_llama2_70b_in_16_bits_needs_two_gpus_and_one_at_4_bits():
     c = S.get_config("llama2-70b")
     assert S.gpus_to_serve(c, 16) == 2 and S.gpus_to_serve(c, 4) == 1
-    rows = S.memory_table([S.get_config("gpt2"), c])
+    rows = S.model_memory_table([S.get_config("gpt2"), c])
     assert rows[1]["16-bit GB"] == pytest.approx(2 * S.num_parameters(c) / 1e9)
 
 

@@ -127,6 +127,17 @@ def test_attention_maps_are_causal_distributions():
         assert np.all(np.triu(w, 1) == 0)
 
 
+def test_attention_maps_without_the_mask_see_the_future_for_that_call_only():
+    model, idx = _tiny(), _tokens(2, 7)
+    causal = model.attention_maps(idx)[0]
+    open_ = model.attention_maps(idx, is_causal=False)[0]
+    later = np.triu(np.ones((7, 7), bool), 1)
+    assert np.all(open_[..., later] > 0)                          # every later key gets weight
+    np.testing.assert_allclose(open_.sum(-1), 1.0, atol=1e-12)
+    assert all(block.attn.is_causal for block in model.h)        # restored
+    np.testing.assert_array_equal(model.attention_maps(idx)[0], causal)
+
+
 # ----------------------------------------------------------------------------
 # the addition task
 # ----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from .sparsegpt import sparsegpt_prune
 
 __all__ = ["small_addition_model", "exact_match", "calibration_inputs", "record_inputs",
            "compress_linears_", "COMPRESSORS", "pruning_sweep", "gptq_vs_rtn",
-           "finetune_masked_", "planted_outliers", "int8_outlier_errors", "weight_bytes",
+           "finetune_masked_", "planted_outliers", "int8_outlier_errors", "model_weight_bytes",
            "distillation_experiment", "plus_one_batch", "peft_comparison", "int8_on_model",
            "compression_table"]
 
@@ -233,7 +233,7 @@ def int8_outlier_errors(X, W, threshold: float = 6.0) -> dict:
             "outliers": outlier_columns(X, threshold)}
 
 
-def weight_bytes(model: Module, value_bits: float = 32.0, skip=("lm_head",)) -> int:
+def model_weight_bytes(model: Module, value_bits: float = 32.0, skip=("lm_head",)) -> int:
     """Bytes of the prunable Linear weights at ``value_bits`` per weight (what compression shrinks)."""
     return int(sum(m.weight.data.size for m in prunable_linears(model, skip).values())
                * value_bits / 8)
@@ -386,11 +386,11 @@ def compression_table(sparsity: float = 0.5, bits=(4, 3), n_calib: int = 128,
 
     model, task, _ = small_addition_model(**model_kw)
     x = calibration_inputs(task, n_calib)
-    fp32 = weight_bytes(model, 32)
+    fp32 = model_weight_bytes(model, 32)
     rows = [("fp32 (dense)", fp32, exact_match(model, task))]
     for layer in linears(model):
         layer.weight.data = layer.weight.data.astype(np.float16).astype(np.float32)
-    rows.append(("fp16 (dense)", weight_bytes(model, 16), exact_match(model, task)))
+    rows.append(("fp16 (dense)", model_weight_bytes(model, 16), exact_match(model, task)))
     for method in ("magnitude", "sparsegpt"):
         model, task, _ = small_addition_model(**model_kw)
         compress_linears_(model, x, method, sparsity=sparsity)

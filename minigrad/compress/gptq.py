@@ -30,16 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..quant import quantize_affine
+from ..quant._checks import check_bits   # bits in [2, 8], as quant's
 from .obs import check_damp, column_step, inverse_hessian_cholesky
 
 __all__ = ["BaseQuantizeConfig", "GPTQResult", "grid_params", "quantize_to_grid", "rtn_quantize",
            "gptq_quantize", "output_error", "gptq_bits_per_weight"]
-
-
-def check_bits(bits, fn: str) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 2 <= bits <= 8:
-        raise ValueError(f"{fn}: bits must be an integer in [2, 8], got {bits!r}")
-    return int(bits)
 
 
 def check_group_size(group_size, in_features: int, fn: str) -> int:

@@ -207,7 +207,9 @@ class VirtualCluster:
             segment of this many bytes per GPU at a time (pipelining, as NCCL
             slices its rings), so the data a segment touches stays in cache;
             bytes and time are still charged for the whole messages.
-        use_numba: False runs the NumPy reference of the wire (for teaching).
+        use_numba: None (default) follows ``minigrad.kernels``: the numba wire, or its
+            NumPy reference under ``use("reference")``; True / False pick one for
+            this cluster (a test or benchmark comparing them).
 
     Attributes:
         gpus: list of :class:`VirtualGPU`. stats: :class:`CommStats`.
@@ -217,7 +219,8 @@ class VirtualCluster:
     def __init__(self, world_size: int, memory_per_gpu=None, latency: float = 1e-5,
                  bandwidth: float = 1e11, gpus_per_node=None, inter_node_latency=None,
                  inter_node_bandwidth=None, flops_per_second: float = 1e14,
-                 packet_bytes: int = 16 * 1024, segment_bytes: int = 2**19, use_numba: bool = True):
+                 packet_bytes: int = 16 * 1024, segment_bytes: int = 2**19,
+                 use_numba: bool | None = None):
         if not isinstance(world_size, numbers.Integral) or world_size < 1:
             raise ValueError(f"VirtualCluster: world_size must be an integer >= 1, got {world_size!r}")
         if memory_per_gpu is not None and memory_per_gpu < 0:
@@ -414,7 +417,7 @@ class VirtualCluster:
         buf, buf_words = self._packet_buffer(src, a.dtype)
         wtype = buf_words.dtype.type
         # numba has no float16: half-precision messages take the NumPy path
-        if self.use_numba and a.dtype.char in kernels.NUMBA_CHARS:
+        if self._numba() and a.dtype.char in kernels.NUMBA_CHARS:
             bad = kernels.transfer(a, a.view(wtype), b, buf, buf_words, code, flip_word,
                                    wtype(flip_mask))
         else:
@@ -424,6 +427,13 @@ class VirtualCluster:
             raise ChecksumError(f"{kind}: packet {bad} of the message from GPU {src} to GPU "
                                 f"{dst} failed its checksum (corrupted on the wire); "
                                 f"the collective is aborted instead of using a wrong value")
+
+    def _numba(self) -> bool:
+        """Whether the wire runs in numba: ``use_numba``, or the library switch when None."""
+        if self.use_numba is None:
+            from .. import kernels as switch
+            return switch.fast()
+        return bool(self.use_numba)
 
     def deliver_ring_segments(self, flats, seg: int, op: str, kind: str = "all_reduce") -> bool:
         """Move a segmented ring all-reduce's data in one numba call, if it may.
@@ -438,7 +448,7 @@ class VirtualCluster:
         dtype = flats[0].dtype
         if not hasattr(kernels, "ring_segments"):
             return False   # a release that stubs the ring: its steps run the student's code
-        if not self.use_numba or dtype.char not in kernels.NUMBA_CHARS or self.faults.pending:
+        if not self._numba() or dtype.char not in kernels.NUMBA_CHARS or self.faults.pending:
             return False
         bufs, buf_words = self._worker_packet_buffers(dtype)
         code = kernels.OP_CODES[op]

@@ -28,10 +28,11 @@ EXERCISES = [
         "ch3.sdpa_backward", title="Backward of scaled dot-product attention", points=4,
         statement=(
             "minigrad/functional.py, the backward closure of scaled_dot_product_attention. The "
-            "forward kept P (the softmax weights, (..., L, S)), Pd (P after dropout), keep "
-            "(dropout's mask times 1/(1-p), or None), the output out, the keys kd, values vd, "
-            "queries qd and scale. Given dO (..., L, Ev) compute dV = Pd^T dO; dP = dO V^T "
-            "(times keep under dropout); dS = P * (dP - rowsum(dO * out)); "
+            "forward kept P (the softmax weights, (..., L, N)), Pd (P after dropout), keep "
+            "(dropout's mask times 1/(1-p), or None), the output O, the arrays Q, K, V "
+            "(K and V with their heads already repeated for GQA) and scale. Given dO "
+            "(..., L, Ev) compute dV = Pd^T dO; dP = dO V^T (times keep under dropout); "
+            "dS = P * (dP - rowsum(dO * O)); "
             "dQ = scale * dS K; dK = scale * dS^T Q. Leave dQ, dK, dV and dS (the gradient of "
             "the masked scores, used for a float mask) in those names.")),
     Exercise(

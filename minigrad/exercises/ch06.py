@@ -47,10 +47,12 @@ EXERCISES = [
     Exercise(
         "ch6.stochastic_round", title="Stochastic rounding to integers", points=2,
         statement=(
-            "minigrad/quant/stochastic.py, the dtype='int' branch of stochastic_round. Draw "
-            "u ~ U[0, 1) from rng (one per value, rng.random(x.size)) and return floor(x) + "
+            "minigrad/quant/stochastic.py, the dtype='int' branch of stochastic_round. Given "
+            "u ~ U[0, 1) (drawn for you, one per value, in x's shape), return floor(x) + "
             "(u < frac(x)) in x's dtype and shape, so x rounds up with probability frac(x). "
-            "Run the loop through kernels.get('stochastic_round')(x_flat, u, out).")),
+            "Compute frac(x) = x - "
+            "floor(x) in float64, which is exact (floor(x + u) is not, at large |x|). With the "
+            "fast kernels on, a numba loop doing the same replaces these lines.")),
     Exercise(
         "ch6.ste", title="Straight-through gradient of fake quantization", points=2,
         statement=(

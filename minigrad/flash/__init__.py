@@ -8,8 +8,9 @@
 """
 
 from . import io_model, timeline
-from .attention import FlashForward, flash_attention, flash_attention_forward
-from .reference import naive_attention, online_softmax, online_softmax_update
+from .attention import FlashForward, compare_with_sdpa, flash_attention, flash_attention_forward
+from .reference import standard_attention, online_softmax, online_softmax_update
 
 __all__ = ["flash_attention", "flash_attention_forward", "FlashForward", "online_softmax",
-           "online_softmax_update", "naive_attention", "io_model", "timeline"]
+           "online_softmax_update", "standard_attention", "compare_with_sdpa", "io_model",
+           "timeline"]

@@ -2,10 +2,12 @@
 
 The forward saves only Q, K, V, O and the per-row log-sum-exp (O(N) beyond
 the inputs); the backward recomputes every score tile from them (Dao et al.
-2022, section 3.1). ``impl`` picks who runs the loops: the numba kernels
-(``"numba"``, default), their scalar-loop first version (``"numba_scalar"``,
-forward only) or the readable NumPy tiles (``"numpy"``), all with the same
-results.
+2022, section 3.1). Who runs the loops follows the library's one switch,
+``minigrad.kernels.use("reference" | "numba")``: the readable NumPy tiles of
+:mod:`minigrad.flash.reference` or the numba kernels of :mod:`minigrad.flash.kernels`,
+tested equal. ``impl`` overrides it per call where a test, the benchmark or the
+notebook compares them: ``"numpy"``, ``"numba"`` or ``"numba_scalar"`` (the
+kernels' scalar-loop first version, forward only).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..autograd import Function
 from ..tensor import Tensor, unbroadcast
 
 __all__ = ["flash_attention", "flash_attention_forward", "FlashForward", "FlashAttention",
-           "LOOP_ORDERS", "IMPLS"]
+           "LOOP_ORDERS", "IMPLS", "resolve_impl", "compare_with_sdpa"]
 
 #: "q_outer": FlashAttention-2 (Q block outer); "kv_outer": FlashAttention-1 (K/V block outer).
 LOOP_ORDERS = ("q_outer", "kv_outer")
@@ -32,6 +34,14 @@ class FlashForward(NamedTuple):
     o: np.ndarray          # (..., L, Ev)
     lse: np.ndarray        # (..., L): log sum_j exp(S_ij), all the backward keeps of the softmax
     tiles_skipped: int     # causal tiles per head wholly above the diagonal, never computed
+
+
+def resolve_impl(impl: str | None) -> str:
+    """``impl``, or when None the library switch: "numba" if ``minigrad.kernels.fast()``."""
+    if impl is None:
+        from .. import kernels as switch
+        return "numba" if switch.fast() else "numpy"
+    return impl
 
 
 def _kernels(impl: str):
@@ -107,16 +117,18 @@ def _contiguous(x: np.ndarray) -> np.ndarray:
 
 def _stack_heads(x: np.ndarray, lead: tuple) -> np.ndarray:
     """(..., N, D) broadcast to ``lead`` and flattened to (BH, N, D)."""
-    x = np.broadcast_to(x, lead + x.shape[-2:])
+    if x.shape[:-2] != lead:   # broadcast_to's view is read-only: _contiguous would copy it
+        x = np.broadcast_to(x, lead + x.shape[-2:])
     return _contiguous(x.reshape((-1,) + x.shape[-2:]))
 
 
 def flash_attention_forward(q, k, v, is_causal=False, scale=None, block_size_q=64,
-                            block_size_k=64, loop_order="q_outer", impl="numba") -> FlashForward:
+                            block_size_k=64, loop_order="q_outer", impl=None) -> FlashForward:
     """The tiled forward on arrays, no graph: O, lse and the count of skipped tiles.
 
     Same arguments as :func:`flash_attention`.
     """
+    impl = resolve_impl(impl)
     q, k, v = (np.asarray(x.data if isinstance(x, Tensor) else x) for x in (q, k, v))
     lead, L, S, E, Ev, scale, bq, bk = _check(q, k, v, is_causal, scale, block_size_q,
                                               block_size_k, loop_order, impl)
@@ -155,7 +167,7 @@ class FlashAttention(Function):
 
 def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: int = 64,
                     block_size_k: int = 64, loop_order: str = "q_outer",
-                    impl: str = "numba") -> Tensor:
+                    impl: str | None = None) -> Tensor:
     """Exact attention, softmax(scale * Q K^T) V, computed tile by tile (FlashAttention).
 
     Never forms the (L, S) score matrix: K/V blocks stream past each Q block
@@ -179,8 +191,9 @@ def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: 
         block_size_q, block_size_k: rows per Q block and per K/V block (>= 1);
             any L and S, not only multiples; larger than L (S) means one block.
         loop_order: "q_outer" (FlashAttention-2) or "kv_outer" (FlashAttention-1).
-        impl: "numba" (default), "numba_scalar" (forward in scalar loops) or
-            "numpy" (the readable reference in ``minigrad.flash.reference``).
+        impl: None (default) follows ``minigrad.kernels``: the numba kernels, or the
+            readable tiles of ``minigrad.flash.reference`` under ``use("reference")``;
+            or pick one: "numba", "numba_scalar" (forward in scalar loops), "numpy".
     Returns:
         Tensor of shape (broadcast leading dims..., L, Ev), q's dtype.
     Raises:
@@ -191,4 +204,36 @@ def flash_attention(q, k, v, is_causal: bool = False, scale=None, block_size_q: 
     q, k, v = (x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in (q, k, v))
     return FlashAttention.apply(q, k, v, is_causal=is_causal, scale=scale,
                                 block_size_q=block_size_q, block_size_k=block_size_k,
-                                loop_order=loop_order, impl=impl)
+                                loop_order=loop_order, impl=resolve_impl(impl))
+
+
+def compare_with_sdpa(shape=(2, 2, 77, 16), block_size_q: int = 16, block_size_k: int = 32,
+                      is_causal: bool = True, rng=None, attention=None) -> dict:
+    """Chapter 4's check as data: flash attention against chapter 3's
+    ``F.scaled_dot_product_attention`` on float64 inputs of ``shape`` (..., N, d),
+    values and gradients of sum(O).
+
+    ``attention``: a function (q, k, v) -> Tensor to check instead (chapter 11's
+    ring attention); it must apply ``is_causal`` itself.
+    Returns dict(o, dq, dk, dv): the max |attention - sdpa| of each.
+    """
+    from .. import functional as F
+    from ..tensor import get_rng
+
+    rng = get_rng() if rng is None else rng
+    q, k, v = (Tensor(rng.standard_normal(shape), requires_grad=True) for _ in range(3))
+    if attention is None:
+        o = flash_attention(q, k, v, is_causal=is_causal, block_size_q=block_size_q,
+                            block_size_k=block_size_k)
+    else:
+        o = attention(q, k, v)
+    o.sum().backward()
+    flash_grads = [t.grad for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+    want.sum().backward()
+    diffs = {"o": float(np.abs(o.data - want.data).max())}
+    for name, g, t in zip(("dq", "dk", "dv"), flash_grads, (q, k, v)):
+        diffs[name] = float(np.abs(g - t.grad).max())
+    return diffs

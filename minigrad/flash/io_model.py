@@ -22,8 +22,11 @@ import math
 import tracemalloc
 from typing import NamedTuple
 
+import numpy as np
+
 __all__ = ["IOCount", "score_matrix_bytes", "standard_attention_io", "paper_block_sizes",
-           "flash_attention_io", "tile_counts", "paper_flash_bound", "measure_peak_bytes"]
+           "flash_attention_io", "tile_counts", "paper_flash_bound", "measure_peak_bytes",
+           "io_curves", "peak_memory_vs_n", "causal_tiles"]
 
 
 class IOCount(NamedTuple):
@@ -160,3 +163,68 @@ def measure_peak_bytes(fn, *args, **kwargs) -> tuple:
         if not was_tracing:
             tracemalloc.stop()
     return out, peak - base
+
+
+# ----------------------------------------------------------------------------
+# chapter 4's experiments, as data (the tour and notebook 04 draw the same numbers)
+# ----------------------------------------------------------------------------
+
+def io_curves(ns, d: int = 64, ms=None, N: int = 8192, Ms=(16 * 1024, 64 * 1024),
+              itemsize: int = 2) -> dict:
+    """HBM bytes of standard and tiled attention as N grows (for each SRAM size in ``Ms``)
+    and, at sequence length ``N``, as the SRAM size M grows beside the paper's
+    Theta(N^2 d^2 / M) bound (scaled to meet the count at the smallest M).
+
+    Returns dict(ns, standard, tiled={M: [...]}, ms, vs_m, bound), the arguments of
+    ``minigrad.viz.flash.io_vs_n_and_m`` in order.
+    """
+    ms = [4096 * 2 ** i for i in range(6)] if ms is None else list(ms)
+    vs_m = [flash_attention_io(N, d, M=m, itemsize=itemsize).total for m in ms]
+    bound = [paper_flash_bound(N, d, m) for m in ms]
+    return dict(ns=list(ns), standard=[standard_attention_io(n, d, itemsize).total for n in ns],
+                tiled={M: [flash_attention_io(n, d, M=M, itemsize=itemsize).total for n in ns]
+                       for M in Ms},
+                ms=ms, vs_m=vs_m, bound=[b * vs_m[0] / bound[0] for b in bound])
+
+
+def peak_memory_vs_n(ns, batch_heads: int = 8, d: int = 64, rng=None) -> dict:
+    """Measured peak bytes (``measure_peak_bytes``) of standard attention and of the tiled
+    forward, float32, ``batch_heads`` heads of N x d, for each N in ``ns``.
+
+    Returns dict(ns, standard, flash, score_bytes): score_bytes is what the
+    (B*H, N, N) float32 score matrix alone takes, the quadratic term.
+    """
+    from ..tensor import get_rng
+    from .attention import flash_attention_forward
+    from .reference import standard_attention
+
+    rng = get_rng() if rng is None else rng
+    scale = d ** -0.5
+    standard, flash = [], []
+    warm = rng.standard_normal((1, 8, d)).astype(np.float32)
+    flash_attention_forward(warm, warm, warm, scale=scale)    # compile (or load) before measuring
+    for n in ns:
+        q, k, v = (rng.standard_normal((batch_heads, n, d)).astype(np.float32) for _ in range(3))
+        standard.append(measure_peak_bytes(standard_attention, q, k, v, scale=scale)[1])
+        flash.append(measure_peak_bytes(flash_attention_forward, q, k, v, scale=scale)[1])
+    return dict(ns=list(ns), standard=standard, flash=flash,
+                score_bytes=[batch_heads * score_matrix_bytes(n) for n in ns])
+
+
+def causal_tiles(n: int = 100, block_q: int = 32, block_k: int = 16, d: int = 16,
+                 rng=None) -> dict:
+    """Which tiles of a causal n x n score matrix the tiled kernel computes, with the
+    causal attention weights of random queries and keys to colour them.
+
+    Returns dict(n, block_q, block_k, computed, skipped, weights (n, n)).
+    """
+    from ..tensor import get_rng
+
+    rng = get_rng() if rng is None else rng
+    q, k = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    s = q @ k.T / math.sqrt(d)                                    # (n, d) @ (d, n) -> (n, n)
+    s[np.triu(np.ones((n, n), bool), 1)] = -np.inf                # key j > query i
+    w = np.exp(s - s.max(axis=1, keepdims=True))
+    computed, skipped = tile_counts(n, n, block_q, block_k, is_causal=True)
+    return dict(n=n, block_q=block_q, block_k=block_k, computed=computed, skipped=skipped,
+                weights=w / w.sum(axis=1, keepdims=True))

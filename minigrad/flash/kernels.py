@@ -27,25 +27,23 @@ from numba import njit
 
 from ..threads import run_parallel
 
-__all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpositive",
-           "PARALLEL"]
+__all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpositive"]
 
-#: Run batch*heads in parallel: the heads are split into one contiguous range per thread
-#: (``numba.get_num_threads()``), each range run by the same compiled serial kernel in a
-#: Python thread; the kernels release the GIL (``nogil``). On an idle 2-core machine the
-#: benchmark (benchmarks/bench_flash.py, last table) measured about 1.7x (forward) and
-#: 1.6x (backward) over one core at N=2048; when other processes hold the cores it can
-#: lose, so switch it off there. Results are identical either way (tests/test_flash.py).
-#: Threads rather than numba's ``prange``: a ``parallel=True`` wrapper compiles every
-#: head kernel a second time, which cost 20 s per dtype on a cold cache.
-PARALLEL = True
+# Batch*heads run in parallel: the heads are split into one contiguous range per thread
+# (``numba.get_num_threads()``; ``numba.set_num_threads(1)`` runs them serially), each
+# range run by the same compiled serial kernel in a Python thread; the kernels release
+# the GIL (``nogil``). On an idle 2-core machine the benchmark (benchmarks/bench_flash.py,
+# last table) measured about 1.7x (forward) and 1.6x (backward) over one core at N=2048.
+# Results are identical either way (tests/test_flash.py). Threads rather than numba's
+# ``prange``: a ``parallel=True`` wrapper compiles every head kernel a second time, which
+# cost 20 s per dtype on a cold cache.
 
 def _over_heads(kernel, n_heads, arrays, args):
     """kernel(*[a[h0:h1] for a in arrays], *args) for head ranges covering 0..n_heads.
 
     Returns the first range's result. In parallel, one range per thread.
     """
-    workers = min(numba.get_num_threads(), n_heads) if PARALLEL else 1
+    workers = min(numba.get_num_threads(), n_heads)
     if workers <= 1:
         return kernel(*arrays, *args)
     cuts = [n_heads * w // workers for w in range(workers + 1)]

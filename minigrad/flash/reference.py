@@ -23,7 +23,7 @@ from ..tensor import Tensor
 __all__ = [
     "online_softmax_update", "online_softmax", "safe_max", "causal_tile_mask", "causal_offset",
     "forward_tile", "finalize_rows", "backward_tile",
-    "flash_forward_reference", "flash_backward_reference", "naive_attention",
+    "flash_forward_reference", "flash_backward_reference", "standard_attention",
 ]
 
 
@@ -334,7 +334,7 @@ def flash_backward_reference(q, k, v, o, lse, do, scale, is_causal, block_q, blo
     return dq, dk, dv
 
 
-def naive_attention(q, k, v, scale, is_causal):
+def standard_attention(q, k, v, *, scale=None, is_causal=False):
     """Standard attention (Dao et al. 2022, Algorithm 0): forms the whole (L, S) matrix.
 
     S = scale Q K^T, P = softmax(S), O = P V, each written out in full. The
@@ -348,6 +348,7 @@ def naive_attention(q, k, v, scale, is_causal):
     Returns:
         (o (..., L, Ev), lse (..., L)).
     """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
     s = q @ np.swapaxes(k, -1, -2)                       # (..., L, S): the quadratic buffer
     s *= scale
     if is_causal:

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..tensor import Tensor
-from .attention import IMPLS, _kernels
+from .attention import IMPLS, _kernels, resolve_impl
 from .reference import safe_max
 
 __all__ = ["merge_attention", "ring_layout", "ring_attention", "ring_attention_forward",
@@ -361,13 +361,14 @@ def _flat3(x):
 
 
 def ring_attention_forward(q, k, v, cluster, is_causal: bool = False, scale=None,
-                           layout: str = "zigzag", overlap: bool = True, impl: str = "numba",
+                           layout: str = "zigzag", overlap: bool = True, impl: str | None = None,
                            block_size: int = 64) -> RingForward:
     """The ring forward on arrays, no graph: O, lse, FLOPs per GPU, simulated seconds.
 
     Same arguments as :func:`ring_attention`.
     """
     q, k, v = (np.asarray(x.data if isinstance(x, Tensor) else x) for x in (q, k, v))
+    impl = resolve_impl(impl)
     scale = _check(q, k, v, cluster, is_causal, scale, layout, impl)
     layouts, _, o, lse, flops, t = _forward(_flat3(q), _flat3(k), _flat3(v), cluster,
                                             bool(is_causal), scale, layout, overlap, impl,
@@ -407,7 +408,7 @@ class RingAttention(Function):
 
 
 def ring_attention(q, k, v, cluster, is_causal: bool = False, scale=None, layout: str = "zigzag",
-                   overlap: bool = True, impl: str = "numba", block_size: int = 64) -> Tensor:
+                   overlap: bool = True, impl: str | None = None, block_size: int = 64) -> Tensor:
     """Exact self-attention with the sequence split over ``cluster``'s GPUs (ring attention).
 
     GPU r holds the positions ``ring_layout(N, p, layout)[r]`` of q, k and v;
@@ -426,11 +427,11 @@ def ring_attention(q, k, v, cluster, is_causal: bool = False, scale=None, layout
         scale: default 1/sqrt(E).
         layout: "zigzag" (2p chunks, balanced causal work) or "contiguous".
         overlap: send the next block while computing this one (else one after the other).
-        impl: "numba" or "numpy"; block_size: FlashAttention's tile rows.
+        impl: None follows ``minigrad.kernels``; or "numba" or "numpy"; block_size: FlashAttention's tile rows.
     Raises:
         ValueError: N < world size, mismatched shapes, unknown layout or impl.
     """
     q, k, v = (x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in (q, k, v))
     return RingAttention.apply(q, k, v, cluster=cluster, is_causal=bool(is_causal), scale=scale,
-                               layout=layout, overlap=overlap, impl=impl,
+                               layout=layout, overlap=overlap, impl=resolve_impl(impl),
                                block_size=int(block_size))

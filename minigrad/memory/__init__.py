@@ -10,14 +10,14 @@ adapters, QLoRA) is in :mod:`minigrad.peft`.
 """
 
 from .accumulation import accumulate_gradients, micro_batches
-from .calculator import (adam_state_bytes, estimate_training_memory, gpt_activation_bytes,
-                         gradient_bytes, mlp_activation_bytes, optimizer_state_bytes,
-                         parameter_bytes)
+from .calculator import (adam_state_bytes, breakdown_examples, estimate_training_memory,
+                         gpt_activation_bytes, gradient_bytes, lm_loss, mlp_activation_bytes,
+                         optimizer_state_bytes, parameter_bytes)
 from .checkpoint import (CheckpointWrapper, RecomputeAttentionCore, apply_selective_recomputation,
                          checkpoint, checkpoint_activation_bytes, checkpoint_sequential,
                          checkpoint_sweep, checkpoint_wrapper, checkpointed_activation_units,
                          recompute_fraction, selective_recompute_savings, sqrt_segments)
-from .chunking import (ChunkedLinearCrossEntropy, chunked_linear_cross_entropy,
+from .chunking import (ChunkedLinearCrossEntropy, chunked_linear_cross_entropy, chunking_sweep,
                        linear_cross_entropy_scratch_bytes)
 from .galore import (GaLoreAdamW, GaLoreProjector, adamw_state_bytes, galore_param_groups,
                      galore_state_bytes, galore_vs_adamw)
@@ -35,7 +35,7 @@ __all__ = [
     "checkpoint_sweep", "selective_recompute_savings",
     "micro_batches", "accumulate_gradients",
     "chunked_linear_cross_entropy", "ChunkedLinearCrossEntropy",
-    "linear_cross_entropy_scratch_bytes",
+    "linear_cross_entropy_scratch_bytes", "chunking_sweep", "lm_loss", "breakdown_examples",
     "PCIE_BANDWIDTH", "HostMemory", "OffloadedAdamW", "transfer_time",
     "GaLoreProjector", "GaLoreAdamW", "galore_state_bytes", "adamw_state_bytes",
     "galore_param_groups", "galore_vs_adamw",

@@ -42,7 +42,8 @@ from ..nn import MLP, Linear, ReLU
 from .tracker import MemoryBreakdown
 
 __all__ = ["parameter_bytes", "gradient_bytes", "adam_state_bytes", "mlp_activation_bytes",
-           "gpt_activation_bytes", "estimate_training_memory", "optimizer_state_bytes"]
+           "gpt_activation_bytes", "estimate_training_memory", "optimizer_state_bytes",
+           "lm_loss", "breakdown_examples"]
 
 
 def _positive(fn: str, **values):
@@ -155,3 +156,45 @@ def estimate_training_memory(model, input_shape, optimizer: str = "adamw") -> Me
         activations=activations,
         scratch=2 * 4 * _largest_activation(model, input_shape),
     )
+
+
+# ----------------------------------------------------------------------------
+# chapter 7's experiment, as data (the tour and notebook 07 show the same numbers)
+# ----------------------------------------------------------------------------
+
+def lm_loss(model, idx):
+    """Next-token cross-entropy of a TinyGPT on token ids ``idx`` (B, T + 1)."""
+    from .. import functional as F
+
+    logits = model(idx[:, :-1])                                  # (B, T, V)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx[:, 1:].reshape(-1))
+
+
+def breakdown_examples(rng=None) -> dict:
+    """Predicted (:func:`estimate_training_memory`) and measured (``measure_training_step``)
+    memory of one AdamW step for an MLP 64-256-256-10 on 256 rows and a TinyGPT 2 x 64
+    on 8 x 32 tokens.
+
+    Returns dict(pairs={label: (predicted, measured)}, mlp, gpt, config, idx), the
+    models and the TinyGPT's batch kept for the chapter's next experiments.
+    """
+    from .. import functional as F
+    from .. import optim
+    from ..models.tinygpt import GPTConfig, TinyGPT
+    from ..tensor import Tensor, get_rng
+    from .tracker import measure_training_step
+
+    rng = get_rng() if rng is None else rng
+    mlp = MLP([64, 256, 256, 10])
+    x, y = Tensor(rng.standard_normal((256, 64)).astype("float32")), rng.integers(0, 10, 256)
+    pairs = {"MLP 64-256-256-10, batch 256": (
+        estimate_training_memory(mlp, x.shape, "adamw"),
+        measure_training_step(mlp, optim.AdamW(mlp.parameters()),
+                              lambda m, x, y: F.cross_entropy(m(x), y), x, y))}
+    config = GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=4, n_embd=64)
+    gpt = TinyGPT(config)
+    idx = rng.integers(0, 64, (8, 33))
+    pairs["TinyGPT 2x64, 8 x 32 tokens"] = (
+        estimate_training_memory(gpt, (8, 32)),
+        measure_training_step(gpt, optim.AdamW(gpt.parameters()), lm_loss, idx))
+    return dict(pairs=pairs, mlp=mlp, gpt=gpt, config=config, idx=idx)

@@ -263,8 +263,7 @@ class RecomputeAttentionCore(Module):
             return a(x, attn_mask, kv_cache, layer_idx)         # generation: nothing to save
         q, k, v = a._qkv(x)                                     # (B, H, T, D) each, kept
         B, _, T, _ = q.shape
-        mask, causal = a._mask(attn_mask, B, T, 0)
-        y = checkpoint(lambda q, k, v: a._attend(q, k, v, mask, causal), q, k, v)
+        y = checkpoint(lambda q, k, v: a._core(q, k, v, attn_mask, 0), q, k, v)
         y = y.transpose(1, 2).reshape(B, T, a.embed_dim)        # (B, H, T, D) -> (B, T, C)
         return a.o_proj(y)
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor
 
-__all__ = ["chunked_linear_cross_entropy", "ChunkedLinearCrossEntropy",
+__all__ = ["chunked_linear_cross_entropy", "ChunkedLinearCrossEntropy", "chunking_sweep",
            "linear_cross_entropy_scratch_bytes"]
 
 
@@ -99,3 +99,30 @@ def linear_cross_entropy_scratch_bytes(n_tokens: int, vocab_size: int, chunk_siz
     log-softmax (2 N V) and its backward makes a third; a chunk keeps 2 min(chunk, N) V."""
     rows = n_tokens if chunk_size is None else min(chunk_size, n_tokens)
     return (3 if chunk_size is None else 2) * rows * vocab_size * itemsize
+
+
+def chunking_sweep(n_tokens: int = 1024, d: int = 32, vocab_size: int = 8000,
+                   chunks=(32, 64, 128, 256, 512), rng=None) -> dict:
+    """Chapter 7's experiment: the measured peak of one LM-head step (loss and backward)
+    unchunked and for each chunk size, beside the logit buffers the model predicts.
+
+    Returns dict(n_tokens, vocab_size, chunks, peaks, unchunked, predicted, loss,
+    chunked_loss): peaks and unchunked in bytes (``measure_peak_bytes``), loss the
+    unchunked and chunked_loss the chunk-128 value of the same cross-entropy.
+    """
+    from .. import functional as F
+    from ..tensor import get_rng
+    from .tracker import measure_peak_bytes
+
+    rng = get_rng() if rng is None else rng
+    h = Tensor(rng.standard_normal((n_tokens, d)).astype(np.float32), requires_grad=True)
+    W = Tensor(0.1 * rng.standard_normal((vocab_size, d)).astype(np.float32), requires_grad=True)
+    t = rng.integers(0, vocab_size, n_tokens)
+    _, unchunked = measure_peak_bytes(lambda: F.cross_entropy(F.linear(h, W), t).backward())
+    peaks = [measure_peak_bytes(lambda c=c: chunked_linear_cross_entropy(h, W, t, c).backward())[1]
+             for c in chunks]
+    return dict(n_tokens=n_tokens, vocab_size=vocab_size, chunks=list(chunks), peaks=peaks,
+                unchunked=unchunked,
+                predicted=[linear_cross_entropy_scratch_bytes(n_tokens, vocab_size, c) for c in chunks],
+                loss=float(F.cross_entropy(F.linear(h, W), t).data),
+                chunked_loss=float(chunked_linear_cross_entropy(h, W, t, 128).data))

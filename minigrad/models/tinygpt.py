@@ -147,12 +147,24 @@ class TinyGPT(Module):
         kv = c.n_head if c.n_kv_head is None else c.n_kv_head
         return KVCache(c.n_layer, batch_size, kv, max_seq_len or c.block_size, c.head_dim, dtype)
 
-    def attention_maps(self, idx) -> list:
-        """Attention weights of every layer for ``idx``: a list of (B, H, T, T) arrays."""
+    def attention_maps(self, idx, is_causal: bool | None = None) -> list:
+        """Attention weights of every layer for ``idx``: a list of (B, H, T, T) arrays.
+
+        ``is_causal=False`` shows what the trained heads would do with the mask
+        removed (every layer, for this call only); None keeps each layer's own.
+        """
         maps = []
-        with no_grad():
-            x = self._embed(idx, 0)
-            for block in self.h:
-                maps.append(block.attn.attention_weights(block.ln_1(x)))
-                x = block(x)
+        kept = [block.attn.is_causal for block in self.h]
+        try:
+            if is_causal is not None:
+                for block in self.h:
+                    block.attn.is_causal = is_causal
+            with no_grad():
+                x = self._embed(idx, 0)
+                for block in self.h:
+                    maps.append(block.attn.attention_weights(block.ln_1(x)))
+                    x = block(x)
+        finally:
+            for block, c in zip(self.h, kept):
+                block.attn.is_causal = c
         return maps

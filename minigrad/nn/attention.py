@@ -26,7 +26,8 @@ from ..tensor import Tensor
 from .layers import Linear
 from .module import Module
 
-__all__ = ["MultiHeadAttention", "naive_attention", "attention_param_count", "ATTN_IMPLS"]
+__all__ = ["MultiHeadAttention", "naive_attention", "causal_mask_bottom_right", "attention_param_count",
+           "ATTN_IMPLS"]
 
 ATTN_IMPLS = ("naive", "sdpa", "flash")
 
@@ -57,7 +58,7 @@ def _check_heads(fn, embed_dim, num_heads, num_kv_heads):
                          f"(remainder {num_heads % num_kv_heads})")
 
 
-def naive_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None, is_causal: bool = False,
+def naive_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None, *, is_causal: bool = False,
                     scale: float | None = None, dropout_p: float = 0.0):
     """softmax(q k^T * scale + mask) v, one Tensor op at a time; returns (output, weights).
 
@@ -75,9 +76,12 @@ def naive_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None, is_causal: 
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     att = (q @ k.transpose(-2, -1)) * scale              # (..., L, E) @ (..., E, S) -> (..., L, S)
     mask = F.causal_mask(L, S) if is_causal else attn_mask
+    if is_causal and attn_mask is not None:              # both apply, as in scaled_dot_product_attention
+        m = F.attn_mask_array(attn_mask, att.shape, "naive_attention")
+        mask = m & mask if m.dtype == np.bool_ else m + np.where(mask, 0.0, -np.inf)
     dead = None
     if mask is not None:
-        m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        m = F.attn_mask_array(mask, att.shape, "naive_attention")
         if m.dtype == np.bool_:
             att = att.masked_fill(~m, float("-inf"))
             dead = ~m.any(axis=-1, keepdims=True)        # rows with no key to attend
@@ -91,6 +95,16 @@ def naive_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask=None, is_causal: 
         att = att.masked_fill(dead, 0.0)                 # zeros, as SDPA gives
     w = F.dropout(att, dropout_p) if dropout_p else att
     return w @ v, att                                    # (..., L, S) @ (..., S, Ev) -> (..., L, Ev)
+
+
+def causal_mask_bottom_right(L: int, S: int) -> np.ndarray:
+    """(L, S) bool, True where query i may attend key j: j <= i + (S - L).
+
+    The L queries are the last L of S positions (decoding against a KV cache),
+    so the triangle is aligned to the bottom-right, as flash-attention's; with
+    L = S it is :func:`~minigrad.functional.causal_mask`, torch's top-left one.
+    """
+    return np.arange(S)[None, :] <= (S - L) + np.arange(L)[:, None]   # (1, S) <= (L, 1)
 
 
 class MultiHeadAttention(Module):
@@ -152,34 +166,22 @@ class MultiHeadAttention(Module):
         return q, k, v
 
     def _mask(self, attn_mask, B: int, L: int, past: int):
-        """The mask to hand to SDPA, and whether SDPA's own top-left causal mask will do."""
-        if attn_mask is not None:                      # same check for every attn_impl
-            shape = (attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)).shape
-            scores = (B, self.num_heads, L, past + L)
-            try:
-                ok = np.broadcast_shapes(shape, scores) == scores
-            except ValueError:
-                ok = False
-            if not ok:
-                raise ValueError(f"MultiHeadAttention: attn_mask of shape {shape} does not "
-                                 f"broadcast to the score shape {scores} (B, H, T={L}, "
-                                 f"S={past + L})")
+        """The mask the L queries (positions past .. past + L - 1) attend with, or None.
+
+        ``attn_mask`` (checked by the validator SDPA uses), combined with the
+        causal triangle when ``is_causal``: query i sees keys j <= past + i.
+        """
+        S = past + L
+        mask = None if attn_mask is None else F.attn_mask_array(
+            attn_mask, (B, self.num_heads, L, S), "MultiHeadAttention", ("B", "H", "T", "S"))
         if not self.is_causal:
-            return attn_mask, False
-        if attn_mask is None and past == 0:
-            return None, True                          # prefill/training: is_causal=True
-        if attn_mask is None and L == 1:
-            return None, False                         # one new token sees every cached key
-        # queries are positions past..past+L-1 of S = past + L keys: the causal
-        # triangle is aligned to the bottom-right, query i sees keys j <= past + i
-        allowed = F.causal_mask(L, past + L) if past == 0 else \
-            np.arange(past + L)[None, :] <= past + np.arange(L)[:, None]
-        if attn_mask is None:
-            return allowed, False
-        m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
-        if m.dtype == np.bool_:
-            return m & allowed, False
-        return m + np.where(allowed, 0.0, -np.inf).astype(m.dtype), False
+            return mask
+        allowed = causal_mask_bottom_right(L, S)
+        if mask is None:
+            return allowed
+        if mask.dtype == np.bool_:
+            return mask & allowed
+        return mask + np.where(allowed, 0.0, -np.inf).astype(mask.dtype)
 
     def forward(self, x: Tensor, attn_mask=None, kv_cache=None, layer_idx: int = 0) -> Tensor:
         """Self-attention of ``x`` (B, T, C) -> (B, T, C).
@@ -197,33 +199,40 @@ class MultiHeadAttention(Module):
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)                 # (B, Hkv, past + T, D)
             k, v = k.to(q.dtype), v.to(q.dtype)
-        mask, causal = self._mask(attn_mask, B, T, past)
-        y = self._attend(q, k, v, mask, causal)                     # (B, H, T, D)
+        y = self._core(q, k, v, attn_mask, past)                    # (B, H, T, D)
         y = y.transpose(1, 2).reshape(B, T, self.embed_dim)         # (B, H, T, D) -> (B, T, C)
         return self.o_proj(y)
 
-    def _attend(self, q, k, v, mask, causal: bool) -> Tensor:
+    def _core(self, q, k, v, attn_mask, past: int) -> Tensor:
+        """softmax(q k^T / sqrt(D) + mask) v by ``attn_impl``: (B, H, T, D)."""
+        if self.attn_impl == "flash":
+            return self._flash(q, k, v, attn_mask)                  # the tiles apply the triangle
+        return self._attend(q, k, v, self._mask(attn_mask, q.shape[0], q.shape[2], past))
+
+    def _attend(self, q, k, v, mask) -> Tensor:
+        p = self.dropout if self.training else 0.0
         n_rep = self.num_heads // self.num_kv_heads
         if self.attn_impl == "sdpa":
-            p = self.dropout if self.training else 0.0
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
-                                                  is_causal=causal, enable_gqa=n_rep > 1)
-        if self.attn_impl == "flash":
-            if self.training and self.dropout > 0:
-                raise ValueError(f"MultiHeadAttention: attn_impl='flash' has no attention "
-                                 f"dropout, got dropout={self.dropout} in training mode; use "
-                                 f"attn_impl='sdpa' or 'naive', or dropout=0")
-            if mask is not None:
-                raise ValueError("MultiHeadAttention: attn_impl='flash' takes no attn_mask (only "
-                                 "causal, and not while a KV cache holds earlier positions with "
-                                 "more than one new token); use attn_impl='sdpa'")
-            from ..flash import flash_attention  # chapter 4; imported only when used
-            return flash_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep),
-                                   is_causal=causal, scale=1.0 / math.sqrt(self.head_dim),
-                                   block_size_q=64, block_size_k=64)
-        p = self.dropout if self.training else 0.0
-        return naive_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask, causal,
+                                                  enable_gqa=n_rep > 1)
+        return naive_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask,
                                dropout_p=p)[0]
+
+    def _flash(self, q, k, v, attn_mask) -> Tensor:
+        """Chapter 4's tiled attention; its causal mask is aligned to the bottom-right, as a
+        KV cache needs (query i is position past + i)."""
+        if self.training and self.dropout > 0:
+            raise ValueError(f"MultiHeadAttention: attn_impl='flash' has no attention "
+                             f"dropout, got dropout={self.dropout} in training mode; use "
+                             f"attn_impl='sdpa' or 'naive', or dropout=0")
+        if attn_mask is not None:
+            raise ValueError("MultiHeadAttention: attn_impl='flash' takes no attn_mask (only "
+                             "is_causal); use attn_impl='sdpa'")
+        from ..flash import flash_attention  # chapter 4; imported only when used
+        n_rep = self.num_heads // self.num_kv_heads
+        return flash_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep),
+                               is_causal=self.is_causal, scale=1.0 / math.sqrt(self.head_dim),
+                               block_size_q=64, block_size_k=64)
 
     def attention_weights(self, x: Tensor, attn_mask=None) -> np.ndarray:
         """The attention weights softmax(q k^T / sqrt(D) + mask), (B, H, T, T), for plotting."""
@@ -231,7 +240,6 @@ class MultiHeadAttention(Module):
         with no_grad():
             q, k, v = self._qkv(x)
             n_rep = self.num_heads // self.num_kv_heads
-            mask, causal = self._mask(attn_mask, q.shape[0], q.shape[2], 0)
-            _, att = naive_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask,
-                                     causal)
+            mask = self._mask(attn_mask, q.shape[0], q.shape[2], 0)
+            _, att = naive_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), mask)
         return att.data

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..tensor import Tensor
 from .format import Format, bfloat16, float16, float32, get_format
 
@@ -103,9 +104,11 @@ def _float16_fast(x: np.ndarray) -> np.ndarray:
 def round_to(x, fmt, saturate: bool | None = None) -> np.ndarray:
     """Round ``x`` to the nearest value of ``fmt`` (ties to even), as a cast would.
 
-    Same bits as :func:`round_to_reference` (the readable formula); float32
-    input to fp16 or bf16 without saturation takes a fast route: rounding on
-    the float32 bits. ``benchmarks/bench_formats.py``: bf16 2-40x NumPy's fp16
+    :func:`round_to_reference` (the readable formula) runs under
+    ``minigrad.kernels.use("reference")``; with the fast kernels (the default),
+    float32 input to fp16 or bf16 without saturation is rounded on the float32
+    bits instead, the same bits (tests/test_formats.py holds the two equal).
+    ``benchmarks/bench_formats.py``: bf16 2-40x NumPy's fp16
     cast; fp16 8x it on gradient-sized values (NumPy's cast is slow near the
     subnormals), 2.5x slower on values of order 1. Autocast calls this
     on every Linear's inputs, outputs and gradients.
@@ -120,7 +123,7 @@ def round_to(x, fmt, saturate: bool | None = None) -> np.ndarray:
     f = get_format(fmt, "round_to")
     x = as_float_array(x, "round_to")
     # BEGIN KERNEL ch5.round_nearest_even
-    if x.dtype == np.float32 and not (f.saturate if saturate is None else saturate):
+    if kernels.fast() and x.dtype == np.float32 and not (f.saturate if saturate is None else saturate):
         with np.errstate(over="ignore", invalid="ignore"):
             if f == float16:
                 return _float16_fast(x)

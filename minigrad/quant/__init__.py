@@ -19,8 +19,8 @@ from .double import compress_statistics, scale_bits_per_value
 from .int8_matmul import accumulator_bits, int8_linear, int8_matmul
 from .linear import QuantLinear
 from .memory import GB, bytes_per_param, memory_table, model_bytes, quantized_nbytes
-from .nf4 import (NF4_OFFSET, code_midpoints, create_normal_map, dequantize_4bit, get_4bit_type,
-                  nearest_code, pack_4bit, quantize_4bit, unpack_4bit)
+from .nf4 import (NF4_OFFSET, code_book_errors, code_midpoints, create_normal_map, dequantize_4bit,
+                  get_4bit_type, nearest_code, pack_4bit, quantize_4bit, unpack_4bit)
 from .qat import (FakeQuantize, QATLinear, fake_quantize, make_rings, prepare_qat, ptq_vs_qat,
                   quantize_weights_)
 from .stochastic import accumulate_updates, round_nearest, stochastic_round
@@ -32,7 +32,7 @@ __all__ = [
     "create_dynamic_map", "linear_map", "blockwise_absmax", "blocksize_sweep",
     "compress_statistics", "scale_bits_per_value",
     "create_normal_map", "get_4bit_type", "NF4_OFFSET", "nearest_code", "code_midpoints",
-    "pack_4bit", "unpack_4bit", "quantize_4bit", "dequantize_4bit",
+    "pack_4bit", "unpack_4bit", "quantize_4bit", "dequantize_4bit", "code_book_errors",
     "stochastic_round", "round_nearest", "accumulate_updates",
     "int8_matmul", "int8_linear", "accumulator_bits", "QuantLinear",
     "FakeQuantize", "fake_quantize", "QATLinear", "prepare_qat", "quantize_weights_",

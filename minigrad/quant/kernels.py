@@ -11,16 +11,14 @@ here: one pass over the data replaces several NumPy passes with
 temporaries (blockwise quantize: abs, max, multiply, round, cast), and both
 cores share the work. It wins only because its loops index block views from
 0 (see :func:`quantize_blockwise_int_numba`). ``FAST`` records the choice;
-``use("reference")`` switches every operation to NumPy for teaching and
-testing.
+the library's one switch, ``minigrad.kernels.use("reference")``, runs the
+NumPy side instead for teaching and testing (see :func:`get`).
 
 This module imports numba, so :mod:`minigrad.quant` imports it only when a
 kernel is first needed: ``import minigrad`` stays fast.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 from numba import njit, prange
@@ -32,11 +30,10 @@ from numba import njit, prange
 # bit-identical.
 FASTMATH = {"nnan", "ninf", "nsz"}
 
-__all__ = ["get", "use", "FAST",
+__all__ = ["get", "FAST", "READABLE",
            "quantize_blockwise_int_reference", "quantize_blockwise_int_numba",
            "dequantize_blockwise_int_reference", "dequantize_blockwise_int_numba",
            "quantize_blockwise_code_reference", "quantize_blockwise_code_numba",
-           "encode_to_code_reference",
            "dequantize_blockwise_code_reference", "dequantize_blockwise_code_numba",
            "quantize_4bit_reference", "quantize_4bit_numba",
            "dequantize_4bit_reference", "dequantize_4bit_numba",
@@ -168,15 +165,6 @@ def dequantize_blockwise_int_numba(q, absmax, blocksize, qmax, out):
 # 8-bit code-book quantization (bitsandbytes' dynamic map, or any sorted code)
 # ----------------------------------------------------------------------------
 
-def encode_to_code_reference(x, blocksize, absmax, mids, order, q):
-    """q = index of the code nearest x / absmax[b], given each block's absmax (the
-    readable route's second half, after the chapter's own ``blockwise_absmax``)."""
-    n = x.size
-    pre, inv = _prescale(absmax), _inverse(absmax, 1.0)
-    scaled = (x * np.repeat(pre, blocksize)[:n]) * np.repeat(inv, blocksize)[:n]   # in [-1, 1]
-    q[:] = order[np.searchsorted(mids, scaled, side="left")]
-
-
 # BEGIN KERNEL ch6.blockwise_absmax
 def quantize_blockwise_code_reference(x, blocksize, mids, order, q, absmax):
     """q = index of the code nearest x / absmax[b]: order[number of midpoints below it].
@@ -190,8 +178,11 @@ def quantize_blockwise_code_reference(x, blocksize, mids, order, q, absmax):
         order: (k,) uint8, code index of each sorted position.
         q: (n,) uint8, written.  absmax: (blocks,) float32, written.
     """
+    n = x.size
     _absmax_reference(x, blocksize, absmax)
-    encode_to_code_reference(x, blocksize, absmax, mids, order, q)
+    pre, inv = _prescale(absmax), _inverse(absmax, 1.0)
+    scaled = (x * np.repeat(pre, blocksize)[:n]) * np.repeat(inv, blocksize)[:n]   # in [-1, 1]
+    q[:] = order[np.searchsorted(mids, scaled, side="left")]
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
@@ -387,30 +378,19 @@ FAST = {
 }
 REFERENCE = {name: globals()[f"{name}_reference"] for name in FAST}
 NUMBA = {name: globals()[f"{name}_numba"] for name in FAST}
-# the encoders restate exercises (blockwise_absmax, nearest_code, pack_4bit): without them
-# their callers run the chapter's own functions, as a release that stubs chapter 6 does
-EXERCISES = {name: f for name, f in REFERENCE.items()
-             if name not in ("quantize_blockwise_int", "quantize_blockwise_code", "quantize_4bit")}
-_TABLES = {"fast": FAST, "reference": REFERENCE, "numba": NUMBA, "exercises": EXERCISES}
-_backend = "fast"
+# What runs under minigrad.kernels.use("reference"): the NumPy references, except the
+# encoders, which restate the chapter's exercises (blockwise_absmax, nearest_code,
+# pack_4bit): for those the caller runs the chapter's own functions, as a release that
+# stubs chapter 6 (and ships no encoder kernels) also does.
+READABLE = {name: f for name, f in REFERENCE.items()
+            if name not in ("quantize_blockwise_int", "quantize_blockwise_code", "quantize_4bit")}
 
 
 def get(name: str):
-    """The implementation of operation ``name`` under the current backend; None when
-    there is none (backend "exercises", or a student release whose stubbed exercises
-    it would restate): the caller then runs the readable route through the exercises."""
-    return _TABLES[_backend].get(name)
+    """The implementation of operation ``name`` that ``minigrad.kernels`` selects: the
+    ``FAST`` one (numba) when ``fast()``, else the NumPy reference; None where the caller
+    has a readable route of its own (the encoders under ``use("reference")``, or a
+    release without the kernel): the caller then runs that route."""
+    from .. import kernels as switch   # the library's switch (this module is quant's kernels)
 
-
-@contextlib.contextmanager
-def use(backend: str):
-    """Run the block with ``backend``: "fast" (measured best), "reference" (NumPy),
-    "numba", or "exercises" (the encoders through the chapter's exercise functions)."""
-    global _backend
-    if backend not in _TABLES:
-        raise ValueError(f"kernels.use: backend must be one of {sorted(_TABLES)}, got {backend!r}")
-    prev, _backend = _backend, backend
-    try:
-        yield
-    finally:
-        _backend = prev
+    return (FAST if switch.fast() else READABLE).get(name)

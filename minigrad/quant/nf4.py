@@ -33,7 +33,7 @@ from ._checks import as_float32_input, check_blocksize
 from .blockwise import QuantState, check_state
 
 __all__ = ["create_normal_map", "get_4bit_type", "NF4_OFFSET", "nearest_code", "code_midpoints",
-           "pack_4bit", "unpack_4bit", "quantize_4bit", "dequantize_4bit"]
+           "pack_4bit", "unpack_4bit", "quantize_4bit", "dequantize_4bit", "code_book_errors"]
 
 # 0.5 * ((1 - 1/30) + (1 - 1/32)) = 0.96770833..., rounded as bitsandbytes writes it
 NF4_OFFSET = 0.9677083
@@ -186,7 +186,7 @@ def quantize_4bit(x, blocksize: int = 64, compress_statistics: bool = False,
     kernel = kernels.get("quantize_4bit")
     if kernel is not None:
         kernel(flat, blocksize, mids, order, packed, absmax)
-    else:   # the readable route through the exercises (kernels.use("exercises"), a release)
+    else:   # the readable route through the exercises (minigrad.kernels.use("reference"), a release)
         from .blockwise import blockwise_absmax
 
         absmax[:] = blockwise_absmax(flat, blocksize)
@@ -222,3 +222,25 @@ def dequantize_4bit(packed, state: QuantState) -> np.ndarray:
     kernels.get("dequantize_4bit")(np.ascontiguousarray(packed).reshape(-1), scales,
                                    np.ascontiguousarray(state.code, np.float32), state.blocksize, out)
     return out.reshape(state.shape).astype(state.dtype, copy=False)
+
+
+def code_book_errors(x, blocksize: int = 64) -> dict:
+    """Chapter 6's comparison as data: mean |x - dequantize(quantize(x))| with the NF4 and
+    FP4 code books and the linear int4 grid, blocks of ``blocksize``.
+
+    Returns dict(errors={"nf4", "fp4", "int4"}, codes={name: levels in [-1, 1]},
+    scaled=x / its block's absmax, the values the code books are laid over).
+    """
+    from .blockwise import blockwise_absmax, dequantize_blockwise, quantize_blockwise_linear
+
+    x = np.asarray(x, np.float32).ravel()
+    errors = {}
+    for qt in ("nf4", "fp4"):
+        packed, state = quantize_4bit(x, blocksize, quant_type=qt)
+        errors[qt] = float(np.abs(x - dequantize_4bit(packed, state)).mean())
+    q, state = quantize_blockwise_linear(x, blocksize, bits=4)
+    errors["int4"] = float(np.abs(x - dequantize_blockwise(q, state)).mean())
+    codes = {"NF4": get_4bit_type("nf4"), "FP4": get_4bit_type("fp4"),
+             "int4 (absmax)": np.arange(-7, 8) / 7}
+    scaled = x / np.repeat(blockwise_absmax(x, blocksize), blocksize)[:x.size]
+    return dict(errors=errors, codes=codes, scaled=scaled)

@@ -27,7 +27,8 @@ from .. import functional as F
 from ..autograd import Function
 from ..nn import MLP, Linear, Module
 from ..optim import Adam
-from ..tensor import Tensor, get_rng, manual_seed, no_grad
+from ..tensor import Tensor, get_rng, manual_seed
+from ..training import accuracy
 from ._checks import check_bits, check_dim
 from .absmax import absmax_qmax, dequantize_absmax, quantize_absmax
 
@@ -144,10 +145,6 @@ def make_rings(n: int = 1200, classes: int = 3, noise: float = 0.08, rng=None):
     x = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
     return x.astype(np.float32), y.astype(np.int64)
 
-
-def accuracy(model: Module, x, y) -> float:
-    with no_grad():
-        return float((model(Tensor(x)).data.argmax(axis=1) == y).mean())
 
 
 def _train(model, x, y, steps, lr):

@@ -10,8 +10,8 @@ roofline, measured once and shipped as data), :mod:`cost` (days, GPU-hours, doll
 model FLOPs utilization).
 """
 
-from .chinchilla import (CHINCHILLA_FIT, TOKENS_PER_PARAM, chinchilla_loss, compute_optimal,
-                         isoflop_curve, loss_optimal_params, tokens_per_param)
+from .chinchilla import (CHINCHILLA_FIT, TOKENS_PER_PARAM, TRAINED_MODELS, chinchilla_loss,
+                         compute_optimal, isoflop_curve, loss_optimal_params, tokens_per_param)
 from .configs import CONFIGS, ModelConfig, config_of_tinygpt, get_config
 from .cost import (SECONDS_PER_DAY, gpu_hours, measure_mfu, model_flops_utilization,
                    training_cost, training_days, training_seconds)
@@ -19,9 +19,9 @@ from .flops import (attention_flops_per_token, count_forward_flops, flops_per_to
                     matmul_parameters, training_flops)
 from .machine import (MeasuredPoint, best_time, measure_bandwidth, measure_machine, measure_ops,
                       measure_peak_flops)
-from .memory import (GB, RECOMPUTE, activation_bytes, activation_bytes_per_layer, gpus_to_serve,
-                     gpus_to_train, kv_cache_bytes_for, memory_table, training_bytes_per_gpu,
-                     weight_bytes)
+from .memory import (GB, RECOMPUTE, model_activation_bytes, activation_bytes_per_layer, gpus_to_serve,
+                     gpus_to_train, kv_cache_bytes_for, model_memory_table, training_bytes_per_gpu,
+                     weight_bytes, zero_stage_memory)
 from .params import block_parameters, non_embedding_parameters, num_parameters, param_breakdown
 from .roofline import (GPUS, GPUSpec, arithmetic_intensity, attention_cost, bound,
                        decode_step_cost, elementwise_cost, layer_norm_cost, machine_balance,
@@ -35,7 +35,8 @@ __all__ = [
     "TOKENS_PER_PARAM", "compute_optimal", "tokens_per_param", "CHINCHILLA_FIT",
     "chinchilla_loss", "isoflop_curve", "loss_optimal_params",
     "GB", "weight_bytes", "training_bytes_per_gpu", "RECOMPUTE", "activation_bytes_per_layer",
-    "activation_bytes", "kv_cache_bytes_for", "gpus_to_train", "gpus_to_serve", "memory_table",
+    "model_activation_bytes", "kv_cache_bytes_for", "gpus_to_train", "gpus_to_serve", "model_memory_table",
+    "zero_stage_memory", "TRAINED_MODELS",
     "GPUSpec", "GPUS", "matmul_cost", "elementwise_cost", "softmax_cost", "layer_norm_cost",
     "attention_cost", "decode_step_cost", "arithmetic_intensity", "machine_balance", "roofline",
     "bound",

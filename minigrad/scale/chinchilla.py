@@ -22,7 +22,12 @@ import numpy as np
 from .flops import _positive
 
 __all__ = ["TOKENS_PER_PARAM", "compute_optimal", "tokens_per_param", "CHINCHILLA_FIT",
-           "chinchilla_loss", "isoflop_curve", "loss_optimal_params"]
+           "chinchilla_loss", "isoflop_curve", "loss_optimal_params", "TRAINED_MODELS"]
+
+# (parameters, training tokens) as published: GPT-3 (Brown et al. 2020), Chinchilla
+# (Hoffmann et al. 2022), Llama 2 (Touvron et al. 2023), Llama 3 (Meta 2024)
+TRAINED_MODELS = {"GPT-3": (175e9, 300e9), "Chinchilla": (70e9, 1.4e12),
+                  "Llama-2 7B": (6.74e9, 2e12), "Llama-3 8B": (8.03e9, 15e12)}
 
 TOKENS_PER_PARAM = 20
 

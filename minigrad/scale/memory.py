@@ -32,8 +32,8 @@ from ..quant.memory import GB, model_bytes
 from .configs import ModelConfig
 
 __all__ = ["GB", "weight_bytes", "training_bytes_per_gpu", "RECOMPUTE",
-           "activation_bytes_per_layer", "activation_bytes", "kv_cache_bytes_for",
-           "gpus_to_train", "gpus_to_serve", "memory_table"]
+           "activation_bytes_per_layer", "model_activation_bytes", "kv_cache_bytes_for",
+           "gpus_to_train", "gpus_to_serve", "model_memory_table", "zero_stage_memory"]
 
 RECOMPUTE = ("none", "selective", "full")
 
@@ -77,8 +77,8 @@ def activation_bytes_per_layer(seq_len: int, batch_size: int, d_model: int, n_he
     # END SOLUTION
 
 
-def activation_bytes(config: ModelConfig, seq_len: int, batch_size: int,
-                     recompute: str = "none") -> float:
+def model_activation_bytes(config: ModelConfig, seq_len: int, batch_size: int,
+                           recompute: str = "none") -> float:
     """All n_layers layers' activations (embedding and logits left out)."""
     return config.n_layers * activation_bytes_per_layer(seq_len, batch_size, config.d_model,
                                                         config.n_heads, recompute)
@@ -126,7 +126,7 @@ def gpus_to_serve(config: ModelConfig, bits: int = 16, seq_len: int = 4096,
     return math.ceil(need / gpu_bytes)
 
 
-def memory_table(configs, gpu_bytes: float = 80 * GB, world_size: int = 8) -> list:
+def model_memory_table(configs, gpu_bytes: float = 80 * GB, world_size: int = 8) -> list:
     """One dict per config: "name", "params"; "32-bit GB" ... "4-bit GB" (weights);
     "train GB" (16 bytes/param, one GPU); "ZeRO-1 GB/GPU" ... "ZeRO-3 GB/GPU" over
     ``world_size`` GPUs; "GPUs to train" (ZeRO-3, model states only) and "GPUs to serve"
@@ -146,3 +146,12 @@ def memory_table(configs, gpu_bytes: float = 80 * GB, world_size: int = 8) -> li
         row["GPUs to serve"] = gpus_to_serve(c, 16, c.max_seq_len, 1, gpu_bytes)
         rows.append(row)
     return rows
+
+
+def zero_stage_memory(configs, world_size: int = 8) -> dict:
+    """{config name: [GB of model states per GPU at ZeRO stage 0, 1, 2, 3]} over
+    ``world_size`` GPUs (:func:`training_bytes_per_gpu`, mixed-precision Adam)."""
+    from .params import num_parameters
+
+    return {c.name: [training_bytes_per_gpu(num_parameters(c), world_size, s) / GB
+                     for s in range(4)] for c in configs}

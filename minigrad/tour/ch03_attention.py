@@ -18,7 +18,7 @@ def quick_config():
 def run(out_dir, quick: bool) -> list:
     from .. import nn
     from ..models import complete_sums, train_addition
-    from ..sampling import next_token_probs
+    from ..sampling import compare_sampling
     from ..tensor import get_rng, no_grad
     from ..viz import savefig
     from ..viz.attention import (attention_heatmaps, kv_cache_bars, sampling_distributions,
@@ -62,19 +62,14 @@ def run(out_dir, quick: bool) -> list:
     ex = task.encode_pairs(task.test_a[:1], task.test_b[:1])[:, :-1]
     tokens = task.tokenizer.decode(ex[0])
     causal = model.attention_maps(ex)[0][0]                      # layer 0: (H, T, T)
-    attn = model.h[0].attn
-    attn.is_causal = False
-    bidir = model.attention_maps(ex)[0][0]
-    attn.is_causal = True
+    bidir = model.attention_maps(ex, is_causal=False)[0][0]
     savefig(attention_heatmaps({f"head {h}, causal": causal[h] for h in range(2)}
                                | {"head 0, mask removed": bidir[0]}, tokens,
                                "layer 0 attention: rows are queries"), "ch03_attention", out_dir)
 
     # 5. temperature, top-k and top-p reshape one example distribution
     z = get_rng().standard_normal(12) * 1.5
-    dists = {"T=1": next_token_probs(z), "T=0.5": next_token_probs(z, temperature=0.5),
-             "T=2": next_token_probs(z, temperature=2.0), "top-k=3": next_token_probs(z, top_k=3),
-             "top-p=0.8": next_token_probs(z, top_p=0.8)}
+    dists = compare_sampling(z)
     savefig(sampling_distributions(dists, list(task.tokenizer.vocab),
                                    "sampling the next token from one set of logits"),
             "ch03_sampling", out_dir)

@@ -42,16 +42,9 @@ def run(out_dir, quick: bool) -> list:
 
     # 4-bit code books on normal data
     z = rng.standard_normal(1 << 14).astype(np.float32)
-    errs = {}
-    for qt in ("nf4", "fp4"):
-        p, st = Q.quantize_4bit(z, 64, quant_type=qt)
-        errs[qt] = float(np.abs(z - Q.dequantize_4bit(p, st)).mean())
-    qi, si = Q.quantize_blockwise_linear(z, 64, bits=4)
-    errs["int4"] = float(np.abs(z - Q.dequantize_blockwise(qi, si)).mean())
-    scaled = z / np.repeat(Q.blockwise_absmax(z, 64), 64)
-    codes = {"NF4": Q.get_4bit_type("nf4"), "FP4": Q.get_4bit_type("fp4"),
-             "int4 (absmax)": np.arange(-7, 8) / 7}
-    savefig(V.nf4_code_book(codes, scaled), "ch06_nf4_code_book", out_dir)
+    cb = Q.code_book_errors(z, 64)
+    errs = cb["errors"]
+    savefig(V.nf4_code_book(cb["codes"], cb["scaled"]), "ch06_nf4_code_book", out_dir)
     rows.append(("mean error on N(0,1), block 64: NF4 / FP4 / int4",
                  " / ".join(f"{errs[k]:.4f}" for k in ("nf4", "fp4", "int4"))))
 

@@ -8,12 +8,9 @@ TITLE = "7. Memory-efficient training"
 
 
 def run(out_dir, quick: bool) -> list:
-    from .. import functional as F
     from .. import memory as M
-    from .. import nn, optim
-    from ..models import GPTConfig, TinyGPT
     from ..peft import base_bytes, finetune_comparison, lora_parameters
-    from ..tensor import Tensor, get_rng
+    from ..tensor import get_rng
     from ..viz import memory as V
     from ..viz import savefig
 
@@ -21,25 +18,9 @@ def run(out_dir, quick: bool) -> list:
     rows = []
 
     # where the memory goes: predicted from shapes vs measured by tracemalloc
-    mlp = nn.MLP([64, 256, 256, 10])
-    x, y = Tensor(rng.standard_normal((256, 64)).astype(np.float32)), rng.integers(0, 10, 256)
-    pairs = {"MLP 64-256-256-10, batch 256": (
-        M.estimate_training_memory(mlp, x.shape),
-        M.measure_training_step(mlp, optim.AdamW(mlp.parameters()),
-                                lambda m, x, y: F.cross_entropy(m(x), y), x, y))}
-    config = GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=4, n_embd=64)
-    gpt = TinyGPT(config)
-    idx = rng.integers(0, 64, (8, 33))
-
-    def lm_loss(m, idx):
-        logits = m(idx[:, :-1])
-        return F.cross_entropy(logits.reshape(-1, 64), idx[:, 1:].reshape(-1))
-
-    pairs["TinyGPT 2x64, 8 x 32 tokens"] = (
-        M.estimate_training_memory(gpt, (8, 32)),
-        M.measure_training_step(gpt, optim.AdamW(gpt.parameters()), lm_loss, idx))
-    savefig(V.memory_breakdown_bars(pairs), "ch07_breakdown", out_dir)
-    for label, (pred, meas) in pairs.items():
+    ex = M.breakdown_examples(rng)
+    savefig(V.memory_breakdown_bars(ex["pairs"]), "ch07_breakdown", out_dir)
+    for label, (pred, meas) in ex["pairs"].items():
         rows.append((f"{label.split(',')[0]}: activations predicted / measured (MB)",
                      f"{pred.activations / 1e6:.3f} / {meas.activations / 1e6:.3f}"))
 
@@ -57,25 +38,20 @@ def run(out_dir, quick: bool) -> list:
                  f"(+{M.recompute_fraction(n, M.sqrt_segments(n)):.0%} forward)"))
 
     # selective recomputation of the attention core and GELU in TinyGPT
-    plain = M.measure_activation_bytes(lm_loss, gpt, idx)
+    gpt, idx = ex["gpt"], ex["idx"]
+    plain = M.measure_activation_bytes(M.lm_loss, gpt, idx)
     M.apply_selective_recomputation(gpt)
-    selective = M.measure_activation_bytes(lm_loss, gpt, idx)
+    selective = M.measure_activation_bytes(M.lm_loss, gpt, idx)
     rows.append(("TinyGPT activations MB: kept / selective recomputation",
                  f"{plain / 1e6:.3f} / {selective / 1e6:.3f}"))
 
     # a chunked LM head caps the logits' scratch
-    N, C, Vocab = 1024, 32, 4000 if quick else 8000
-    h = Tensor(rng.standard_normal((N, C)).astype(np.float32), requires_grad=True)
-    W = Tensor(0.1 * rng.standard_normal((Vocab, C)).astype(np.float32), requires_grad=True)
-    tgt = rng.integers(0, Vocab, N)
-    _, unchunked = M.measure_peak_bytes(lambda: F.cross_entropy(F.linear(h, W), tgt).backward())
-    chunks = [32, 128, 512]
-    peaks = [M.measure_peak_bytes(lambda c=c: M.chunked_linear_cross_entropy(h, W, tgt, c)
-                                  .backward())[1] for c in chunks]
-    model = [M.linear_cross_entropy_scratch_bytes(N, Vocab, c) for c in chunks]
-    savefig(V.chunking_peak(chunks, peaks, unchunked, N, Vocab, model), "ch07_chunking", out_dir)
-    rows.append((f"LM head peak MB, {N} tokens x {Vocab}: unchunked / chunks of 128",
-                 f"{unchunked / 1e6:.1f} / {peaks[1] / 1e6:.1f}"))
+    ch = M.chunking_sweep(1024, 32, 4000 if quick else 8000, chunks=[32, 128, 512], rng=rng)
+    savefig(V.chunking_peak(ch["chunks"], ch["peaks"], ch["unchunked"], ch["n_tokens"],
+                            ch["vocab_size"], ch["predicted"]), "ch07_chunking", out_dir)
+    rows.append((f"LM head peak MB, {ch['n_tokens']} tokens x {ch['vocab_size']}: "
+                 f"unchunked / chunks of 128",
+                 f"{ch['unchunked'] / 1e6:.1f} / {ch['peaks'][1] / 1e6:.1f}"))
 
     # offloading Adam's state: bytes over PCIe per step for a 7B fp32 model
     rows.append(("7B fp32 offloaded AdamW: host state GB / PCIe-4 seconds per step",

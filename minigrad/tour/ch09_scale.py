@@ -38,17 +38,13 @@ def run(out_dir, quick: bool) -> list:
                  f"{n / 1e9:.0f}B params on {d / 1e12:.2f}T tokens"))
     budgets = [1e19, 1e21, 1e23]
     grid = np.logspace(7, 12, 200)
-    models = {"GPT-3": (175e9, 300e9), "Chinchilla": (70e9, 1.4e12),
-              "Llama-2 7B": (6.74e9, 2e12), "Llama-3 8B": (8.03e9, 15e12)}
     savefig(V.isoflop_and_tokens(budgets, grid, [S.isoflop_curve(b, grid) for b in budgets],
-                                 [S.loss_optimal_params(b) for b in budgets], models),
+                                 [S.loss_optimal_params(b) for b in budgets], S.TRAINED_MODELS),
             "ch09_isoflop", out_dir)
 
     # memory to train and serve
-    stages = {cfg.name: [S.training_bytes_per_gpu(S.num_parameters(cfg), 8, s) / S.GB
-                         for s in range(4)] for cfg in configs}
-    savefig(V.memory_by_stage(stages), "ch09_memory", out_dir)
-    for r in S.memory_table([S.get_config("llama2-70b"), S.get_config("gpt3-175b")]):
+    savefig(V.memory_by_stage(S.zero_stage_memory(configs, world_size=8)), "ch09_memory", out_dir)
+    for r in S.model_memory_table([S.get_config("llama2-70b"), S.get_config("gpt3-175b")]):
         rows.append((f"{r['name']}: GB to train on 1 GPU; 80 GB GPUs to train (ZeRO-3) / serve",
                      f"{r['train GB']:,.0f}; {r['GPUs to train']} / {r['GPUs to serve']}"))
 

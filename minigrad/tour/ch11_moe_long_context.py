@@ -16,8 +16,8 @@ TITLE = "11. MoE and long context"
 
 def run(out_dir, quick: bool) -> list:
     from .. import Tensor
-    from .. import functional as F
     from ..distributed import VirtualCluster
+    from ..flash import compare_with_sdpa
     from ..flash import ring_attention as R
     from ..models.extrapolation import length_extrapolation
     from ..moe import MoE, MoEConfig, all_to_all_bytes, expert_parallel_forward
@@ -63,16 +63,9 @@ def run(out_dir, quick: bool) -> list:
     savefig(V.extrapolation(ext), "ch11_rope_extrapolation", out_dir)
 
     # ring attention against SDPA, values and gradients
-    q, k, v = (Tensor(rng.standard_normal((2, 37, 8)), requires_grad=True) for _ in range(3))
-    o = R.ring_attention(q, k, v, VirtualCluster(4), is_causal=True, impl="numpy", block_size=8)
-    o.sum().backward()
-    grads = [t.grad for t in (q, k, v)]
-    for t in (q, k, v):
-        t.grad = None
-    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    ref.sum().backward()
-    err = max([np.abs(o.data - ref.data).max()] + [np.abs(g - t.grad).max()
-                                                    for g, t in zip(grads, (q, k, v))])
+    ring = lambda q, k, v: R.ring_attention(q, k, v, VirtualCluster(4), is_causal=True,  # noqa: E731
+                                            impl="numpy", block_size=8)
+    err = max(compare_with_sdpa((2, 37, 8), is_causal=True, rng=rng, attention=ring).values())
     rows.append(("ring attention (4 GPUs, N=37, causal) vs SDPA, max |diff| of O, dQ, dK, dV",
                  f"{err:.1e}"))
 

@@ -11,7 +11,7 @@ import pytest
 import minigrad
 from minigrad import Tensor, gradcheck
 from minigrad.distributed import VirtualCluster
-from minigrad.flash.reference import naive_attention
+from minigrad.flash.reference import standard_attention
 from minigrad.flash.ring_attention import merge_attention, ring_attention_forward
 from minigrad.moe import MoE, dispatch_buffers, expert_parallel_forward, load_balancing_loss, top_k_routing
 from minigrad.nn.rope import apply_rotary_pos_emb, rope_cos_sin, rotate_half
@@ -69,11 +69,11 @@ def test_rope_rotation_turns_each_pair_by_its_angle():
 @pytest.mark.exercise("ch11.lse_merge", points=1)
 def test_merge_of_key_parts_is_attention_over_all_keys():
     q, k, v = rng().standard_normal((2, 5, 4)), 5 * rng().standard_normal((2, 12, 4)), rng().standard_normal((2, 12, 3))
-    parts = [naive_attention(q, k[:, a:b], v[:, a:b], 0.5, False) for a, b in ((0, 3), (3, 10), (10, 12))]
+    parts = [standard_attention(q, k[:, a:b], v[:, a:b], scale=0.5, is_causal=False) for a, b in ((0, 3), (3, 10), (10, 12))]
     o, lse = parts[0]
     for ob, lb in parts[1:]:
         o, lse = merge_attention(o, lse, ob, lb)
-    want_o, want_lse = naive_attention(q, k, v, 0.5, False)
+    want_o, want_lse = standard_attention(q, k, v, scale=0.5, is_causal=False)
     np.testing.assert_allclose(o, want_o, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(lse, want_lse, rtol=1e-12)
 
@@ -124,14 +124,14 @@ def test_rotate_half_on_tensors_keeps_gradients():
 @pytest.mark.exercise("ch11.lse_merge", points=1)
 def test_merge_survives_empty_parts_and_huge_scores():
     q, k, v = 100 * rng().standard_normal((3, 4)), rng().standard_normal((6, 4)), rng().standard_normal((6, 2))
-    oa, la = naive_attention(q, k[:2], v[:2], 1.0, False)
+    oa, la = standard_attention(q, k[:2], v[:2], scale=1.0, is_causal=False)
     o, lse = merge_attention(np.zeros_like(oa), np.full_like(la, -np.inf), oa, la)
     np.testing.assert_array_equal(o, oa)
     o, lse = merge_attention(np.zeros_like(oa), np.full_like(la, -np.inf), np.zeros_like(oa),
                              np.full_like(la, -np.inf))
     assert np.all(o == 0) and np.all(np.isneginf(lse))
     r = ring_attention_forward(q[None], q[None], q[None], VirtualCluster(3), is_causal=True, impl="numpy")
-    np.testing.assert_allclose(r.o[0], naive_attention(q, q, q, 0.5, True)[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r.o[0], standard_attention(q, q, q, scale=0.5, is_causal=True)[0], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.exercise("ch11.all_to_all_dispatch", points=1)
