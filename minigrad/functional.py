@@ -78,9 +78,9 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
 
 def _gelu_fused(x: Tensor) -> Tensor:
     """gelu's fast kernel: value and slope Phi(x) + x phi(x) in one pass; backward g * slope."""
-    from .kernels import functional as K
+    from .kernels import functional as fused
 
-    out, slope = K.gelu_forward_numba(x.data)
+    out, slope = fused.gelu_forward_numba(x.data)
     return Tensor._make(out, (x,), lambda g: (g * slope,), "gelu")
 
 
@@ -258,16 +258,16 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
 # BEGIN KERNEL ch2.layer_norm_backward
 def _layer_norm_fused(x: Tensor, weight, bias, eps: float) -> Tensor:
     """layer_norm over the last dim by the fast kernels (one pass per row each way)."""
-    from .kernels import functional as K
+    from .kernels import functional as fused
 
     D = x.shape[-1]
     w = None if weight is None else weight.data
     b = None if bias is None else bias.data
-    out, xhat, rstd = K.layer_norm_forward_numba(x.data.reshape(-1, D), eps, w, b)  # (R, D)
+    out, xhat, rstd = fused.layer_norm_forward_numba(x.data.reshape(-1, D), eps, w, b)  # (R, D)
     parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
 
     def backward(g):
-        gx, gw, gb = K.layer_norm_backward_numba(g.reshape(-1, D), xhat, rstd, w)
+        gx, gw, gb = fused.layer_norm_backward_numba(g.reshape(-1, D), xhat, rstd, w)
         grads = [gx.reshape(x.shape)]
         if weight is not None:
             grads.append(gw)
