@@ -16,26 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 
 from minigrad.compress import (gptq_quantize, layer_hessian, magnitude_mask, rtn_quantize,
                                semi_structured_mask)
 
-from .common import print_table, torch_or_none
-
-
-def interleaved_best(fns: dict, repeat: int) -> dict:
-    best = {k: float("inf") for k in fns}
-    for fn in fns.values():
-        fn()                                          # warm up: fault pages in
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
+from .common import interleaved_best, print_table, torch_or_none
 
 
 def main(argv=None):

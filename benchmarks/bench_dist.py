@@ -19,16 +19,14 @@ Also printed: the simulated time under the default alpha-beta link, against
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import time
 
 import numba
 import numpy as np
 
 from minigrad.distributed import VirtualCluster, alpha_beta_time, chunk_bounds
 
-from .common import print_table
+from .common import interleaved_best, print_table
 
 
 def direct_ring(arrays):
@@ -54,23 +52,6 @@ def one_thread(fn, *args):
         return fn(*args)
     finally:
         numba.set_num_threads(threads)
-
-
-def interleaved_best(fns: dict, rounds: int) -> dict:
-    """Best wall time of each function, timing them in turn in every round."""
-    for fn in fns.values():          # warm-up: numba compile/cache load, page faults
-        fn()
-    best = {k: float("inf") for k in fns}
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            for k, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                best[k] = min(best[k], time.perf_counter() - t0)
-    finally:
-        gc.enable()
-    return best
 
 
 def main(argv=None):

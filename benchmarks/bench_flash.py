@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numba
 import numpy as np
 
-from benchmarks.common import print_table, torch_or_none
+from benchmarks.common import interleaved_best, print_table, torch_or_none
 from minigrad.flash import io_model, kernels
 from minigrad.flash.reference import standard_attention
 
@@ -39,23 +38,6 @@ SCALAR_MAX_N = 2048        # the scalar-loop kernel takes many seconds per call 
 def _inputs(N, rng):
     q, k, v = (rng.standard_normal((BH, N, D)).astype(np.float32) for _ in range(3))
     return q, k, v
-
-
-def _interleaved_best(fns: dict, repeat: int) -> dict:
-    """Best time of each function, running them in turn (a, b, c, a, b, c, ...).
-
-    On a shared machine the load changes over seconds; taking turns lets
-    every contender see the same load, so their ratio means something.
-    """
-    for fn in fns.values():
-        fn()                                              # warm-up: caches, pages, numba
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
 def _measure(N, causal, rng, torch, scale):
@@ -78,7 +60,7 @@ def _measure(N, causal, rng, torch, scale):
             with torch.no_grad():
                 torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
         fns["torch"] = torch_sdpa
-    t = _interleaved_best(fns, repeat=5 if N <= 1024 else 3)
+    t = interleaved_best(fns, 5 if N <= 1024 else 3)
     t_s, t_t = t.get("scalar"), t.get("torch")
     fwd = [N, mask, t["naive"] * 1e3, t["flash"] * 1e3, f"{t['flash'] / t['naive']:.2f}x",
            None if t_s is None else t_s * 1e3, None if t_s is None else f"{t_s / t['naive']:.2f}x",
@@ -138,8 +120,8 @@ def main(argv=None):
             else:
                 kernels.flash_backward(q, k, v, o, lse, o, scale, False, 64, 64)
         return fn
-    t = _interleaved_best({(p, w): run(p, w) for p in (False, True)
-                           for w in ("forward", "backward")}, repeat=5)
+    t = interleaved_best({(p, w): run(p, w) for p in (False, True)
+                           for w in ("forward", "backward")}, 5)
     numba.set_num_threads(threads)
     par_rows = [["serial", t[False, "forward"] * 1e3, t[False, "backward"] * 1e3],
                 ["threads", t[True, "forward"] * 1e3, t[True, "backward"] * 1e3],

@@ -29,7 +29,7 @@ from minigrad.flash import flash_attention
 from minigrad.flash.ring_attention import ring_attention
 from minigrad.moe import MoE
 
-from .bench_dist import interleaved_best   # warm-up, then one of each per round, gc off
+from .common import interleaved_best   # warm-up, then one of each per round, gc off
 from .common import print_table, torch_or_none
 
 

@@ -30,6 +30,27 @@ def best_of(fn, repeat: int = 7, number: int = 1, warmup: int = 2) -> float:
     return best
 
 
+def interleaved_best(fns: dict, rounds: int) -> dict:
+    """Best wall time (s) of each of ``fns`` (name -> no-argument function), timing them in
+    turn in every round, so a neighbour's load hits all of them alike. One warm-up call
+    each first (numba compile or cache load, page faults); garbage collection off."""
+    for fn in fns.values():
+        fn()
+    best = dict.fromkeys(fns, float("inf"))
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+    finally:
+        if gc_was:
+            gc.enable()
+    return best
+
+
 def torch_or_none():
     """PyTorch if installed (an optional comparison, never a dependency)."""
     try:

@@ -378,15 +378,18 @@ def _ours_loss_and_grads(fn, arrays, grad_of):
     return out.data, [ts[i].grad for i in grad_of]
 
 
-def _agree(ours_fn, torch_name, arrays, grad_of, **kw):
+def assert_matches_torch(ours_fn, torch_name, arrays, grad_of, **kw):
+    """Our loss and its gradients equal torch's: same shape (the reduction), same values."""
     torch = pytest.importorskip("torch")
     tfn = getattr(torch.nn.functional, torch_name)
     tkw = {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
     mkw = {k: (mg.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
     want, want_g = _torch_loss_and_grads(lambda *t: tfn(*t, **tkw), arrays, grad_of)
     got, got_g = _ours_loss_and_grads(lambda *t: ours_fn(*t, **mkw), arrays, grad_of)
+    assert got.shape == want.shape, (got.shape, want.shape)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     for a, b in zip(got_g, want_g):
+        assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
@@ -410,7 +413,7 @@ def test_cross_entropy_class_indices_match_torch(case, reduction):
         kw["label_smoothing"] = 0.3
     if "ignore" in case:
         t.reshape(-1)[::3] = -100
-    _agree(F.cross_entropy, "cross_entropy", [x, t], [0], **kw)
+    assert_matches_torch(F.cross_entropy, "cross_entropy", [x, t], [0], **kw)
 
 
 @pytest.mark.torch
@@ -418,9 +421,9 @@ def test_cross_entropy_class_indices_match_torch(case, reduction):
 def test_cross_entropy_class_probabilities_match_torch(reduction):
     x = RNG.standard_normal((3, 5, 2))
     y = RNG.dirichlet(np.ones(5), (3, 2)).transpose(0, 2, 1).copy()  # (3, 5, 2), sums to 1 over dim 1
-    _agree(F.cross_entropy, "cross_entropy", [x, y], [0, 1], reduction=reduction)
-    _agree(F.cross_entropy, "cross_entropy", [x, y], [0], reduction=reduction, weight=W5,
-           label_smoothing=0.2)
+    assert_matches_torch(F.cross_entropy, "cross_entropy", [x, y], [0, 1], reduction=reduction)
+    assert_matches_torch(F.cross_entropy, "cross_entropy", [x, y], [0], reduction=reduction,
+                         weight=W5, label_smoothing=0.2)
 
 
 def test_cross_entropy_gradcheck_weights_spatial_and_probabilities():
@@ -461,11 +464,11 @@ def test_nll_loss_weight_ignore_and_spatial_match_torch(reduction):
     x = np_log_softmax(RNG.standard_normal((6, 5)), axis=1)
     t = RNG.integers(0, 5, 6)
     t[2] = 7
-    _agree(F.nll_loss, "nll_loss", [x, t], [0], weight=W5, ignore_index=7, reduction=reduction)
+    assert_matches_torch(F.nll_loss, "nll_loss", [x, t], [0], weight=W5, ignore_index=7, reduction=reduction)
     xs = RNG.standard_normal((2, 5, 3))
     ts = RNG.integers(0, 5, (2, 3))
-    _agree(F.nll_loss, "nll_loss", [xs, ts], [0], weight=W5, reduction=reduction)
-    _agree(F.nll_loss, "nll_loss", [RNG.standard_normal(5), np.array(2)], [0], reduction=reduction)
+    assert_matches_torch(F.nll_loss, "nll_loss", [xs, ts], [0], weight=W5, reduction=reduction)
+    assert_matches_torch(F.nll_loss, "nll_loss", [RNG.standard_normal(5), np.array(2)], [0], reduction=reduction)
 
 
 def test_weighted_mean_divides_by_the_sum_of_target_weights():
@@ -482,13 +485,13 @@ def test_weighted_mean_divides_by_the_sum_of_target_weights():
 def test_binary_cross_entropy_matches_torch(reduction):
     p = RNG.uniform(0.02, 0.98, (4, 3))
     y = RNG.uniform(0, 1, (4, 3))
-    _agree(F.binary_cross_entropy, "binary_cross_entropy", [p, y], [0, 1], reduction=reduction)
-    _agree(F.binary_cross_entropy, "binary_cross_entropy", [p, y], [0], reduction=reduction,
-           weight=RNG.uniform(0.5, 2, 3))
+    assert_matches_torch(F.binary_cross_entropy, "binary_cross_entropy", [p, y], [0, 1], reduction=reduction)
+    assert_matches_torch(F.binary_cross_entropy, "binary_cross_entropy", [p, y], [0], reduction=reduction,
+                         weight=RNG.uniform(0.5, 2, 3))
     # at 0 and 1 the logs are clamped at -100 and the gradient's denominator at 1e-12
     edge = np.array([0.0, 1.0, 0.0, 1.0])
-    _agree(F.binary_cross_entropy, "binary_cross_entropy", [edge, np.array([1.0, 0.0, 0.0, 1.0])],
-           [0], reduction=reduction)
+    assert_matches_torch(F.binary_cross_entropy, "binary_cross_entropy", [edge, np.array([1.0, 0.0, 0.0, 1.0])],
+                         [0], reduction=reduction)
 
 
 def test_binary_cross_entropy_gradcheck_and_bad_input():
@@ -510,10 +513,10 @@ def test_bce_with_logits_pos_weight_matches_torch(reduction):
     pw = RNG.uniform(0.5, 3.0, 3)
     w = RNG.uniform(0.5, 2.0, (4, 1))
     fn = F.binary_cross_entropy_with_logits
-    _agree(fn, "binary_cross_entropy_with_logits", [x, y], [0, 1], reduction=reduction, pos_weight=pw)
-    _agree(fn, "binary_cross_entropy_with_logits", [x, y], [0, 1], reduction=reduction,
-           pos_weight=pw, weight=w)
-    _agree(fn, "binary_cross_entropy_with_logits", [x, y], [0, 1], reduction=reduction, weight=w)
+    assert_matches_torch(fn, "binary_cross_entropy_with_logits", [x, y], [0, 1], reduction=reduction, pos_weight=pw)
+    assert_matches_torch(fn, "binary_cross_entropy_with_logits", [x, y], [0, 1], reduction=reduction,
+                         pos_weight=pw, weight=w)
+    assert_matches_torch(fn, "binary_cross_entropy_with_logits", [x, y], [0, 1], reduction=reduction, weight=w)
 
 
 def test_bce_with_logits_pos_weight_gradcheck_and_pos_weight_one_is_plain():

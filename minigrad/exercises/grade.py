@@ -76,7 +76,8 @@ from .fences import BEGIN, END, HIDDEN_BEGIN, HIDDEN_END, find_regions, replace_
     scan_package, stub_line
 from .policy import check_region
 from .registry import Question
-from .release import CONFTESTS, EXERCISE_TESTS, PACKAGE, is_student_release, source_root
+from .release import (CONFTESTS, EXERCISE_TESTS, PACKAGE, exercise_mark, is_student_release,
+                      source_root)
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc", ".ipynb_checkpoints")
 MAX_REGION_CHARS = 20_000
@@ -145,18 +146,11 @@ def test_catalog(root: Path) -> dict:
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for dec in node.decorator_list:
-                if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
-                        and dec.func.attr == "exercise" and dec.args
-                        and isinstance(dec.args[0], ast.Constant)):
+                mark = exercise_mark(dec)
+                if mark is None:
                     continue
-                points = 1
-                for kw in dec.keywords:
-                    if kw.arg == "points" and isinstance(kw.value, ast.Constant):
-                        points = kw.value.value
-                if len(dec.args) > 1 and isinstance(dec.args[1], ast.Constant):
-                    points = dec.args[1].value
                 is_hidden = any(a <= node.lineno <= b for a, b in hidden)
-                out[f"{rel}::{node.name}"] = _TestInfo(dec.args[0].value, float(points), is_hidden)
+                out[f"{rel}::{node.name}"] = _TestInfo(mark[0], float(mark[1]), is_hidden)
     return out
 
 

@@ -54,26 +54,31 @@ def is_student_release(root: Path) -> bool:
     return (Path(root) / RELEASE_INFO).exists()
 
 
+def exercise_mark(node) -> tuple | None:
+    """(exercise id, points) of a ``pytest.mark.exercise(id, points=N)`` call node, read
+    without importing the test; None for any other node. Points default to 1."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "exercise" and node.args
+            and isinstance(node.args[0], ast.Constant)):
+        return None
+    points = 1
+    for kw in node.keywords:
+        if kw.arg == "points" and isinstance(kw.value, ast.Constant):
+            points = kw.value.value
+    if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+        points = node.args[1].value
+    return node.args[0].value, points
+
+
 def marked_points(root: Path) -> dict:
     """exercise id -> total points of its tests (public and hidden), read from the
     ``@pytest.mark.exercise(id, points=N)`` decorators without importing the tests."""
     totals = {}
     for path in sorted((Path(root) / EXERCISE_TESTS).glob("test_*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.Call):
-                continue
-            f = node.func
-            if not (isinstance(f, ast.Attribute) and f.attr == "exercise"):
-                continue
-            if not node.args or not isinstance(node.args[0], ast.Constant):
-                continue
-            points = 1
-            for kw in node.keywords:
-                if kw.arg == "points" and isinstance(kw.value, ast.Constant):
-                    points = kw.value.value
-            if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
-                points = node.args[1].value
-            totals[node.args[0].value] = totals.get(node.args[0].value, 0) + points
+            mark = exercise_mark(node)
+            if mark is not None:
+                totals[mark[0]] = totals.get(mark[0], 0) + mark[1]
     return totals
 
 

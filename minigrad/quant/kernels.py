@@ -84,6 +84,14 @@ def _inverse(absmax: np.ndarray, numerator) -> np.ndarray:
     return inv
 
 
+def scale_blocks(x: np.ndarray, absmax: np.ndarray, blocksize: int, numerator) -> np.ndarray:
+    """x * numerator / absmax of its block, as every encoder scales (tiny blocks prescaled:
+    see ``_prescale``; an all-zero block scales to 0). x: (n,) float32 -> (n,) float32."""
+    n = x.size
+    pre, inv = _prescale(absmax), _inverse(absmax, numerator)
+    return (x * np.repeat(pre, blocksize)[:n]) * np.repeat(inv, blocksize)[:n]
+
+
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _scale_numba(m, numerator):
     """(prescale, numerator / (m * prescale)) of a block with absmax m: see ``_prescale``."""
@@ -178,10 +186,8 @@ def quantize_blockwise_code_reference(x, blocksize, mids, order, q, absmax):
         order: (k,) uint8, code index of each sorted position.
         q: (n,) uint8, written.  absmax: (blocks,) float32, written.
     """
-    n = x.size
     _absmax_reference(x, blocksize, absmax)
-    pre, inv = _prescale(absmax), _inverse(absmax, 1.0)
-    scaled = (x * np.repeat(pre, blocksize)[:n]) * np.repeat(inv, blocksize)[:n]   # in [-1, 1]
+    scaled = scale_blocks(x, absmax, blocksize, 1.0)                               # in [-1, 1]
     q[:] = order[np.searchsorted(mids, scaled, side="left")]
 
 
@@ -254,9 +260,8 @@ def quantize_4bit_reference(x, blocksize, mids, order, packed, absmax):
     """
     n = x.size
     _absmax_reference(x, blocksize, absmax)
-    pre, inv = _prescale(absmax), _inverse(absmax, 1.0)
     scaled = np.zeros(2 * packed.size, np.float32)               # an odd tail pads with 0.0
-    scaled[:n] = (x * np.repeat(pre, blocksize)[:n]) * np.repeat(inv, blocksize)[:n]   # in [-1, 1]
+    scaled[:n] = scale_blocks(x, absmax, blocksize, 1.0)         # in [-1, 1]
     idx = order[np.searchsorted(mids, scaled, side="left")]      # (2m,) codes 0..15
     packed[:] = (idx[0::2] << 4) | idx[1::2]
 

@@ -190,10 +190,8 @@ def quantize_4bit(x, blocksize: int = 64, compress_statistics: bool = False,
         from .blockwise import blockwise_absmax
 
         absmax[:] = blockwise_absmax(flat, blocksize)
-        n = flat.size
-        pre, inv = kernels._prescale(absmax), kernels._inverse(absmax, 1.0)  # as the kernels
         scaled = np.zeros(2 * packed.size, np.float32)        # an odd tail pads with 0.0
-        scaled[:n] = (flat * np.repeat(pre, blocksize)[:n]) * np.repeat(inv, blocksize)[:n]
+        scaled[:flat.size] = kernels.scale_blocks(flat, absmax, blocksize, 1.0)   # as the kernels
         packed[:] = pack_4bit(nearest_code(scaled, code))
     state = QuantState(absmax=absmax, shape=orig.shape, dtype=orig.dtype, blocksize=blocksize,
                        code=code, quant_type=quant_type)
