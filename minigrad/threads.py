@@ -17,16 +17,18 @@ _pool: ThreadPoolExecutor | None = None
 
 
 def run_parallel(calls) -> list:
-    """Run ``[(fn, args), ...]`` at once, one thread each; their results, in order.
+    """Run ``[(fn, args), ...]`` at once; their results, in order.
 
-    One call runs in the calling thread. The pool is made once and grows to
-    the largest number of calls seen.
+    The first call runs in the calling thread while the pool's threads run
+    the rest (one thread each), so one call costs no hand-off at all. The
+    pool is made once and grows to the largest number of calls seen.
     """
     global _pool
-    if len(calls) == 1:
-        fn, args = calls[0]
+    (fn, args), rest = calls[0], calls[1:]
+    if not rest:
         return [fn(*args)]
-    if _pool is None or _pool._max_workers < len(calls):
-        _pool = ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="minigrad")
-    futures = [_pool.submit(fn, *args) for fn, args in calls]
-    return [f.result() for f in futures]
+    if _pool is None or _pool._max_workers < len(rest):
+        _pool = ThreadPoolExecutor(max_workers=len(rest), thread_name_prefix="minigrad")
+    futures = [_pool.submit(f, *a) for f, a in rest]
+    first = fn(*args)
+    return [first] + [f.result() for f in futures]

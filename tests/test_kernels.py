@@ -108,6 +108,34 @@ def test_gelu_kernels_at_extreme_magnitudes():
     assert np.isfinite(fwd).all() and np.isfinite(bwd).all()
 
 
+def test_gelu_float32_polynomials_are_their_fit_and_good_to_float32_rounding():
+    # the kernel's erf coefficients are what the fit in the module returns, and the
+    # polynomial erf and exp give GELU and its slope within float32 rounding everywhere
+    np.testing.assert_allclose(K.fit_erf_polynomial(), K._ERF_P, rtol=1e-6, atol=1e-9)
+    x = np.concatenate([np.linspace(-12, 12, 480_001), [-5.656854, 5.656854, -14.1, 14.1]])
+    x = x.astype(np.float32)
+    x64 = x.astype(np.float64)
+    from scipy.special import erf
+    cdf = 0.5 * (1 + erf(x64 / np.sqrt(2)))
+    value, slope = x64 * cdf, cdf + x64 * np.exp(-0.5 * x64 * x64) / np.sqrt(2 * np.pi)
+    out, out_slope = K.gelu_forward_numba(x)
+    ulp = np.spacing(np.maximum(np.abs(value), 1).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(out - value) <= 2 * ulp)            # within 2 float32 ulps of max(|y|, 1)
+    assert np.abs(out_slope - slope).max() <= 2 * np.spacing(np.float32(1))
+
+
+def test_gelu_float32_kernel_special_values_follow_the_reference():
+    # +inf -> inf, -inf -> nan (-inf * Phi(-inf) = -inf * 0), nan -> nan; the slope at
+    # +-inf is nan (inf * phi(inf) = inf * 0), as in NumPy's formula and in torch
+    x = np.array([np.inf, -np.inf, np.nan, -0.0, 0.0, 1e-38, 3e38, -3e38], np.float32)
+    out, slope = K.gelu_forward_numba(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref_out, ref_slope = K.gelu_forward_reference(x)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(slope, ref_slope)
+    assert np.isnan(slope[:3]).all() and np.isnan(out[1:3]).all()
+
+
 @pytest.mark.parametrize("with_weight", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES)
