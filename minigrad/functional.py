@@ -174,8 +174,13 @@ def embedding(input, weight: Tensor) -> Tensor:
     out = Wd[idx]
 
     def backward(g):
+        g2 = g.reshape(-1, Wd.shape[1])                                 # (N, D)
+        if kernels.fast() and g2.dtype == Wd.dtype and Wd.dtype in (np.float32, np.float64):
+            from .kernels import embedding as scatter
+
+            return (scatter.embedding_backward_numba(idx.reshape(-1), g2, n),)
         gW = np.zeros_like(Wd)
-        np.add.at(gW, idx.reshape(-1), g.reshape(-1, Wd.shape[1]))  # a row used twice gets both
+        np.add.at(gW, idx.reshape(-1), g2)  # a row used twice gets both
         return (gW,)
     return Tensor._make(out, (weight,), backward, "embedding")
 
