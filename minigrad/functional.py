@@ -370,6 +370,10 @@ def cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean"
     batch, valid, tv = _class_targets(x, t, C, ignore_index)
     xd = _rows_and_classes(x.data)                                 # (M, C)
     M = xd.shape[0]
+    # BEGIN KERNEL ch2.cross_entropy_backward
+    if kernels.fast() and w is None and not label_smoothing and xd.dtype == np.float32:
+        return _cross_entropy_fused(x, xd, tv, valid, reduction, batch)
+    # END KERNEL
 
     z = xd - xd.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))        # (M, C)
@@ -402,11 +406,35 @@ def cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean"
                 with np.errstate(invalid="ignore", divide="ignore"):
                     grad *= g / n_valid if reduction == "mean" else g
             # END SOLUTION
-        if x.ndim == 1:
-            return (grad[0],)
-        # (M, C) -> (N, d1, ..., C) -> (N, C, d1, ...)
-        return (np.moveaxis(grad.reshape(batch + (C,)), -1, 1),)
+        return (_to_input_layout(grad, x.ndim, batch),)
     return Tensor._make(out, (x,), backward, "cross_entropy")
+
+
+def _to_input_layout(grad: np.ndarray, ndim: int, batch: tuple) -> np.ndarray:
+    """The logits' gradient (M, C) back in the logits' layout: (C,), or (N, C, d1, ...)."""
+    if ndim == 1:
+        return grad[0]
+    # (M, C) -> (N, d1, ..., C) -> (N, C, d1, ...)
+    return np.moveaxis(grad.reshape(batch + grad.shape[1:]), -1, 1)
+
+
+# BEGIN KERNEL ch2.cross_entropy_backward
+def _cross_entropy_fused(x: Tensor, xd: np.ndarray, tv, valid, reduction: str, batch: tuple) -> Tensor:
+    """cross_entropy with class indices, no weight, no smoothing, float32, by the fast
+    kernels: the forward makes the loss and softmax - onehot at once; the backward scales."""
+    from .kernels import cross_entropy as fused_ce
+
+    wt = valid.astype(xd.dtype)                                     # (M,) 1 counted, 0 ignored
+    losses, dlogits = fused_ce.cross_entropy_numba(xd, tv, wt)      # (M,), (M, C)
+    denom = wt.sum()
+    out = _reduce_rows(losses, denom, reduction, batch)
+
+    def backward(g):
+        with np.errstate(invalid="ignore"):  # every row ignored: 0 * (g / 0) = nan, as the reference
+            grad = dlogits * _ce_scale(g, reduction, denom, xd.shape[0])
+        return (_to_input_layout(grad, x.ndim, batch),)
+    return Tensor._make(out, (x,), backward, "cross_entropy")
+# END KERNEL
 
 
 def _class_targets(x: Tensor, t: np.ndarray, C: int, ignore_index: int) -> tuple:

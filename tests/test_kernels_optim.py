@@ -194,3 +194,81 @@ def test_functional_embedding_gradient_is_the_same_under_both_backends(dtype):
             grads[backend] = W.grad
     assert grads["numba"].dtype == dtype
     np.testing.assert_array_equal(grads["numba"], grads["reference"])
+
+
+# ----------------------------------------------------------------------------
+# cross-entropy from logits (loss and softmax - onehot in the forward)
+# ----------------------------------------------------------------------------
+
+KC = pytest.importorskip("minigrad.kernels.cross_entropy")
+
+
+def _logits(M, C, scale, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((M, C)) * scale).astype(np.float32)
+    t = rng.integers(0, C, M)
+    valid = (rng.random(M) > 0.2).astype(np.float32)   # about a fifth of the rows ignored
+    return x, t, valid
+
+
+@pytest.mark.parametrize("M, C, scale", [(768, 65, 1.0), (1, 1, 1.0), (5, 3, 1e4), (37, 129, 30.0),
+                                         (2, 7, 1e-30)])
+def test_cross_entropy_kernel_matches_the_reference(M, C, scale):
+    x, t, valid = _logits(M, C, scale)
+    ref_loss, ref_grad = KC.cross_entropy_reference(x, t, valid)
+    loss, grad = KC.cross_entropy_numba(x, t, valid)
+    assert loss.dtype == grad.dtype == np.float32 and grad.shape == (M, C)
+    np.testing.assert_allclose(loss, ref_loss, rtol=2e-6, atol=2e-6 * (1 + np.abs(ref_loss).max()))
+    np.testing.assert_allclose(grad, ref_grad, rtol=2e-6, atol=2e-7)
+    assert np.all(loss[valid == 0] == 0) and np.all(grad[valid == 0] == 0)
+    np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-6)   # softmax sums to one
+
+
+def test_cross_entropy_kernel_keeps_inf_and_nan_where_the_reference_does():
+    x = np.array([[0.0, -np.inf, 1.0], [-np.inf, -np.inf, -np.inf], [np.nan, 0.0, 0.0],
+                  [np.inf, 0.0, 0.0]], np.float32)
+    t, valid = np.array([1, 0, 2, 1]), np.ones(4, np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref, fast = KC.cross_entropy_reference(x, t, valid), KC.cross_entropy_numba(x, t, valid)
+    for a, b in zip(ref, fast):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_array_equal(a[np.isfinite(a)], b[np.isfinite(a)])
+    assert ref[0][0] == fast[0][0] == np.inf        # the target's probability is 0
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(12, 5), (5,), (3, 4, 2)])
+def test_functional_cross_entropy_is_the_same_under_both_backends(shape, reduction):
+    """(N, C), (C,) and (N, C, d) logits, ignored rows, each reduction: F.cross_entropy's
+    value and gradient from the fused route and from the readable one."""
+    import minigrad.functional as F
+
+    rng = np.random.default_rng(4)
+    x0 = rng.standard_normal(shape).astype(np.float32) * 3
+    C = shape[0] if len(shape) == 1 else shape[1]
+    batch = () if len(shape) == 1 else shape[:1] + shape[2:]
+    t = rng.integers(0, C, batch)
+    if batch:
+        t.reshape(-1)[::3] = -100
+    upstream = rng.standard_normal(batch if reduction == "none" else ()).astype(np.float32)
+    out = {}
+    for backend in kernels.BACKENDS:
+        with kernels.use(backend):
+            x = minigrad.tensor(x0, requires_grad=True)
+            loss = F.cross_entropy(x, t, reduction=reduction)
+            loss.backward(upstream)
+            out[backend] = (loss.data, x.grad)
+    for a, b in zip(out["reference"], out["numba"]):
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_functional_cross_entropy_with_every_row_ignored_is_nan_under_both_backends():
+    import minigrad.functional as F
+
+    for backend in kernels.BACKENDS:
+        with kernels.use(backend):
+            x = minigrad.tensor(np.ones((3, 4), np.float32), requires_grad=True)
+            loss = F.cross_entropy(x, np.full(3, -100))
+            loss.backward()
+            assert np.isnan(loss.item()) and x.grad.shape == (3, 4), backend
