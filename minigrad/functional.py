@@ -421,17 +421,22 @@ def _to_input_layout(grad: np.ndarray, ndim: int, batch: tuple) -> np.ndarray:
 # BEGIN KERNEL ch2.cross_entropy_backward
 def _cross_entropy_fused(x: Tensor, xd: np.ndarray, tv, valid, reduction: str, batch: tuple) -> Tensor:
     """cross_entropy with class indices, no weight, no smoothing, float32, by the fast
-    kernels: the forward makes the loss and softmax - onehot at once; the backward scales."""
+    kernels: the forward makes the losses and the softmax; the backward scales it and
+    subtracts the one-hot targets. It keeps what the readable route keeps (an (M, C)
+    array, the rows, targets and mask), so minigrad.memory's count holds for both."""
     from .kernels import cross_entropy as fused_ce
 
     wt = valid.astype(xd.dtype)                                     # (M,) 1 counted, 0 ignored
-    losses, dlogits = fused_ce.cross_entropy_numba(xd, tv, wt)      # (M,), (M, C)
+    losses, probs = fused_ce.cross_entropy_numba(xd, tv, wt)        # (M,), (M, C) masked
     denom = wt.sum()
     out = _reduce_rows(losses, denom, reduction, batch)
+    rows = np.arange(xd.shape[0])
 
     def backward(g):
-        with np.errstate(invalid="ignore"):  # every row ignored: 0 * (g / 0) = nan, as the reference
-            grad = dlogits * _ce_scale(g, reduction, denom, xd.shape[0])
+        with np.errstate(invalid="ignore", divide="ignore"):  # all rows ignored: 0 / 0, as the reference
+            scale = _ce_scale(g, reduction, denom, len(rows))   # (), or (M, 1) for "none"
+            grad = probs * scale
+            grad[rows, tv] -= valid * np.reshape(scale, -1)     # minus the one-hot target
         return (_to_input_layout(grad, x.ndim, batch),)
     return Tensor._make(out, (x,), backward, "cross_entropy")
 # END KERNEL
