@@ -96,6 +96,20 @@ def test_arrays_the_kernel_cannot_take_fall_back_to_the_reference():
             np.testing.assert_array_equal(a, b)
 
 
+def test_a_gradient_that_aliases_its_parameter_takes_the_reference_route():
+    # AdamW's reference decays the parameter first, and with it such a gradient
+    out = {}
+    for backend in kernels.BACKENDS:
+        p, m = np.linspace(-1, 1, 9, dtype=np.float32), np.zeros(9, np.float32)
+        v = np.zeros(9, np.float32)
+        with kernels.use(backend):
+            optim.adam_step(p, p, m, v, 1, 0.1, 0.9, 0.999, 1e-8, 0.5, True)
+        out[backend] = (p, m, v)
+    assert not KO.fusable(out["numba"][0], out["numba"][0], out["numba"][1], out["numba"][2])
+    for a, b in zip(out["reference"], out["numba"]):
+        np.testing.assert_array_equal(a, b)
+
+
 def _model_params(seed):
     rng = np.random.default_rng(seed)
     shapes = [(65, 128), (128,), (), (1,), (33, 7), (128, 512)]

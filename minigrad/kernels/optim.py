@@ -27,12 +27,15 @@ __all__ = ["adam_step_numba", "fusable"]
 
 
 def fusable(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray) -> bool:
-    """Whether the kernel takes these arrays: all float32 or all float64, one shape, contiguous."""
+    """Whether the kernel takes these arrays: one dtype, float32 or float64, one shape, all
+    contiguous, and a gradient apart from the parameter (AdamW's reference decays a
+    gradient that aliases the parameter before reading it)."""
     dt = param.dtype
-    return ((dt == np.float32 or dt == np.float64) and grad.dtype == dt and exp_avg.dtype == dt and exp_avg_sq.dtype == dt
-            and grad.shape == param.shape and param.flags.c_contiguous and grad.flags.c_contiguous
+    return ((dt == np.float32 or dt == np.float64)
+            and grad.dtype == exp_avg.dtype == exp_avg_sq.dtype == dt and grad.shape == param.shape
+            and param.flags.c_contiguous and grad.flags.c_contiguous and param.flags.writeable
             and exp_avg.flags.c_contiguous and exp_avg_sq.flags.c_contiguous
-            and param.flags.writeable)
+            and not np.may_share_memory(param, grad))
 
 
 # BEGIN KERNEL ch2.adam_update
