@@ -175,8 +175,13 @@ def embedding(input, weight: Tensor) -> Tensor:
     out = Wd[idx]
 
     def backward(g):
+        g2 = g.reshape(-1, Wd.shape[1])                                 # (N, D)
+        if kernels.fast() and g2.dtype == Wd.dtype and Wd.dtype in (np.float32, np.float64):
+            from .kernels import embedding as scatter
+
+            return (scatter.embedding_backward_numba(idx.reshape(-1), g2, n),)
         gW = np.zeros_like(Wd)
-        np.add.at(gW, idx.reshape(-1), g.reshape(-1, Wd.shape[1]))  # a row used twice gets both
+        np.add.at(gW, idx.reshape(-1), g2)  # a row used twice gets both
         return (gW,)
     return Tensor._make(out, (weight,), backward, "embedding")
 
@@ -366,6 +371,10 @@ def cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean"
     batch, valid, tv = _class_targets(x, t, C, ignore_index)
     xd = _rows_and_classes(x.data)                                 # (M, C)
     M = xd.shape[0]
+    # BEGIN KERNEL ch2.cross_entropy_backward
+    if kernels.fast() and w is None and not label_smoothing and xd.dtype == np.float32:
+        return _cross_entropy_fused(x, xd, tv, valid, reduction, batch)
+    # END KERNEL
 
     z = xd - xd.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))        # (M, C)
@@ -398,11 +407,40 @@ def cross_entropy(input: Tensor, target, weight=None, *, reduction: str = "mean"
                 with np.errstate(invalid="ignore", divide="ignore"):
                     grad *= g / n_valid if reduction == "mean" else g
             # END SOLUTION
-        if x.ndim == 1:
-            return (grad[0],)
-        # (M, C) -> (N, d1, ..., C) -> (N, C, d1, ...)
-        return (np.moveaxis(grad.reshape(batch + (C,)), -1, 1),)
+        return (_to_input_layout(grad, x.ndim, batch),)
     return Tensor._make(out, (x,), backward, "cross_entropy")
+
+
+def _to_input_layout(grad: np.ndarray, ndim: int, batch: tuple) -> np.ndarray:
+    """The logits' gradient (M, C) back in the logits' layout: (C,), or (N, C, d1, ...)."""
+    if ndim == 1:
+        return grad[0]
+    # (M, C) -> (N, d1, ..., C) -> (N, C, d1, ...)
+    return np.moveaxis(grad.reshape(batch + grad.shape[1:]), -1, 1)
+
+
+# BEGIN KERNEL ch2.cross_entropy_backward
+def _cross_entropy_fused(x: Tensor, xd: np.ndarray, tv, valid, reduction: str, batch: tuple) -> Tensor:
+    """cross_entropy with class indices, no weight, no smoothing, float32, by the fast
+    kernels: the forward makes the losses and the softmax; the backward scales it and
+    subtracts the one-hot targets. It keeps what the readable route keeps (an (M, C)
+    array, the rows, targets and mask), so minigrad.memory's count holds for both."""
+    from .kernels import cross_entropy as fused_ce
+
+    wt = valid.astype(xd.dtype)                                     # (M,) 1 counted, 0 ignored
+    losses, probs = fused_ce.cross_entropy_numba(xd, tv, wt)        # (M,), (M, C) masked
+    denom = wt.sum()
+    out = _reduce_rows(losses, denom, reduction, batch)
+    rows = np.arange(xd.shape[0])
+
+    def backward(g):
+        with np.errstate(invalid="ignore", divide="ignore"):  # all rows ignored: 0 / 0, as the reference
+            scale = _ce_scale(g, reduction, denom, len(rows))   # (), or (M, 1) for "none"
+            grad = probs * scale
+            grad[rows, tv] -= valid * np.reshape(scale, -1)     # minus the one-hot target
+        return (_to_input_layout(grad, x.ndim, batch),)
+    return Tensor._make(out, (x,), backward, "cross_entropy")
+# END KERNEL
 
 
 def _class_targets(x: Tensor, t: np.ndarray, C: int, ignore_index: int) -> tuple:

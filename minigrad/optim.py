@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from . import kernels
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "WarmupCosineLR", "clip_grad_norm_"]
@@ -136,20 +137,38 @@ class Adam(Optimizer):
 
     def step(self):
         for group in self.param_groups:
-            lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            hyper = (group["lr"], *group["betas"], group["eps"], group["weight_decay"], self.decoupled)
             for p, state in self._params_with_grad(group):
-                g = p.grad
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = np.zeros_like(p.data)
                     state["exp_avg_sq"] = np.zeros_like(p.data)
                 state["step"] += 1
-                if wd and self.decoupled:
-                    p.data *= 1 - lr * wd
-                elif wd:
-                    g = g + wd * p.data
-                adam_update(p.data, g, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                            lr, b1, b2, eps)
+                adam_step(p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"], *hyper)
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+              decoupled):
+    """Adam's step on one parameter, in place: the weight decay, decoupled (AdamW,
+    ``param *= 1 - lr * weight_decay``) or folded into the gradient (Adam,
+    ``grad + weight_decay * param``), then :func:`adam_update`.
+
+    Under the fast kernels (:func:`minigrad.kernels.fast`) one numba pass does
+    it all, :func:`minigrad.kernels.optim.adam_step_numba`, to the same bits.
+    """
+    # BEGIN KERNEL ch2.adam_update
+    if kernels.fast():
+        from .kernels import optim as fused
+
+        if fused.fusable(param, grad, exp_avg, exp_avg_sq):
+            return fused.adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
+                                         eps, weight_decay, decoupled)
+    # END KERNEL
+    if weight_decay and decoupled:
+        param *= 1 - lr * weight_decay
+    elif weight_decay:
+        grad = grad + weight_decay * param
+    adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps)
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps):
