@@ -16,7 +16,7 @@
     128 KiB mmap threshold (every large array is mmap'ed and unmapped again,
     so each step page-faults its memory back in: the effect described in
     issue 2), and MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ raised so
-    freed memory is always kept. Minor page faults per step are reported
+    freed memory is kept (what ``import minigrad`` itself sets: allocator.py). Minor page faults per step are reported
     beside the time, and the first step's loss, which must agree across the
     three implementations (same weights, same data). Target: minigrad <=
     1.2x the floor.
@@ -49,7 +49,9 @@ BATCH = 256
 LR = 0.01
 # glibc keeps freed blocks below these sizes in the heap instead of unmapping
 # them; 1 GiB is far above any array in this step
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+# what import minigrad sets itself (minigrad/allocator.py); the children run with
+# MINIGRAD_MALLOC=system so that the environment alone decides, for all three libraries
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 MALLOC_SETTINGS = {
     "default": {},
     "mmap 128K": {"MALLOC_MMAP_THRESHOLD_": str(128 << 10)},  # glibc's static default
@@ -173,7 +175,7 @@ def _worker(impl: str, repeat: int) -> dict:
 
 
 def _in_child(impl: str, repeat: int, env_extra: dict, threads: int) -> dict:
-    env = {**os.environ, **env_extra, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, **env_extra, "OMP_NUM_THREADS": str(threads), "MINIGRAD_MALLOC": "system"}
     out = subprocess.run([sys.executable, "-m", "benchmarks.bench_foundation", "--worker", impl,
                           "--repeat", str(repeat)], capture_output=True, text=True, env=env,
                          check=True)

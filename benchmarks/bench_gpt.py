@@ -327,6 +327,8 @@ def main(argv=None) -> None:
         if torch is not None:
             torch.set_num_threads(args.threads)
     print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared: ratios, not times)")
+    print(f"malloc: MINIGRAD_MALLOC={os.environ.get('MINIGRAD_MALLOC', 'keep')} (minigrad/allocator.py;"
+          " one process, so both libraries run under the same policy)")
     step_table(args.rounds, args.per_round)
     profile_table(args.profile_steps)
 

@@ -1,6 +1,7 @@
 """minigrad: how large models are trained under memory and compute limits,
 rebuilt from scratch in NumPy to be read and learned from."""
 
+from . import allocator as _allocator
 from . import functional, kernels, nn, optim
 from .autograd import Function
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient
@@ -10,6 +11,8 @@ from .tensor import (Tensor, arange, cat, enable_grad, full, get_rng, is_grad_en
                      randn, stack, tensor, where, zeros, zeros_like)
 
 __version__ = "0.1.0"
+
+_allocator._at_import()  # freed arrays stay in the process for the next step (allocator.py)
 
 __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng",
