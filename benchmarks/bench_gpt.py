@@ -16,12 +16,11 @@ cross-entropy, backward and the optimizer update, float32.
     each round the best of a few steps, so a neighbour's load hits both; the
     table reports each library's median round and the ratio round by round.
     Target (issue 17): minigrad <= 1.0x PyTorch.
-(b) The profile: one minigrad step split by op. Forward time is attributed
-    to the op whose result is made next (the time between two consecutive
-    results, Python glue of the module calls included); backward time to the
-    op whose backward closure runs; "engine" is what backward spends outside
-    the closures (the graph walk, gradient accumulation, freeing). Times are
-    the median over steps; shares are of the whole step.
+(b) The profile: one minigrad step split by op, by minigrad.profiler (the
+    library's own, which the tour and notebook 3 draw): forward time goes to
+    the op whose result is made next, backward time to the op whose backward
+    closure runs, "engine" to what backward spends outside the closures.
+    Times are the median over steps; shares are of the whole step.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ import argparse
 import os
 import statistics
 import time
-from collections import defaultdict
 
 import numpy as np
 
@@ -38,58 +36,32 @@ from .common import print_table, torch_or_none
 
 CONFIG = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
 BATCH = 12
-ADAMW = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+ADAMW = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)  # as minigrad.profiler's
 
-# op name (as recorded by Tensor._make) -> the profile's row
-CATEGORIES = {
-    "linear": "matmuls (linear)", "matmul": "matmuls (linear)",
-    "sdpa": "attention (sdpa)", "flash_attention": "attention (sdpa)",
-    "layer_norm": "layer norm", "gelu": "GELU", "embedding": "embedding",
-    "cross_entropy": "cross-entropy",
-    "reshape": "views (reshape, transpose)", "transpose": "views (reshape, transpose)",
-    "add": "residual adds",
-}
-
-
-def batch(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, CONFIG["vocab_size"], (BATCH, CONFIG["block_size"]))
-    y = np.roll(x, -1, axis=1)
-    return x, y
-
-
-# ----------------------------------------------------------------------------
-# minigrad
-# ----------------------------------------------------------------------------
 
 def minigrad_step_fn(seed: int = 0):
-    import minigrad
-    import minigrad.functional as F
-    from minigrad.models.tinygpt import GPTConfig, TinyGPT
-    from minigrad.optim import AdamW
+    """minigrad.profiler's TinyGPT step, as (model, step() -> loss, (x, y))."""
+    from minigrad.models.tinygpt import GPTConfig
+    from minigrad.profiler import tinygpt_step
 
-    minigrad.manual_seed(seed)
-    model = TinyGPT(GPTConfig(**CONFIG))
-    opt = AdamW(model.parameters(), **ADAMW)
-    x, y = batch(seed)
-    V = CONFIG["vocab_size"]
+    forward, opt = tinygpt_step(GPTConfig(**CONFIG), batch_size=BATCH, seed=seed, lr=ADAMW["lr"])
 
     def step():
         opt.zero_grad()
-        loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
+        loss = forward()
         loss.backward()
         opt.step()
         return float(loss.data)
 
-    return model, step
+    return forward.model, step, forward.batch
 
 
 # ----------------------------------------------------------------------------
 # PyTorch: the same model, written the way nanoGPT writes it
 # ----------------------------------------------------------------------------
 
-def torch_step_fn(torch, state: dict):
-    """A PyTorch TinyGPT with minigrad's parameter names, loaded from ``state``."""
+def torch_step_fn(torch, state: dict, batch):
+    """A PyTorch TinyGPT with minigrad's parameter names, loaded from ``state``, on ``batch``."""
     nn, Fn = torch.nn, torch.nn.functional
     C, H, V, T = CONFIG["n_embd"], CONFIG["n_head"], CONFIG["vocab_size"], CONFIG["block_size"]
 
@@ -134,7 +106,7 @@ def torch_step_fn(torch, state: dict):
     model = GPT()
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
     opt = torch.optim.AdamW(model.parameters(), **ADAMW)
-    x, y = (torch.from_numpy(a) for a in batch())
+    x, y = (torch.from_numpy(a) for a in batch)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -160,11 +132,11 @@ def _best(step, n: int) -> float:
 
 
 def step_table(rounds: int, per_round: int) -> dict:
-    model, mg_step = minigrad_step_fn()
+    model, mg_step, data = minigrad_step_fn()
     torch = torch_or_none()
     th_step = None
     if torch is not None:
-        th_step = torch_step_fn(torch, model.state_dict())
+        th_step = torch_step_fn(torch, model.state_dict(), data)
     # the same weights and batch give the same first loss (before either updates)
     mg_loss = mg_step()
     if th_step is not None:
@@ -181,7 +153,7 @@ def step_table(rounds: int, per_round: int) -> dict:
     # fused kernels buy; its own model, same weights
     from minigrad import kernels
 
-    ref_model, ref_step = minigrad_step_fn()
+    _, ref_step, _ = minigrad_step_fn()
 
     def reference_step():
         with kernels.use("reference"):
@@ -220,93 +192,19 @@ def step_table(rounds: int, per_round: int) -> dict:
 # (b) the profile by op
 # ----------------------------------------------------------------------------
 
-class OpProfiler:
-    """Attribute a minigrad step's time to ops by wrapping ``Tensor._make``."""
+def profile_table(steps: int) -> dict:
+    """minigrad.profiler's per-op profile of the step, as a table."""
+    from minigrad.models.tinygpt import GPTConfig
+    from minigrad.profiler import profile_step, tinygpt_step
 
-    def __init__(self):
-        self.fwd = defaultdict(float)
-        self.bwd = defaultdict(float)
-        self.last = None
-
-    def __enter__(self):
-        from minigrad.tensor import Tensor
-
-        self._orig = Tensor.__dict__["_make"]
-        make = self._orig.__func__
-        prof = self
-
-        def timed_make(data, parents, backward, op):
-            now = time.perf_counter()
-            if prof.last is not None:
-                prof.fwd[op] += now - prof.last
-            if backward is not None:
-                inner = backward
-
-                def backward(g, _inner=inner, _op=op):
-                    t0 = time.perf_counter()
-                    try:
-                        return _inner(g)
-                    finally:
-                        prof.bwd[_op] += time.perf_counter() - t0
-            out = make(data, parents, backward, op)
-            prof.last = time.perf_counter()
-            return out
-
-        Tensor._make = staticmethod(timed_make)
-        return self
-
-    def __exit__(self, *exc):
-        from minigrad.tensor import Tensor
-
-        Tensor._make = self._orig
-
-
-def profile_table(steps: int) -> list:
-    import minigrad.functional as F
-
-    model, _ = minigrad_step_fn()
-    from minigrad.optim import AdamW
-
-    opt = AdamW(model.parameters(), **ADAMW)
-    x, y = batch()
-    V = CONFIG["vocab_size"]
-    per_step = []
-    for i in range(steps + 2):
-        parts = {}
-        with OpProfiler() as prof:
-            t0 = time.perf_counter()
-            opt.zero_grad()
-            t1 = time.perf_counter()
-            prof.last = t1
-            loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
-            t2 = time.perf_counter()
-            loss.backward()
-            t3 = time.perf_counter()
-            opt.step()
-            t4 = time.perf_counter()
-        rows = defaultdict(float)
-        for op, t in prof.fwd.items():
-            rows[CATEGORIES.get(op, "other ops")] += t
-        for op, t in prof.bwd.items():
-            rows[CATEGORIES.get(op, "other ops")] += t
-        rows["engine (graph walk, accumulation)"] = (t3 - t2) - sum(prof.bwd.values())
-        rows["forward glue (outside ops)"] = max(0.0, (t2 - t1) - sum(prof.fwd.values()))
-        rows["optimizer (AdamW step + zero_grad)"] = (t4 - t3) + (t1 - t0)
-        parts = dict(rows)
-        parts["total"] = t4 - t0
-        if i >= 2:  # the first two warm caches
-            per_step.append(parts)
-    keys = sorted({k for p in per_step for k in p if k != "total"},
-                  key=lambda k: -statistics.median(p.get(k, 0.0) for p in per_step))
-    total = statistics.median(p["total"] for p in per_step)
-    table = []
-    for k in keys:
-        ms = statistics.median(p.get(k, 0.0) for p in per_step) * 1e3
-        table.append([k, ms, f"{100 * ms / (total * 1e3):.0f}%"])
-    table.append(["step (profiled)", total * 1e3, "100%"])
+    ms = profile_step(tinygpt_step(GPTConfig(**CONFIG), batch_size=BATCH, lr=ADAMW["lr"]),
+                      steps=steps)
+    total = ms["step"]
+    rows = [[k, v, f"{100 * v / total:.0f}%"] for k, v in ms.items() if k != "step"]
+    rows.append(["step (profiled)", total, "100%"])
     print_table(f"(b) where a minigrad step goes (median of {steps} profiled steps; "
-                "the wrappers add a little to every op)", ["part", "ms", "share"], table)
-    return table
+                "the wrappers add a little to every op)", ["part", "ms", "share"], rows)
+    return ms
 
 
 def main(argv=None) -> None:

@@ -1,4 +1,5 @@
-"""Chapter 3 in one run: KV-cache memory, a tiny GPT learning to add, attention maps, sampling."""
+"""Chapter 3 in one run: KV-cache memory, a tiny GPT learning to add, attention maps, sampling,
+and where a training step's time goes on each kernel set."""
 
 from __future__ import annotations
 
@@ -74,4 +75,29 @@ def run(out_dir, quick: bool) -> list:
                                    "sampling the next token from one set of logits"),
             "ch03_sampling", out_dir)
     rows.append(("tokens kept by top-p=0.8 (of 12)", int((dists["top-p=0.8"] > 0).sum())))
+    rows += step_profile_rows(out_dir, quick)
     return rows
+
+
+def step_profile_rows(out_dir, quick: bool) -> list:
+    """6. One TinyGPT training step, op by op, on the numba kernels and on the NumPy references."""
+    from ..models import GPTConfig
+    from ..profiler import compare_kernels, tinygpt_step
+    from ..viz import savefig
+    from ..viz.training import step_profile_bars
+
+    # nanoGPT's CPU recipe (4 layers of 128, context 64, batch 12); quick: a quarter of it
+    config = GPTConfig(vocab_size=65, block_size=32 if quick else 64, n_layer=2 if quick else 4,
+                       n_head=4, n_embd=64 if quick else 128)
+    batch = 8 if quick else 12
+    runs = compare_kernels(lambda: tinygpt_step(config, batch_size=batch), steps=3)
+    shape = f"{config.n_layer} layers x {config.n_embd}, context {config.block_size}, batch {batch}"
+    savefig(step_profile_bars({"numba kernels": runs["numba"],
+                               "NumPy references": runs["reference"]},
+                              f"one TinyGPT training step ({shape}), AdamW"),
+            "ch03_step_profile", out_dir)
+    fast, ref = runs["numba"], runs["reference"]
+    return [(f"TinyGPT step ({shape}), numba kernels", f"{fast['step']:.1f} ms"),
+            ("the same step on the NumPy references", f"{ref['step']:.1f} ms"),
+            ("first loss, kernels vs references", f"{fast['first loss']:.6f} vs "
+                                                   f"{ref['first loss']:.6f}")]

@@ -8,7 +8,7 @@ import numpy as np
 from . import new_figure
 
 __all__ = ["plot_activations", "plot_loss_curves", "plot_decision_boundary",
-           "plot_regression_fit", "plot_optimizer_comparison"]
+           "plot_regression_fit", "plot_optimizer_comparison", "step_profile_bars"]
 
 _COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
 
@@ -155,3 +155,40 @@ def plot_optimizer_comparison(results: dict, title: str = "Optimizers on the sam
     ax1.set_ylim(0, max(max(per) * 1.25, 1))
     ax1.tick_params(axis="x", rotation=20)
     return fig
+
+
+def step_profile_bars(profiles: dict, title: str = "Where a training step's time goes"):
+    """One horizontal bar per run, split into its parts (minigrad.profiler's output).
+
+    Args:
+        profiles: label -> {part: ms}, each with its "step" total (other
+            non-part keys, such as "first loss", are ignored).
+    """
+    parts = []
+    for prof in profiles.values():
+        parts += [k for k in prof if k not in ("step", "first loss") and k not in parts]
+    fig, ax = new_figure(1, 1, size=(10.0, 2.4 + 0.5 * len(profiles)))
+    labels = list(profiles)
+    for row, label in enumerate(labels):
+        left = 0.0
+        for i, part in enumerate(parts):
+            ms = profiles[label].get(part, 0.0)
+            ax.barh(row, ms, left=left, color=_part_color(i), edgecolor="white",
+                    label=part if row == 0 else None)
+            left += ms
+        ax.text(left, row, f"  {profiles[label]['step']:.1f} ms", va="center")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds per step")
+    ax.set_title(title)
+    ax.set_xlim(0, 1.12 * max(p["step"] for p in profiles.values()))  # room for the totals
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def _part_color(i: int) -> str:
+    """The i-th of twelve distinct colours (tab20's darker half, then its lighter)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    return matplotlib.colors.to_hex(cmap((2 * i) % 20 + (2 * i) // 20))
