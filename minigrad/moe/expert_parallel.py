@@ -164,6 +164,7 @@ def expert_parallel_forward(cluster, moe: MoE, x_shards) -> ExpertParallelResult
     return ExpertParallelResult(outputs, send_counts, tokens_per_gpu, dispatch_bytes, combine_bytes)
 
 
+@no_grad()  # grad mode is per thread, so a simulated rank's no_grad leaves the others alone
 def expert_parallel_moe(moe: MoE, x, group=None) -> np.ndarray:
     """This rank's MoE output for its tokens ``x`` (T_r, C), experts spread over the ranks.
 
@@ -181,8 +182,6 @@ def expert_parallel_moe(moe: MoE, x, group=None) -> np.ndarray:
         raise ValueError(f"expert_parallel_moe: x must be (T, {moe.embed_dim}), got {x.shape}")
     local = experts_of_rank(moe.num_experts, p, r)
     per = len(local)
-    # no no_grad() here: grad mode is one flag for the process, and the simulator's ranks
-    # are threads of one process; the graph built below is dropped with the results
     # 1. route this rank's tokens
     _, _, routing, gate = moe.route(Tensor(x))
     send, token, choice, counts = dispatch_buffers(x, routing.expert_index, routing.kept,
