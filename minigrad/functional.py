@@ -884,17 +884,14 @@ def _sdpa_fused(q: Tensor, k: Tensor, v: Tensor, mask, is_causal: bool, scale: f
     if mask is not None and mask.dtype == np.bool_:  # both apply: a key must pass both
         allowed, mask = (mask if allowed is None else mask & allowed), None
     limits, bias, groups = fused.mask_plan(allowed, mask, batch, L, N)
-
-    def heads():                                    # (BH, L|N, E|Ev), contiguous; made twice, as a
-        return [fused.stack_heads(x, batch) for x in (q.data, K, V)]  # copy kept costs 3 activations
-    O, saved = fused.sdpa_forward_numba(*heads(), scale, limits, bias, groups)
+    Q4, K4, V4 = (fused.as_heads(x, batch) for x in (q.data, K, V))    # (B', H', L|N, E|Ev) views
+    O, saved = fused.sdpa_forward_numba(Q4, K4, V4, scale, limits, bias, groups)
 
     def backward(dO):
-        Q3, K3, V3 = heads()
-        dQ, dK, dV = fused.sdpa_backward_numba(Q3, K3, V3, O, saved, fused.stack_heads(dO, batch),
+        dQ, dK, dV = fused.sdpa_backward_numba(Q4, K4, V4, O, saved, fused.as_heads(dO, batch),
                                                scale, limits, groups)
-        return _sdpa_grads(dQ.reshape(batch + Q3.shape[1:]), dK.reshape(batch + K3.shape[1:]),
-                           dV.reshape(batch + V3.shape[1:]), None, q, k, v, None, n_rep)
+        return _sdpa_grads(dQ.reshape(batch + (L, -1)), dK.reshape(batch + (N, -1)),
+                           dV.reshape(batch + (N, Ev)), None, q, k, v, None, n_rep)
     return Tensor._make(O.reshape(batch + (L, Ev)), (q, k, v), backward, "sdpa")
 # END KERNEL
 

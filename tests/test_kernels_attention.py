@@ -65,14 +65,14 @@ def _masks(kind, G, L, N):
     return F.causal_mask(L, N), np.where(rng.random((G, L, N)) > 0.3, _rand(G, L, N), -np.inf)
 
 
-@pytest.mark.parametrize("BH, L, N, E, Ev", [(1, 1, 1, 1, 1), (1, 5, 7, 3, 2), (3, 70, 130, 33, 17),
-                                             (2, 200, 150, 16, 16), (4, 129, 65, 64, 64),
-                                             (2, 64, 64, 128, 96)])
+@pytest.mark.parametrize("B, H, L, N, E, Ev", [(1, 1, 1, 1, 1, 1), (1, 1, 5, 7, 3, 2),
+                                                (3, 1, 70, 130, 33, 17), (1, 2, 200, 150, 16, 16),
+                                                (2, 2, 129, 65, 64, 64), (2, 1, 64, 64, 128, 96)])
 @pytest.mark.parametrize("kind", ["none", "causal", "padding", "bool", "float", "causal+float"])
-def test_kernels_agree_with_reference(BH, L, N, E, Ev, kind):
-    q, k, v, do = _rand(BH, L, E), _rand(BH, N, E), _rand(BH, N, Ev), _rand(BH, L, Ev)
-    allowed, bias = _masks(kind, BH, L, N)
-    limits, bias, groups = A.mask_plan(allowed, bias, (BH,), L, N)
+def test_kernels_agree_with_reference(B, H, L, N, E, Ev, kind):
+    q, k, v, do = _rand(B, H, L, E), _rand(B, H, N, E), _rand(B, H, N, Ev), _rand(B, H, L, Ev)
+    allowed, bias = _masks(kind, B * H, L, N)
+    limits, bias, groups = A.mask_plan(allowed, bias, (B * H,), L, N)
     scale = 1 / math.sqrt(E)
     o, saved = A.sdpa_forward_numba(q, k, v, scale, limits, bias, groups)
     o_ref, p_ref = A.sdpa_forward_reference(q, k, v, scale, limits, bias, groups)
@@ -82,6 +82,23 @@ def test_kernels_agree_with_reference(BH, L, N, E, Ev, kind):
     for a, b in zip(grads, grads_ref):
         assert a.dtype == np.float32
         _close(a, b)
+
+
+def test_kernels_read_transposed_and_broadcast_views_as_their_copies():
+    B, H, L, N, E = 2, 3, 40, 70, 16
+    q = _rand(B, L, H, E).transpose(0, 2, 1, 3)         # (B, T, H, D) -> (B, H, T, D)
+    k = np.broadcast_to(_rand(1, H, N, E), (B, H, N, E))
+    v, do = _rand(B, H, E, N).swapaxes(-1, -2), _rand(B, H, L, E)[..., ::-1, :]
+    limits, bias, groups = A.mask_plan(F.causal_mask(L, N), None, (B, H), L, N)
+    views = (q, k, v)
+    copies = tuple(np.ascontiguousarray(x) for x in views)
+    o, saved = A.sdpa_forward_numba(*views, 0.3, limits, bias, groups)
+    o_c, saved_c = A.sdpa_forward_numba(*copies, 0.3, limits, bias, groups)
+    np.testing.assert_array_equal(o, o_c)
+    for a, b in zip(A.sdpa_backward_numba(*views, o, saved, do, 0.3, limits, groups),
+                    A.sdpa_backward_numba(*copies, o_c, saved_c, np.ascontiguousarray(do), 0.3,
+                                          limits, groups)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_mask_plan_turns_prefix_masks_into_limits_and_shares_masks_across_heads():
@@ -99,6 +116,27 @@ def test_mask_plan_turns_prefix_masks_into_limits_and_shares_masks_across_heads(
     assert limits.tolist() == [[N] * L] * 2 and bias.shape == (2, L, N)
     np.testing.assert_array_equal(groups, [0, 1] * 3)
     assert bias[0, 1, 2] == -np.inf and np.isfinite(np.delete(bias[:, 1], 2, axis=-1)).all()
+
+
+def test_the_kernels_exp_is_within_two_ulps_and_exactly_zero_at_minus_inf():
+    x = np.concatenate([np.linspace(-87, 0, 100_001), [-np.inf, -1e30, -0.0]]).astype(np.float32)
+    s, rowsum = x.reshape(1, -1).copy(), np.empty(1, np.float32)
+    A._exp_tile(s, np.zeros(1, np.float32), rowsum)
+    want = np.exp(x.astype(np.float64))
+    normal = want >= np.finfo(np.float32).tiny
+    np.testing.assert_allclose(s[0, normal], want[normal], rtol=2 * 2.0 ** -23, atol=0)
+    assert s[0, -3] == 0.0 and s[0, -2] == 0.0 and s[0, -1] == 1.0
+    np.testing.assert_allclose(rowsum[0], want.sum(), rtol=1e-6)
+
+
+def test_the_row_max_through_integer_keys_is_the_float_max():
+    s = np.array([[-3.5, -1e-30, -7.0, -np.inf], [2.0, -1.0, 5e-39, -0.5],
+                  [-np.inf] * 4, [1e30, 3.0, -1e30, np.inf], [-2e-45, -1e38, -3.0, -2.0]], np.float32)
+    mkey = np.full(len(s), A._KEY_NEG_INF, np.int32)
+    A._scores_tile(s.copy(), np.float32(1), np.full(len(s), 4), 0, np.zeros((1, 1), np.float32),
+                   False, 0, mkey)
+    np.testing.assert_array_equal((mkey ^ ((mkey >> 31) & 0x7FFFFFFF)).view(np.float32),
+                                  s.max(axis=1))
 
 
 # ----------------------------------------------------------------------------
@@ -241,7 +279,8 @@ def test_a_release_that_stubs_the_sdpa_backward_drops_the_kernels_and_keeps_the_
     from minigrad.exercises.registry import all_exercises
 
     titles = {e.id: e.title for e in all_exercises()}
-    for rel, gone in (("minigrad/functional.py", ["_sdpa_fused", "_sdpa_fusable", "kernels.attention"]),
+    for rel, gone in (("minigrad/functional.py", ["_sdpa_fused", "_sdpa_fusable",
+                                                  "kernels.attention"]),
                       ("minigrad/kernels/attention.py", ["def sdpa_backward_numba",
                                                          "def sdpa_backward_reference"])):
         text = release_text((ROOT / rel).read_text(), titles, {"ch3.sdpa_backward"}, Path(rel))
