@@ -862,6 +862,10 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
     mask = None if attn_mask is None else \
         attn_mask_array(attn_mask, batch + (L, N), "scaled_dot_product_attention")
+    # BEGIN KERNEL ch3.sdpa_backward
+    if kernels.fast() and _sdpa_fusable(q, k, v, attn_mask, dropout_p):
+        return _sdpa_fused(q, k, v, mask, is_causal, scale, n_rep, batch)
+    # END KERNEL
     Q, K, V = q.data, k.data, v.data
     if n_rep > 1:                                   # GQA: each key/value head serves n_rep queries
         K, V = _repeat_heads(K, n_rep), _repeat_heads(V, n_rep)
@@ -894,6 +898,41 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         # END SOLUTION
         return _sdpa_grads(dQ, dK, dV, dS, q, k, v, mask_t, n_rep)
     return Tensor._make(O, parents, backward, "sdpa")
+
+
+# BEGIN KERNEL ch3.sdpa_backward
+def _sdpa_fusable(q: Tensor, k: Tensor, v: Tensor, attn_mask, dropout_p: float) -> bool:
+    """Whether the fused kernels cover this call: float32 throughout, no dropout, no gradient
+    for the mask, no empty dim. Anything else runs the NumPy route."""
+    mask_grad = isinstance(attn_mask, Tensor) and attn_mask.requires_grad
+    return (all(x.dtype == np.float32 for x in (q, k, v)) and dropout_p == 0.0
+            and not mask_grad and min(q.shape + k.shape + v.shape) > 0)
+
+
+def _sdpa_fused(q: Tensor, k: Tensor, v: Tensor, mask, is_causal: bool, scale: float,
+                n_rep: int, batch: tuple) -> Tensor:
+    """scaled_dot_product_attention by :mod:`minigrad.kernels.attention`: one numba kernel per
+    (batch, head) each way, the heads split over the cores; same masks, same zeros."""
+    from .kernels import attention as fused
+
+    L, N, Ev = q.shape[-2], k.shape[-2], v.shape[-1]
+    K, V = k.data, v.data
+    if n_rep > 1:                                   # GQA: each key/value head serves n_rep queries
+        K, V = _repeat_heads(K, n_rep), _repeat_heads(V, n_rep)
+    allowed = causal_mask(L, N) if is_causal else None
+    if mask is not None and mask.dtype == np.bool_:  # both apply: a key must pass both
+        allowed, mask = (mask if allowed is None else mask & allowed), None
+    limits, bias, groups = fused.mask_plan(allowed, mask, batch, L, N)
+    Q4, K4, V4 = (fused.as_heads(x, batch) for x in (q.data, K, V))    # (B', H', L|N, E|Ev) views
+    O, saved = fused.sdpa_forward_numba(Q4, K4, V4, scale, limits, bias, groups)
+
+    def backward(dO):
+        dQ, dK, dV = fused.sdpa_backward_numba(Q4, K4, V4, O, saved, fused.as_heads(dO, batch),
+                                               scale, limits, groups)
+        return _sdpa_grads(dQ.reshape(batch + (L, -1)), dK.reshape(batch + (N, -1)),
+                           dV.reshape(batch + (N, Ev)), None, q, k, v, None, n_rep)
+    return Tensor._make(O.reshape(batch + (L, Ev)), (q, k, v), backward, "sdpa")
+# END KERNEL
 
 
 def _softmax_rows(S: np.ndarray) -> np.ndarray:

@@ -1,0 +1,439 @@
+"""Fused scaled dot-product attention: one numba kernel per (batch, head), both ways.
+
+:func:`minigrad.functional.scaled_dot_product_attention` in NumPy makes about
+fifteen passes over the (..., L, N) score matrix (scale, mask, max, exp, sum,
+divide; then dP, the row sums, dS) and one small BLAS call per head and
+product. The kernels here take one head at a time, cut into tiles of ``bq``
+queries by ``bk`` keys, and keep each tile in cache from the product that
+makes it to the products that use it:
+
+forward   S = scale q k^T + bias, -inf at keys j >= limits[i];
+          P~ = exp(S - rowmax(S)), l = rowsum(P~); O = (P~ v) / l
+backward  with P = P~ / l: dV = P^T dO; dP = dO v^T; dS = P * (dP - rowsum(dO * O));
+          dQ = scale dS k; dK = scale dS^T q
+
+The forward keeps P~ (tile after tile, in one flat buffer per head) and
+1 / l for the backward, as the NumPy route keeps P. How it is made fast:
+
+- BLAS multiplies the tiles (``np.dot`` inside numba calls SciPy's), both
+  operands row-major (k and v are copied into transposed tiles once per
+  head: q_i @ tile runs about 1.5x faster than q_i @ k_j.T). A tile's
+  product is at most 64*64*64 multiply-adds, the size up to which OpenBLAS
+  stays on the calling thread, so the heads, split over the cores in Python
+  threads (``nogil``), never wait on BLAS's own threads.
+- A query block visits only the keys its rows may attend: a causal mask
+  costs about half the work of a full one.
+- The row max is an integer max over the floats' bits (it vectorizes, a
+  float max does not) and exp a polynomial in a loop the compiler vectorizes.
+
+Shapes (what the caller hands over, float32): q (B, H, L, E), k (B, H, N, E),
+v (B, H, N, Ev), one (L, E) matrix per (batch, head), any strides (the
+model's transposed views and broadcast keys are copied one head at a time,
+inside the threads, never as a whole); head h is (h // H, h % H).
+limits (G, L) int64: query i of mask group g may attend keys j < limits[g, i];
+bias (G, L, N) or None, added to the scaled scores (-inf where not allowed);
+groups (B H,) int64: the mask group of each head (the masks' own leading
+dims broadcast over the batch). :func:`as_heads` and :func:`mask_plan` make
+them from SDPA's arguments. Each kernel has a NumPy ``*_reference`` with the
+same signature; ``tests/test_kernels_attention.py`` holds the two equal, and
+``benchmarks/bench_attention.py`` times them against PyTorch.
+
+This module imports numba: :mod:`minigrad.functional` imports it only when
+:func:`minigrad.kernels.fast` says the fast kernels are wanted.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import njit
+
+from ..threads import run_parallel
+
+__all__ = ["as_heads", "mask_plan", "tile_sizes", "sdpa_forward_reference",
+           "sdpa_forward_numba", "sdpa_backward_reference", "sdpa_backward_numba"]
+
+_THREADS = 2
+_CACHED_MASK_SIZE = 1 << 16  # bool masks up to this many entries have their plan cached
+_MIN_PER_THREAD = 1 << 20   # multiply-adds below which one thread beats the pool's hand-off
+_BLAS_ONE_THREAD = 1 << 18  # OpenBLAS multiplies m*n*k <= this on the calling thread
+# reassociation lets the compiler vectorize row sums; no 'nnan'/'ninf': masked scores are -inf
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+_EXACT = {"contract", "nsz"}  # no reassociation: it would fold exp's two-part ln 2 into one
+
+
+# ----------------------------------------------------------------------------
+# the kernels' view of SDPA's arguments
+# ----------------------------------------------------------------------------
+
+def as_heads(x: np.ndarray, batch: tuple) -> np.ndarray:
+    """(..., n, d) broadcast to ``batch`` + (n, d) and viewed as float32 (B, H, n, d): the
+    batch's last dim is H, the others merged into B. Any strides: a transposed or broadcast
+    view is not copied (the kernels copy one head at a time, in their threads)."""
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
+    if x.shape[:-2] != batch:
+        x = np.broadcast_to(x, batch + x.shape[-2:])
+    return x.reshape((math.prod(batch[:-1]), batch[-1] if batch else 1) + x.shape[-2:])
+
+
+def mask_plan(allowed, bias, batch: tuple, L: int, N: int):
+    """SDPA's masks as the kernels take them: (limits (G, L), bias (G, L, N) or None,
+    groups (B H,)).
+
+    Args:
+        allowed: bool, True where query i may attend key j, broadcastable to
+            ``batch`` + (L, N); or None (everything allowed).
+        bias: float, added to the scaled scores, broadcastable likewise; or None.
+    G counts the distinct masks over the batch (the masks' own leading dims);
+    head h uses mask ``groups[h]``. Where each row of ``allowed`` is a prefix of
+    the keys (a causal triangle, right padding) it becomes ``limits``, the
+    number of keys each query sees, and the kernels skip the rest; any other
+    pattern joins the bias as -inf. Bool-only plans are cached by the mask's bytes (a model
+    passes the same triangle every layer and step): the arrays returned are shared, never written.
+    """
+    if bias is None and (allowed is None or allowed.size <= _CACHED_MASK_SIZE):
+        key = None if allowed is None else (allowed.shape, np.asarray(allowed, bool).tobytes())
+        return _bool_plan(key, batch, L, N)
+    return _plan(allowed, bias, batch, L, N)
+
+
+@functools.lru_cache(maxsize=32)
+def _bool_plan(key, batch: tuple, L: int, N: int):
+    allowed = None if key is None else np.frombuffer(key[1], bool).reshape(key[0])
+    return _plan(allowed, None, batch, L, N)
+
+
+def _plan(allowed, bias, batch: tuple, L: int, N: int):
+    masks = [m.reshape((1,) * (2 - m.ndim) + m.shape) for m in (allowed, bias) if m is not None]
+    lead = np.broadcast_shapes(*(m.shape[:-2] for m in masks)) if masks else ()
+    G = math.prod(lead)
+    groups = np.array(np.broadcast_to(np.arange(G).reshape(lead), batch), np.int64).reshape(-1)
+
+    def per_group(m):                                   # (..., L|1, N|1) -> (G, L, N)
+        return np.broadcast_to(m, lead + (L, N)).reshape(G, L, N)
+
+    limits, extra = np.full((G, L), N, np.int64), None
+    if allowed is not None:
+        a = per_group(masks[0])
+        seen = a.sum(axis=-1)                           # (G, L): keys each query may attend
+        if np.array_equal(a, np.arange(N) < seen[..., None]):
+            limits = seen.astype(np.int64)
+        else:
+            extra = np.where(a, 0.0, -np.inf).astype(np.float32)
+    if bias is not None:
+        b = per_group(masks[-1]).astype(np.float32)
+        extra = b if extra is None else b + extra
+    return limits, (None if extra is None else np.ascontiguousarray(extra)), groups
+
+
+def tile_sizes(E: int, Ev: int) -> tuple:
+    """(bq, bk): 64 queries, and as many keys as keep a tile's products within
+    _BLAS_ONE_THREAD multiply-adds (64 for E = 64, 128 for E = 32), 16 to 256."""
+    bk = _BLAS_ONE_THREAD // (64 * max(E, Ev, 1))
+    return 64, int(min(256, max(16, 1 << (max(bk, 1).bit_length() - 1))))
+
+
+def _head_ranges(heads: int, work_per_head: int) -> list:
+    """Split the heads into at most _THREADS contiguous ranges."""
+    t = max(1, min(_THREADS, heads, heads * work_per_head // _MIN_PER_THREAD))
+    cuts = [heads * i // t for i in range(t + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+# ----------------------------------------------------------------------------
+# forward
+# ----------------------------------------------------------------------------
+
+def sdpa_forward_reference(q, k, v, scale, limits, bias, groups):
+    """(O, P) of O = softmax(scale q k^T + bias, keys j >= limits[i] masked) v, per head.
+
+    A query that may attend no key gets P = 0 and O = 0. P (B, H, L, N) is what
+    :func:`sdpa_backward_reference` takes.
+    """
+    N = k.shape[-2]
+    g = groups.reshape(q.shape[:2])                      # each head's mask
+    s = (q @ np.swapaxes(k, -1, -2)) * np.float32(scale)  # (.., L, E) @ (.., E, N) -> (.., L, N)
+    if bias is not None:
+        s = s + bias[g]
+    s[np.arange(N) >= limits[g][..., None]] = -np.inf
+    m = s.max(axis=-1, keepdims=True)
+    m[m == -np.inf] = 0.0                                # a fully masked row: exp(-inf) = 0
+    p = np.exp(s - m)                                    # subtract the row max: no overflow
+    l = p.sum(axis=-1, keepdims=True)
+    p /= np.where(l == 0, 1.0, l)
+    return p @ v, p                                      # (.., L, N) @ (.., N, Ev) -> (.., L, Ev)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _transposed_tiles(x, n, bk):
+    """x[:n] (n, d) as tiles of bk rows, each transposed: tile j0 is (d, nk), C-contiguous, at
+    offset j0 * d of the flat result. BLAS multiplies q_i @ tile (both row-major) about 1.5x
+    faster than q_i @ x[j0:j1].T."""
+    d = x.shape[1]
+    out = np.empty(n * d, x.dtype)
+    for j0 in range(0, n, bk):
+        nk = min(bk, n - j0)
+        t = out[j0 * d:j0 * d + nk * d].reshape((d, nk))
+        for c in range(nk):
+            for e in range(d):
+                t[e, c] = x[j0 + c, e]
+    return out
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _accumulate(dst, src):
+    """dst += src, (r, c) each; numba's in-place array operator is several times slower."""
+    for r in range(src.shape[0]):
+        a, b = dst[r], src[r]
+        for c in range(b.size):
+            a[c] += b[c]
+
+
+# float32 bits read as int32 are ordered as the floats for x >= 0 and reversed for x < 0;
+# flipping the 31 magnitude bits of the negative ones makes int order float order. The row
+# max is taken on these keys: an int max vectorizes, numba's float max does not (4-7x).
+_KEY_NEG_INF = np.int32(-2139095041)    # the key of -inf: 0xff800000 ^ 0x7fffffff
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _scores_tile(s, scale, lim, j0, bias, has_bias, i0, mkey):
+    """In place on the tile s = q_i k_j^T (queries i0.., keys j0..): s * scale + bias, -inf at
+    keys j >= lim[r]; mkey[r] = max(mkey[r], the key of the row's max). Whole rows, masked or
+    not: a loop that stops mid-row runs its tail one element at a time (2x slower here)."""
+    nk = s.shape[1]
+    bits = s.view(np.int32)
+    for r in range(s.shape[0]):
+        row, rb = s[r], bits[r]
+        stop = lim[r] - j0                               # keys from here on are masked
+        if has_bias:
+            b = bias[i0 + r, j0:j0 + nk]
+            for c in range(nk):
+                row[c] = row[c] * scale + b[c] if c < stop else -np.inf
+        else:
+            for c in range(nk):
+                row[c] = row[c] * scale if c < stop else -np.inf
+        key = mkey[r]
+        for c in range(nk):
+            x = rb[c]
+            key = max(key, x ^ ((x >> 31) & 0x7FFFFFFF))
+        mkey[r] = key
+
+
+# exp(x) for x <= 0 in float32, in a loop the compiler vectorizes (numba's math.exp is a libm
+# call per element): x = n ln 2 + t with |t| <= ln2 / 2 (ln 2 in two parts, so n * hi is exact:
+# Cody & Waite), exp(t) by its Taylor polynomial to degree 7 (error < 6e-9, below float32's
+# 6e-8), 2^n written into a float's exponent bits; below 2^-126 the result is 0, exp(-inf) too.
+_LOG2E = np.float32(1 / math.log(2))
+_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)   # hi + lo = ln 2
+_X_MIN = np.float32(-88.75)                              # n = -128 here: 2^n leaves the normals
+_C = tuple(np.float32(1 / math.factorial(i)) for i in range(8))
+
+
+@njit(cache=True, fastmath=_EXACT)
+def _exp_shifted(row, sh, bits):
+    """exp(row - sh) = p(t) 2^n: p(t) into row, 2^n's bits into bits (the caller multiplies)."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = _C
+    for c in range(row.size):
+        x = max(row[c] - sh, _X_MIN)
+        n = np.floor(x * _LOG2E + np.float32(0.5))
+        t = x - n * _LN2_HI - n * _LN2_LO
+        row[c] = ((((((c7 * t + c6) * t + c5) * t + c4) * t + c3) * t + c2) * t + c1) * t + c0
+        e = np.int32(n) + 127                            # biased exponent of 2^n
+        bits[c] = (e << 23) if e > 0 else 0
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _exp_tile(s, shift, rowsum):
+    """In place: s[r, c] = exp(s[r, c] - shift[r]) (0 where s is -inf); rowsum[r] = row sum."""
+    nk = s.shape[1]
+    bits = np.empty(nk, np.int32)
+    pow2 = bits.view(np.float32)                         # the same bytes read as floats: 2^n
+    for r in range(s.shape[0]):
+        row = s[r]
+        _exp_shifted(row, shift[r], bits)
+        total = np.float32(0)
+        for c in range(nk):
+            row[c] *= pow2[c]
+            total += row[c]
+        rowsum[r] = total
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _forward_head(q, kt, v, scale, lim, bias, has_bias, bq, bk, o, pt, inv):
+    """One head: o (L, Ev); P~ into pt (flat, the query blocks' tiles in order); inv = 1 / l.
+    kt: k's tiles transposed (:func:`_transposed_tiles`); tile j0 holds keys j0 .. j0 + nk - 1,
+    nk = min(bk, n_all - j0) for every query block."""
+    L, E, Ev = q.shape[0], q.shape[1], v.shape[1]
+    n_all = lim.max()
+    mkey, shift = np.empty(bq, np.int32), np.empty(bq, q.dtype)
+    m = mkey.view(q.dtype)                               # the keys back as floats, in place
+    l, rowsum = np.empty(bq, q.dtype), np.empty(bq, q.dtype)
+    pv = np.empty(bq * Ev, q.dtype)
+    off = 0
+    for i0 in range(0, L, bq):
+        nq = min(bq, L - i0)
+        n = lim[i0:i0 + nq].max()                        # keys any of these queries may see
+        qi, oi = q[i0:i0 + nq], o[i0:i0 + nq]
+        mkey[:] = _KEY_NEG_INF
+        t = off
+        for j0 in range(0, n, bk):                       # pass 1: scores and their row max
+            nk = min(bk, n_all - j0)
+            s = pt[t:t + nq * nk].reshape((nq, nk))
+            np.dot(qi, kt[j0 * E:(j0 + nk) * E].reshape((E, nk)), s)   # (nq, E) @ (E, nk)
+            _scores_tile(s, scale, lim[i0:i0 + nq], j0, bias, has_bias, i0, mkey)
+            t += nq * nk
+        for r in range(nq):                              # a row that saw only -inf: exp(-inf - 0)
+            key = mkey[r]
+            mkey[r] = key ^ ((key >> 31) & 0x7FFFFFFF)
+            shift[r] = m[r] if m[r] > -np.inf else 0.0
+        l[:] = 0
+        t = off
+        for j0 in range(0, n, bk):                       # pass 2: P~ = exp(S - max), O += P~ v
+            nk = min(bk, n_all - j0)
+            s = pt[t:t + nq * nk].reshape((nq, nk))
+            _exp_tile(s, shift, rowsum)
+            for r in range(nq):
+                l[r] += rowsum[r]
+            if j0 == 0:
+                np.dot(s, v[j0:j0 + nk], oi)             # (nq, nk) @ (nk, Ev) -> (nq, Ev)
+            else:
+                acc = pv[:nq * Ev].reshape((nq, Ev))
+                np.dot(s, v[j0:j0 + nk], acc)
+                _accumulate(oi, acc)
+            t += nq * nk
+        if n == 0:
+            oi[:] = 0
+        for r in range(nq):
+            w = 1.0 / l[r] if l[r] > 0 else 0.0          # no key at all: O = 0, P = 0
+            inv[i0 + r] = w
+            oi[r] *= w
+        off = t
+
+
+@njit(cache=True, nogil=True)
+def _forward_heads(q, k, v, h0, h1, scale, limits, bias, has_bias, groups, bq, bk, o, pt, inv):
+    """Heads h0 <= h < h1 of the (B, H, n, d) views, head h = b H + j, each copied to C order
+    first (a view of it when it already is): the strided loops are several times slower."""
+    H = q.shape[1]
+    for h in range(h0, h1):                              # heads are independent
+        b, j, g = h // H, h % H, groups[h]
+        kt = _transposed_tiles(np.ascontiguousarray(k[b, j]), limits[g].max(), bk)
+        _forward_head(np.ascontiguousarray(q[b, j]), kt, np.ascontiguousarray(v[b, j]), scale,
+                      limits[g], bias[g if has_bias else 0], has_bias, bq, bk, o[b, j], pt[h],
+                      inv[h])
+
+
+def sdpa_forward_numba(q, k, v, scale, limits, bias, groups):
+    """numba twin of :func:`sdpa_forward_reference`: (O, saved), saved = (P~'s tiles, 1 / l),
+    what :func:`sdpa_backward_numba` takes."""
+    B, H, L, E = q.shape
+    N, Ev = k.shape[2], v.shape[3]
+    dt = np.dtype(np.float32)
+    bq, bk = tile_sizes(E, Ev)
+    o, pt, inv = np.empty((B, H, L, Ev), dt), np.empty((B * H, L * N), dt), np.empty((B * H, L), dt)
+    has_bias = bias is not None
+    b = bias if has_bias else np.zeros((1, 1, 1), dt)
+    run_parallel([(_forward_heads, (q, k, v, h0, h1, dt.type(scale), limits, b, has_bias, groups,
+                                    bq, bk, o, pt, inv))
+                  for h0, h1 in _head_ranges(B * H, L * N * (E + Ev))])
+    return o, (pt, inv)
+
+
+# ----------------------------------------------------------------------------
+# backward
+# ----------------------------------------------------------------------------
+
+# BEGIN KERNEL ch3.sdpa_backward
+# (the backward restates exercise ch3.sdpa_backward: a release that stubs it drops this region,
+# and functional.scaled_dot_product_attention then runs its readable route)
+def sdpa_backward_reference(q, k, v, o, saved, do, scale, limits, groups):
+    """(dQ, dK, dV) from dO (B, H, L, Ev) and the P that :func:`sdpa_forward_reference` saved:
+    dV = P^T dO; dP = dO v^T; dS = P * (dP - rowsum(dO * O)); dQ = scale dS k;
+    dK = scale dS^T q. (``limits`` and ``groups`` are in P's zeros already.)"""
+    p = saved
+    dv = np.swapaxes(p, -1, -2) @ do                     # (.., N, L) @ (.., L, Ev) -> (.., N, Ev)
+    dp = do @ np.swapaxes(v, -1, -2)                     # (.., L, Ev) @ (.., Ev, N) -> (.., L, N)
+    ds = p * (dp - (do * o).sum(axis=-1, keepdims=True))
+    dq = (ds @ k) * np.float32(scale)                    # (.., L, N) @ (.., N, E) -> (.., L, E)
+    dk = (np.swapaxes(ds, -1, -2) @ q) * np.float32(scale)  # (.., N, L) @ (.., L, E) -> (.., N, E)
+    return dq, dk, dv
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _scaled_output_grad(do, o, inv):
+    """(dO / l, rowsum(dO * O) / l), (L, Ev) and (L,): P = P~ / l, so P^T dO = P~^T (dO / l)
+    and dS = P * (dP - rowsum(dO * O)) = P~ * ((dO / l) v^T - rowsum(dO * O) / l)."""
+    L, Ev = do.shape
+    dos, delta = np.empty((L, Ev), do.dtype), np.empty(L, do.dtype)
+    for r in range(L):
+        d = do[r, 0] * 0
+        for e in range(Ev):
+            d += do[r, e] * o[r, e]
+            dos[r, e] = do[r, e] * inv[r]
+        delta[r] = d * inv[r]
+    return dos, delta
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _backward_head(q, k, vt, pt, dos, delta, scale, lim, bq, bk, dq, dk, dv):
+    """One head, query block by query block, over the tiles the forward left in pt; vt: v's
+    tiles transposed, dos and delta from :func:`_scaled_output_grad`."""
+    L, E, Ev = q.shape[0], q.shape[1], dos.shape[1]
+    n_all = lim.max()
+    dk[:] = 0
+    dv[:] = 0
+    ds_buf, acc = np.empty(bq * bk, q.dtype), np.empty(max(bq, bk) * max(E, Ev), q.dtype)
+    off = 0
+    for i0 in range(0, L, bq):
+        nq = min(bq, L - i0)
+        n = lim[i0:i0 + nq].max()
+        qi, dosi, dqi = q[i0:i0 + nq], dos[i0:i0 + nq], dq[i0:i0 + nq]
+        dqi[:] = 0
+        for j0 in range(0, n, bk):
+            nk = min(bk, n_all - j0)
+            p = pt[off:off + nq * nk].reshape((nq, nk))  # P~ of this tile
+            a = acc[:nk * Ev].reshape((nk, Ev))
+            np.dot(p.T, dosi, a)                         # dV += P^T dO: (nk, nq) @ (nq, Ev)
+            _accumulate(dv[j0:j0 + nk], a)
+            ds = ds_buf[:nq * nk].reshape((nq, nk))
+            np.dot(dosi, vt[j0 * Ev:(j0 + nk) * Ev].reshape((Ev, nk)), ds)  # dP / l = (dO / l) v^T
+            for r in range(nq):                          # dS * scale, in place
+                d = delta[i0 + r]
+                for c in range(nk):
+                    ds[r, c] = p[r, c] * (ds[r, c] - d) * scale
+            a = acc[:nq * E].reshape((nq, E))
+            np.dot(ds, k[j0:j0 + nk], a)                 # dQ += dS k: (nq, nk) @ (nk, E)
+            _accumulate(dqi, a)
+            a = acc[:nk * E].reshape((nk, E))
+            np.dot(ds.T, qi, a)                          # dK += dS^T q: (nk, nq) @ (nq, E)
+            _accumulate(dk[j0:j0 + nk], a)
+            off += nq * nk
+
+
+@njit(cache=True, nogil=True)
+def _backward_heads(q, k, v, o, pt, inv, do, h0, h1, scale, limits, groups, bq, bk, dq, dk, dv):
+    H = q.shape[1]
+    for h in range(h0, h1):
+        b, j, lim = h // H, h % H, limits[groups[h]]
+        dos, delta = _scaled_output_grad(np.ascontiguousarray(do[b, j]), o[b, j], inv[h])
+        _backward_head(np.ascontiguousarray(q[b, j]), np.ascontiguousarray(k[b, j]),
+                       _transposed_tiles(np.ascontiguousarray(v[b, j]), lim.max(), bk), pt[h],
+                       dos, delta, scale,
+                       lim, bq, bk, dq[b, j], dk[b, j], dv[b, j])
+
+
+def sdpa_backward_numba(q, k, v, o, saved, do, scale, limits, groups):
+    """numba twin of :func:`sdpa_backward_reference`; ``saved`` from :func:`sdpa_forward_numba`."""
+    B, H, L, E = q.shape
+    N, Ev = k.shape[2], v.shape[3]
+    pt, inv = saved
+    bq, bk = tile_sizes(E, Ev)
+    dq, dk, dv = (np.empty((B, H, n, d), np.float32) for n, d in ((L, E), (N, E), (N, Ev)))
+    run_parallel([(_backward_heads, (q, k, v, o, pt, inv, do, h0, h1, np.float32(scale), limits,
+                                     groups, bq, bk, dq, dk, dv))
+                  for h0, h1 in _head_ranges(B * H, L * N * (E + Ev))])
+    return dq, dk, dv
+# END KERNEL
