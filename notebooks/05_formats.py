@@ -43,7 +43,6 @@ import numpy as np
 import minigrad
 import minigrad.precision as P
 from minigrad.viz import formats as V
-from minigrad.viz import savefig
 
 minigrad.manual_seed(0)
 

@@ -40,7 +40,7 @@ import minigrad
 import minigrad.functional as F
 import minigrad.memory as M
 from minigrad import Tensor, nn, optim
-from minigrad.models import GPTConfig, TinyGPT
+from minigrad.models import TinyGPT
 from minigrad.peft import (LoraConfig, adapter_parameters, base_bytes, finetune_comparison,
                            get_peft_model, get_qlora_model, kaiming_uniform_bound,
                            lora_parameters)

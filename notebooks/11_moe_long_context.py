@@ -47,7 +47,6 @@ from minigrad.moe import (MoE, MoEConfig, all_to_all_bytes, expert_capacity,
 from minigrad.moe.train import mlp_flops_per_token, model_sizes, train_moe_addition
 from minigrad.nn.rope import RotaryEmbedding, apply_rotary_pos_emb
 from minigrad.viz import moe as V
-from minigrad.viz import savefig
 from IPython.display import display  # the figures the tour saves are shown here, not saved
 
 minigrad.manual_seed(0)
