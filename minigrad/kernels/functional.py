@@ -45,8 +45,7 @@ _ELEMENTWISE = {"contract", "nsz"}  # fused multiply-adds, no reordering
 def _row_ranges(rows: int, per_row: int):
     """Split ``rows`` into at most _THREADS contiguous ranges of whole rows."""
     t = max(1, min(_THREADS, rows * per_row // _MIN_PER_THREAD, rows))
-    bounds = np.linspace(0, rows, t + 1).astype(np.int64)
-    return list(zip(bounds[:-1], bounds[1:]))
+    return [(rows * i // t, rows * (i + 1) // t) for i in range(t)]  # plain ints: no array
 
 
 # ----------------------------------------------------------------------------
