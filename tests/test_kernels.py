@@ -191,3 +191,36 @@ def test_functional_gives_the_same_values_and_gradients_under_both_backends(dtyp
     for a, b in zip(*results.values()):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=TOL[dtype] * 50, atol=TOL[dtype] * 50)
+
+
+def test_a_training_step_runs_every_fused_kernel_on_numba_and_none_on_reference(monkeypatch):
+    # TinyGPT's step reaches each fast kernel under use("numba") and none under
+    # use("reference"): the switch is one switch for the whole step
+    import minigrad.kernels.attention as KA
+    import minigrad.kernels.cross_entropy as KC
+    import minigrad.kernels.embedding as KE
+    import minigrad.kernels.optim as KO
+    from minigrad.models import GPTConfig
+    from minigrad.profiler import tinygpt_step
+
+    entries = [(K, "gelu_forward_numba"), (K, "layer_norm_forward_numba"),
+               (K, "layer_norm_backward_numba"), (KA, "sdpa_forward_numba"),
+               (KA, "sdpa_backward_numba"), (KC, "cross_entropy_numba"),
+               (KE, "embedding_backward_numba"), (KO, "adam_step_numba")]
+    calls = {}
+    for module, name in entries:
+        def counted(*a, _f=getattr(module, name), _n=name, **kw):
+            calls[_n] = calls.get(_n, 0) + 1
+            return _f(*a, **kw)
+        monkeypatch.setattr(module, name, counted)
+    config = GPTConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    for backend in kernels.BACKENDS:
+        calls.clear()
+        with kernels.use(backend):
+            forward, opt = tinygpt_step(config, batch_size=3)
+            forward().backward()
+            opt.step()
+        if backend == "numba":
+            assert set(calls) == {name for _, name in entries}, calls
+        else:
+            assert calls == {}, calls
