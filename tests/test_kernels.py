@@ -224,3 +224,34 @@ def test_a_training_step_runs_every_fused_kernel_on_numba_and_none_on_reference(
             assert set(calls) == {name for _, name in entries}, calls
         else:
             assert calls == {}, calls
+
+
+def test_kernels_split_over_threads_give_the_one_thread_results(monkeypatch):
+    # the shapes of a training step run on one thread (the thresholds); force the split on
+    # odd sizes: rows and heads are independent, so only layer norm's weight and bias
+    # gradients (partial sums per thread, added after) may differ, by rounding
+    import minigrad.kernels.attention as KA
+
+    rng = np.random.default_rng(3)
+    x, g = (rng.standard_normal((37, 129)).astype(np.float32) for _ in range(2))
+    q, k, v, do = (rng.standard_normal((3, 5, 17, 9)).astype(np.float32) for _ in range(4))
+    limits, bias, groups = KA.mask_plan(np.tril(np.ones((17, 17), bool)), None, (15,), 17, 17)
+    qh, kh, vh, doh = (a.reshape(15, 1, 17, 9)[:, 0][None] for a in (q, k, v, do))
+
+    def run():
+        o, saved = KA.sdpa_forward_numba(qh, kh, vh, 1 / 3, limits, bias, groups)
+        return (K.gelu_forward_numba(x), K.layer_norm_forward_numba(x, 1e-5),
+                K.layer_norm_backward_numba(g, *K.layer_norm_forward_numba(x, 1e-5)[1:], None),
+                (o,) + tuple(KA.sdpa_backward_numba(qh, kh, vh, o, saved, doh, 1 / 3, limits,
+                                                    groups)))
+    one = run()
+    assert K._row_ranges(37, 129) == [(0, 37)]
+    monkeypatch.setattr(K, "_MIN_PER_THREAD", 1)
+    monkeypatch.setattr(KA, "_MIN_PER_THREAD", 1)
+    assert K._row_ranges(37, 129) == [(0, 18), (18, 37)]
+    split = run()
+    for a, b in zip(one[0] + one[1] + one[3], split[0] + split[1] + split[3]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(one[2][0], split[2][0])
+    for a, b in zip(one[2][1:], split[2][1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

@@ -34,7 +34,9 @@ __all__ = ["gelu_forward_reference", "gelu_forward_numba",
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_MIN_PER_THREAD = 1 << 18  # below this many values one thread beats the pool's hand-off
+# below this many values one thread wins: the pool's hand-off, and inside a training step the
+# BLAS threads still spinning after the last matrix multiply, which take the other cores
+_MIN_PER_THREAD = 1 << 19
 _THREADS = 2
 # reassociation lets LLVM split a row's sums over SIMD lanes, as NumPy's pairwise sums do;
 # NaN and inf still propagate (no nnan/ninf)
@@ -161,9 +163,8 @@ def gelu_forward_numba(x: np.ndarray):
     flat = np.ascontiguousarray(x).reshape(-1)
     out, slope = np.empty_like(flat), np.empty_like(flat)
     kernel = _gelu_forward_range_f32 if flat.dtype == np.float32 else _gelu_forward_range
-    # a value costs GELU about four times what it costs layer norm: two threads from 64K values
     run_parallel([(kernel, (flat, out, slope, lo, hi))
-                  for lo, hi in _row_ranges(flat.size, 4)])
+                  for lo, hi in _row_ranges(flat.size, 1)])
     return out.reshape(x.shape), slope.reshape(x.shape)
 
 
