@@ -208,11 +208,13 @@ def test_a_training_step_runs_every_fused_kernel_on_numba_and_none_on_reference(
                (KA, "sdpa_backward_numba"), (KC, "cross_entropy_numba"),
                (KE, "embedding_backward_numba"), (KO, "adam_step_numba")]
     calls = {}
+    def counting(fn, name):
+        def counted(*a, **kw):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(*a, **kw)
+        return counted
     for module, name in entries:
-        def counted(*a, _f=getattr(module, name), _n=name, **kw):
-            calls[_n] = calls.get(_n, 0) + 1
-            return _f(*a, **kw)
-        monkeypatch.setattr(module, name, counted)
+        monkeypatch.setattr(module, name, counting(getattr(module, name), name))
     config = GPTConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=16)
     for backend in kernels.BACKENDS:
         calls.clear()
