@@ -79,6 +79,28 @@ def _exp_constants(dtype):
     return coef, np.empty(0, itype)
 
 
+# no reassociation here: it would fold x - n*hi - n*lo into x - n*(hi + lo), the one rounding
+# Cody & Waite's split avoids (2.5 float32 ulps instead of 1.3)
+_EXACT = {"contract", "nsz", "arcp"}
+
+
+@njit(cache=True, fastmath=_EXACT)
+def _exp_parts(row, sh, coef, bits, mant, bias):
+    """row[c] = exp(t) and bits[c] = the bits of 2^n, for row[c] - sh = n ln 2 + t."""
+    # constants read from a typed array, so float32 arithmetic stays float32 (twice the lanes)
+    inv_ln2, hi, lo, half, x_min = coef[0], coef[1], coef[2], coef[3], coef[4]
+    c12, c11, c10, c9, c8, c7, c6 = coef[5], coef[6], coef[7], coef[8], coef[9], coef[10], coef[11]
+    c5, c4, c3, c2, c1, c0 = coef[12], coef[13], coef[14], coef[15], coef[16], coef[17]
+    for c in range(row.size):                            # vectorizes: no calls, no branches
+        x = max(row[c] - sh, x_min)
+        n = np.floor(x * inv_ln2 + half)
+        t = x - n * hi - n * lo
+        row[c] = ((((((((((((c12 * t + c11) * t + c10) * t + c9) * t + c8) * t + c7) * t
+                         + c6) * t + c5) * t + c4) * t + c3) * t + c2) * t + c1) * t + c0)
+        e = np.int32(n) + bias                           # biased exponent of 2^n
+        bits[c] = (e << mant) if e > 0 else 0            # 0 when 2^n is below the normal range
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def _exp_rows(s, shift, coef, iproto, rowsum):
     """In place: s[r, c] = exp(s[r, c] - shift[r]) for s - shift <= 0; rowsum[r] = sum_c.
@@ -90,24 +112,12 @@ def _exp_rows(s, shift, coef, iproto, rowsum):
     bias = 127 if iproto.itemsize == 4 else 1023         # exponent bias
     bits = np.empty(s.shape[1], iproto.dtype)
     scale2n = bits.view(s.dtype)                         # the same bytes read as floats: 2^n
-    # constants read from a typed array, so float32 arithmetic stays float32 (twice the lanes)
-    inv_ln2, hi, lo, half, x_min = coef[0], coef[1], coef[2], coef[3], coef[4]
-    c12, c11, c10, c9, c8, c7, c6 = coef[5], coef[6], coef[7], coef[8], coef[9], coef[10], coef[11]
-    c5, c4, c3, c2, c1, c0 = coef[12], coef[13], coef[14], coef[15], coef[16], coef[17]
     for r in range(s.shape[0]):
         row = s[r]
-        sh = shift[r]
-        for c in range(row.size):                        # vectorizes: no calls, no branches
-            x = max(row[c] - sh, x_min)
-            n = np.floor(x * inv_ln2 + half)
-            t = x - n * hi - n * lo
-            row[c] = ((((((((((((c12 * t + c11) * t + c10) * t + c9) * t + c8) * t + c7) * t
-                             + c6) * t + c5) * t + c4) * t + c3) * t + c2) * t + c1) * t + c0)
-            e = np.int32(n) + bias                       # biased exponent of 2^n
-            bits[c] = (e << mant) if e > 0 else 0        # 0 when 2^n is below the normal range
+        _exp_parts(row, shift[r], coef, bits, mant, bias)
         rowsum[r] = 0
         total = rowsum[r]                                # a zero of the array's dtype
-        for c in range(row.size):
+        for c in range(row.size):                        # reassociated: the sum in SIMD lanes
             row[c] *= scale2n[c]
             total += row[c]
         rowsum[r] = total

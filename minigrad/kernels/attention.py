@@ -24,7 +24,8 @@ The forward keeps P~ (tile after tile, in one flat buffer per head) and
 - A query block visits only the keys its rows may attend: a causal mask
   costs about half the work of a full one.
 - The row max is an integer max over the floats' bits (it vectorizes, a
-  float max does not) and exp a polynomial in a loop the compiler vectorizes.
+  float max does not), and exp is chapter 4's polynomial
+  (:func:`minigrad.flash.kernels._exp_rows`) in a loop the compiler vectorizes.
 
 Shapes (what the caller hands over, float32): q (B, H, L, E), k (B, H, N, E),
 v (B, H, N, Ev), one (L, E) matrix per (batch, head), any strides (the
@@ -50,6 +51,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..flash.kernels import _exp_constants, _exp_rows
 from ..threads import run_parallel
 
 __all__ = ["as_heads", "mask_plan", "tile_sizes", "sdpa_forward_reference",
@@ -64,7 +66,6 @@ _MIN_PER_THREAD = 1 << 25
 _BLAS_ONE_THREAD = 1 << 18  # OpenBLAS multiplies m*n*k <= this on the calling thread
 # reassociation lets the compiler vectorize row sums; no 'nnan'/'ninf': masked scores are -inf
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-_EXACT = {"contract", "nsz"}  # no reassociation: it would fold exp's two-part ln 2 into one
 
 
 # ----------------------------------------------------------------------------
@@ -225,47 +226,13 @@ def _scores_tile(s, scale, lim, j0, bias, has_bias, i0, mkey):
         mkey[r] = key
 
 
-# exp(x) for x <= 0 in float32, in a loop the compiler vectorizes (numba's math.exp is a libm
-# call per element): x = n ln 2 + t with |t| <= ln2 / 2 (ln 2 in two parts, so n * hi is exact:
-# Cody & Waite), exp(t) by its Taylor polynomial to degree 7 (error < 6e-9, below float32's
-# 6e-8), 2^n written into a float's exponent bits; below 2^-126 the result is 0, exp(-inf) too.
-_LOG2E = np.float32(1 / math.log(2))
-_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)   # hi + lo = ln 2
-_X_MIN = np.float32(-88.75)                              # n = -128 here: 2^n leaves the normals
-_C = tuple(np.float32(1 / math.factorial(i)) for i in range(8))
-
-
-@njit(cache=True, fastmath=_EXACT)
-def _exp_shifted(row, sh, bits):
-    """exp(row - sh) = p(t) 2^n: p(t) into row, 2^n's bits into bits (the caller multiplies)."""
-    c0, c1, c2, c3, c4, c5, c6, c7 = _C
-    for c in range(row.size):
-        x = max(row[c] - sh, _X_MIN)
-        n = np.floor(x * _LOG2E + np.float32(0.5))
-        t = x - n * _LN2_HI - n * _LN2_LO
-        row[c] = ((((((c7 * t + c6) * t + c5) * t + c4) * t + c3) * t + c2) * t + c1) * t + c0
-        e = np.int32(n) + 127                            # biased exponent of 2^n
-        bits[c] = (e << 23) if e > 0 else 0
+# exp(S - rowmax) in place, with the row sums: chapter 4's vectorizable exp (Cody & Waite's
+# reduction, a polynomial, 2^n written into the exponent bits), in float32
+_EXP_COEF, _EXP_IPROTO = _exp_constants(np.float32)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _exp_tile(s, shift, rowsum):
-    """In place: s[r, c] = exp(s[r, c] - shift[r]) (0 where s is -inf); rowsum[r] = row sum."""
-    nk = s.shape[1]
-    bits = np.empty(nk, np.int32)
-    pow2 = bits.view(np.float32)                         # the same bytes read as floats: 2^n
-    for r in range(s.shape[0]):
-        row = s[r]
-        _exp_shifted(row, shift[r], bits)
-        total = np.float32(0)
-        for c in range(nk):
-            row[c] *= pow2[c]
-            total += row[c]
-        rowsum[r] = total
-
-
-@njit(cache=True, fastmath=_FASTMATH)
-def _forward_head(q, kt, v, scale, lim, bias, has_bias, bq, bk, o, pt, inv):
+def _forward_head(q, kt, v, scale, lim, bias, has_bias, bq, bk, o, pt, inv, coef, iproto):
     """One head: o (L, Ev); P~ into pt (flat, the query blocks' tiles in order); inv = 1 / l.
     kt: k's tiles transposed (:func:`_transposed_tiles`); tile j0 holds keys j0 .. j0 + nk - 1,
     nk = min(bk, n_all - j0) for every query block."""
@@ -297,7 +264,7 @@ def _forward_head(q, kt, v, scale, lim, bias, has_bias, bq, bk, o, pt, inv):
         for j0 in range(0, n, bk):                       # pass 2: P~ = exp(S - max), O += P~ v
             nk = min(bk, n_all - j0)
             s = pt[t:t + nq * nk].reshape((nq, nk))
-            _exp_tile(s, shift, rowsum)
+            _exp_rows(s, shift, coef, iproto, rowsum)
             for r in range(nq):
                 l[r] += rowsum[r]
             if j0 == 0:
@@ -326,7 +293,7 @@ def _forward_heads(q, k, v, h0, h1, scale, limits, bias, has_bias, groups, bq, b
         kt = _transposed_tiles(np.ascontiguousarray(k[b, j]), limits[g].max(), bk)
         _forward_head(np.ascontiguousarray(q[b, j]), kt, np.ascontiguousarray(v[b, j]), scale,
                       limits[g], bias[g if has_bias else 0], has_bias, bq, bk, o[b, j], pt[h],
-                      inv[h])
+                      inv[h], _EXP_COEF, _EXP_IPROTO)
 
 
 def sdpa_forward_numba(q, k, v, scale, limits, bias, groups):
