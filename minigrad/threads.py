@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["run_parallel"]
+__all__ = ["run_parallel", "split"]
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -32,3 +32,10 @@ def run_parallel(calls) -> list:
     futures = [_pool.submit(f, *a) for f, a in rest]
     first = fn(*args)
     return [first] + [f.result() for f in futures]
+
+
+def split(n: int, parts: int) -> list:
+    """``range(n)`` cut into ``parts`` contiguous ``(lo, hi)`` pieces, as even as integers allow
+    (at least one, at most ``n``): the ranges a kernel's calls take, one per thread."""
+    parts = max(1, min(parts, n))
+    return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]

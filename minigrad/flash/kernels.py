@@ -25,7 +25,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from ..threads import run_parallel
+from ..threads import run_parallel, split
 
 __all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpositive"]
 
@@ -43,12 +43,11 @@ def _over_heads(kernel, n_heads, arrays, args):
 
     Returns the first range's result. In parallel, one range per thread.
     """
-    workers = min(numba.get_num_threads(), n_heads)
-    if workers <= 1:
+    ranges = split(n_heads, numba.get_num_threads())
+    if len(ranges) == 1:
         return kernel(*arrays, *args)
-    cuts = [n_heads * w // workers for w in range(workers + 1)]
     return run_parallel([(kernel, (*[a[lo:hi] for a in arrays], *args))
-                         for lo, hi in zip(cuts[:-1], cuts[1:])])[0]
+                         for lo, hi in ranges])[0]
 
 
 # reassociation lets the compiler vectorize row sums; no 'nnan'/'ninf': masked scores are -inf

@@ -52,7 +52,7 @@ import numpy as np
 from numba import njit
 
 from ..flash.kernels import _exp_constants, _exp_rows
-from ..threads import run_parallel
+from ..threads import run_parallel, split
 
 __all__ = ["as_heads", "mask_plan", "tile_sizes", "sdpa_forward_reference",
            "sdpa_forward_numba", "sdpa_backward_reference", "sdpa_backward_numba"]
@@ -142,9 +142,7 @@ def tile_sizes(E: int, Ev: int) -> tuple:
 
 def _head_ranges(heads: int, work_per_head: int) -> list:
     """Split the heads into at most _THREADS contiguous ranges."""
-    t = max(1, min(_THREADS, heads, heads * work_per_head // _MIN_PER_THREAD))
-    cuts = [heads * i // t for i in range(t + 1)]
-    return list(zip(cuts[:-1], cuts[1:]))
+    return split(heads, min(_THREADS, heads * work_per_head // _MIN_PER_THREAD))
 
 
 # ----------------------------------------------------------------------------

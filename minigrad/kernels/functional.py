@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..threads import run_parallel
+from ..threads import run_parallel, split
 
 __all__ = ["gelu_forward_reference", "gelu_forward_numba",
            "layer_norm_forward_reference", "layer_norm_forward_numba",
@@ -46,8 +46,7 @@ _ELEMENTWISE = {"contract", "nsz"}  # fused multiply-adds, no reordering
 
 def _row_ranges(rows: int, per_row: int):
     """Split ``rows`` into at most _THREADS contiguous ranges of whole rows."""
-    t = max(1, min(_THREADS, rows * per_row // _MIN_PER_THREAD, rows))
-    return [(rows * i // t, rows * (i + 1) // t) for i in range(t)]  # plain ints: no array
+    return split(rows, min(_THREADS, rows * per_row // _MIN_PER_THREAD))
 
 
 # ----------------------------------------------------------------------------
