@@ -32,11 +32,11 @@ import time
 
 import numpy as np
 
-from .common import print_table, torch_or_none
+from minigrad.profiler import NANOGPT_ADAMW as ADAMW  # the recipe, stated once
+from minigrad.profiler import NANOGPT_BATCH as BATCH
+from minigrad.profiler import NANOGPT_CPU as CONFIG
 
-CONFIG = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
-BATCH = 12
-ADAMW = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)  # as minigrad.profiler's
+from .common import print_table, torch_or_none
 
 
 def minigrad_step_fn(seed: int = 0):
@@ -44,7 +44,7 @@ def minigrad_step_fn(seed: int = 0):
     from minigrad.models.tinygpt import GPTConfig
     from minigrad.profiler import tinygpt_step
 
-    forward, opt = tinygpt_step(GPTConfig(**CONFIG), batch_size=BATCH, seed=seed, lr=ADAMW["lr"])
+    forward, opt = tinygpt_step(GPTConfig(**CONFIG), batch_size=BATCH, seed=seed)
 
     def step():
         opt.zero_grad()
@@ -197,8 +197,7 @@ def profile_table(steps: int) -> dict:
     from minigrad.models.tinygpt import GPTConfig
     from minigrad.profiler import profile_step, tinygpt_step
 
-    ms = profile_step(tinygpt_step(GPTConfig(**CONFIG), batch_size=BATCH, lr=ADAMW["lr"]),
-                      steps=steps)
+    ms = profile_step(tinygpt_step(GPTConfig(**CONFIG), batch_size=BATCH), steps=steps)
     total = ms["step"]
     rows = [[k, v, f"{100 * v / total:.0f}%"] for k, v in ms.items() if k != "step"]
     rows.append(["step (profiled)", total, "100%"])

@@ -1,7 +1,7 @@
 """Where a training step's time goes, op by op, on either kernel set.
 
     profile = profile_step(step, steps=5)           # {part: ms}, median over steps
-    runs = compare_kernels(lambda: tinygpt_step(GPTConfig(...), batch_size=12))
+    runs = compare_kernels(lambda: tinygpt_step(GPTConfig(...), batch_size=12))  # {backend: ...}
 
 :class:`OpProfiler` wraps ``Tensor._make``, the one place every op's result
 passes through. Forward time goes to the op whose result is made next (the
@@ -25,7 +25,14 @@ from collections import defaultdict
 
 import numpy as np
 
-__all__ = ["CATEGORIES", "OpProfiler", "profile_step", "tinygpt_step", "compare_kernels"]
+__all__ = ["CATEGORIES", "NANOGPT_CPU", "NANOGPT_BATCH", "NANOGPT_ADAMW", "OpProfiler",
+           "profile_step", "tinygpt_step", "compare_kernels"]
+
+# nanoGPT's CPU recipe for character-level Shakespeare: the step the tour, notebook 3 and
+# benchmarks/bench_gpt.py time (GPTConfig's arguments; the batch; AdamW's)
+NANOGPT_CPU = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+NANOGPT_BATCH = 12
+NANOGPT_ADAMW = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
 
 # op name (as recorded by Tensor._make) -> the profile's part
 CATEGORIES = {
@@ -133,23 +140,23 @@ def profile_step(step, steps: int = 5, warmup: int = 2) -> dict:
     return ordered
 
 
-def tinygpt_step(config=None, batch_size: int = 12, seed: int = 0, lr: float = 1e-3):
+def tinygpt_step(config=None, batch_size: int = NANOGPT_BATCH, seed: int = 0):
     """A seeded TinyGPT training step on random tokens: ``(forward, optimizer)``.
 
-    The default ``config`` is nanoGPT's CPU recipe for character-level
-    Shakespeare: 4 layers, 4 heads, 128 wide, context 64, a 65-token
-    vocabulary; AdamW (betas (0.9, 0.99), weight decay 0.1), next-token
-    cross-entropy on (batch_size, block_size) tokens.
+    ``config`` (a GPTConfig) defaults to :data:`NANOGPT_CPU`; the optimizer is
+    AdamW with :data:`NANOGPT_ADAMW`; the loss is next-token cross-entropy on
+    (batch_size, block_size) tokens. ``forward.model`` and ``forward.batch``
+    (the tokens and their targets) are there for comparing with another library.
     """
     from . import functional as F
     from .models.tinygpt import GPTConfig, TinyGPT
     from .optim import AdamW
     from .tensor import manual_seed
 
-    config = config or GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+    config = config or GPTConfig(**NANOGPT_CPU)
     manual_seed(seed)
     model = TinyGPT(config)
-    optimizer = AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+    optimizer = AdamW(model.parameters(), **NANOGPT_ADAMW)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, config.vocab_size, (batch_size, config.block_size))
     y = np.roll(x, -1, axis=1)

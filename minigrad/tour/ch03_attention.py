@@ -82,14 +82,14 @@ def run(out_dir, quick: bool) -> list:
 def step_profile_rows(out_dir, quick: bool) -> list:
     """6. One TinyGPT training step, op by op, on the numba kernels and on the NumPy references."""
     from ..models import GPTConfig
-    from ..profiler import compare_kernels, tinygpt_step
+    from ..profiler import NANOGPT_BATCH, NANOGPT_CPU, compare_kernels, tinygpt_step
     from ..viz import savefig
     from ..viz.training import step_profile_bars
 
     # nanoGPT's CPU recipe (4 layers of 128, context 64, batch 12); quick: a quarter of it
-    config = GPTConfig(vocab_size=65, block_size=32 if quick else 64, n_layer=2 if quick else 4,
-                       n_head=4, n_embd=64 if quick else 128)
-    batch = 8 if quick else 12
+    quarter = dict(block_size=32, n_layer=2, n_embd=64) if quick else {}
+    config = GPTConfig(**{**NANOGPT_CPU, **quarter})
+    batch = 8 if quick else NANOGPT_BATCH
     runs = compare_kernels(lambda: tinygpt_step(config, batch_size=batch), steps=3)
     shape = f"{config.n_layer} layers x {config.n_embd}, context {config.block_size}, batch {batch}"
     savefig(step_profile_bars({"numba kernels": runs["numba"],
