@@ -16,8 +16,8 @@
     128 KiB mmap threshold (every large array is mmap'ed and unmapped again,
     so each step page-faults its memory back in: the effect described in
     issue 2), and MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ raised so
-    freed memory is kept (what ``import minigrad`` itself sets: allocator.py). Minor page faults per step are reported
-    beside the time, and the first step's loss, which must agree across the
+    freed memory is kept (what ``import minigrad`` itself sets: allocator.py).
+    Minor page faults per step are reported beside the time, and the first step's loss, which must agree across the
     three implementations (same weights, same data). Target: minigrad <=
     1.2x the floor.
 (b) Autograd overhead per op on tiny (4-element) tensors: a chain of adds
@@ -42,16 +42,18 @@ import time
 
 import numpy as np
 
+from minigrad.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
+
 from .common import best_of, print_table, torch_or_none
 
 SIZES = (784, 512, 512, 10)
 BATCH = 256
 LR = 0.01
-# glibc keeps freed blocks below these sizes in the heap instead of unmapping
-# them; 1 GiB is far above any array in this step
-# what import minigrad sets itself (minigrad/allocator.py); the children run with
-# MINIGRAD_MALLOC=system so that the environment alone decides, for all three libraries
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+# glibc keeps freed blocks below these sizes in the heap instead of unmapping them: what
+# import minigrad sets itself (minigrad/allocator.py). The children run with
+# MINIGRAD_MALLOC=system, so that the environment alone decides, for all three libraries
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
+                "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 MALLOC_SETTINGS = {
     "default": {},
     "mmap 128K": {"MALLOC_MMAP_THRESHOLD_": str(128 << 10)},  # glibc's static default
