@@ -33,6 +33,22 @@ def _sdpa(backend, q, k, v, dO, **kw):
     return [out.data] + [t.grad for t in ts]
 
 
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """How many times the SDPA kernels ran, by name: a route that silently fell back to NumPy
+    would make 'the kernels equal the readable route' true of NumPy against itself."""
+    calls = {"sdpa_forward_numba": 0, "sdpa_backward_numba": 0}
+
+    def counting(fn, name):
+        def counted(*a):
+            calls[name] += 1
+            return fn(*a)
+        return counted
+    for name in calls:
+        monkeypatch.setattr(A, name, counting(getattr(A, name), name))
+    return calls
+
+
 def _both_routes(q, k, v, rtol=2e-5, atol=2e-6, **kw):
     dO = _rand(*q.shape[:-1], v.shape[-1])
     fast = _sdpa("numba", q, k, v, dO, **kw)
@@ -146,7 +162,7 @@ def test_the_row_max_through_integer_keys_is_the_float_max():
 @pytest.mark.parametrize("case", ["plain", "causal", "causal_L_lt_S", "causal_L_gt_S", "bool",
                                   "bool_and_causal", "float", "float_and_causal", "padding",
                                   "scale", "gqa", "broadcast_kv", "no_batch", "one_head"])
-def test_sdpa_kernels_equal_the_readable_route(case):
+def test_sdpa_kernels_equal_the_readable_route(case, kernel_calls):
     rng = minigrad.get_rng()
     B, H, Hkv, L, S, E, Ev = 2, 3, 3, 37, 37, 20, 11
     kw = {}
@@ -173,7 +189,11 @@ def test_sdpa_kernels_equal_the_readable_route(case):
         q, k, v = q[0, 0], k[0, 0], v[0, 0]
     if case == "one_head":                               # B * H = 1
         q, k, v = q[:1, :1], k[:1, :1], v[:1, :1]
-    _both_routes(q, k, v, **kw)
+    out, dq, dk, dv = _both_routes(q, k, v, **kw)       # values and gradients, route to route
+    # the numba route ran the kernels once each way, and the reference route not at all
+    assert kernel_calls == {"sdpa_forward_numba": 1, "sdpa_backward_numba": 1}
+    assert out.shape == q.shape[:-1] + v.shape[-1:]
+    assert (dq.shape, dk.shape, dv.shape) == (q.shape, k.shape, v.shape)
 
 
 def test_sdpa_kernels_take_the_models_transposed_views():
@@ -244,7 +264,7 @@ def test_kernels_keep_the_errors_of_the_readable_route():
 
 @pytest.mark.torch
 @pytest.mark.parametrize("case", ["plain", "causal", "causal_L_gt_S", "bool", "float", "gqa"])
-def test_sdpa_kernels_match_torch_in_float32(case):
+def test_sdpa_kernels_match_torch_in_float32(case, kernel_calls):
     torch = pytest.importorskip("torch")
     rng = minigrad.get_rng()
     Hq, Hkv, L, S, kw, mask = 4, 4, 70, 90, {}, None
@@ -266,8 +286,11 @@ def test_sdpa_kernels_match_torch_in_float32(case):
     tout = torch.nn.functional.scaled_dot_product_attention(
         tq, tk, tv, attn_mask=None if mask is None else torch.tensor(mask), **kw)
     tout.backward(torch.tensor(dO))
-    for mine, theirs in zip(ours, (tout.detach(), tq.grad, tk.grad, tv.grad)):
-        _close(mine, theirs.numpy(), rtol=1e-4, atol=1e-5)
+    assert kernel_calls == {"sdpa_forward_numba": 1, "sdpa_backward_numba": 1}  # not NumPy's
+    for name, mine, theirs in zip(("out", "dq", "dk", "dv"), ours,
+                                  (tout.detach(), tq.grad, tk.grad, tv.grad)):
+        assert mine.shape == tuple(theirs.shape), name
+        np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 # ----------------------------------------------------------------------------
