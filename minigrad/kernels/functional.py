@@ -5,9 +5,9 @@ NumPy computes GELU and its derivative in about a dozen passes over memory
 a temporary as large as the activation; layer norm's forward and backward
 take about as many. The numba kernels here make one pass (per row, for layer
 norm), keeping the values in registers and cache, and split the work over
-the cores in threads (``nogil``). For float32, GELU's erf and exp are
-polynomials (a call into libm cannot run in SIMD lanes; a polynomial runs
-eight values at once), good to float32's rounding. Each has a
+the cores in threads (``nogil``). For float32, GELU is one exp and one
+polynomial of erfc, in float32 (a call into libm cannot run in SIMD lanes; a
+polynomial runs eight values at once), good to float32's rounding. Each has a
 NumPy ``*_reference`` with the same signature, the math of
 :func:`minigrad.functional.gelu` and :func:`minigrad.functional.layer_norm`
 written the readable way; ``tests/test_kernels.py`` holds the two equal.
@@ -79,83 +79,101 @@ def _gelu_forward_range(x, out, slope, lo, hi):
         sb[i] = cdf + v * math.exp(-half * v * v) * inv_sqrt_2pi
 
 
-# float32: erf and exp written as polynomials, so that LLVM runs 8 values at once in SIMD
-# lanes (a call into libm cannot be vectorized). Both are evaluated in float64 and are good
-# to ~1e-8, below float32's rounding.
-#
-# erf(t) = t * P((t / 4)^2) on 0 <= t <= 4, and 1 beyond (erf(4) = 1 - 1.5e-8): the
-# coefficients of P, lowest first, are fit_erf_polynomial()'s least-squares fit.
-_ERF_T_MAX = 4.0
-_ERF_P = (1.1283791238789276, -6.018011682683041, 28.88578893722415, -110.02136763036276,
-          341.95949171860786, -891.8417671174824, 1987.5855031290203, -3812.02484959023,
-          6264.881009819926, -8697.661489925229, 9981.075196019148, -9211.373413501591,
-          6610.291486949273, -3528.9893824373507, 1312.0805509433942, -302.02866501631956,
-          32.32154025839098)
+# float32: one exp and one polynomial, in float32 SIMD lanes (eight values at once; a call
+# into libm cannot be vectorized). With t = |x| / sqrt 2 and E = exp(-t^2) = exp(-x^2 / 2):
+#   h = Phi(-|x|) = erfc(t) / 2 = E * R(w) / 2,   R = erfcx (erfc(t) e^(t^2)), w = t / (2 + t)
+#   Phi(x) = h for x < 0, 1 - h for x >= 0;   phi(x) = E / sqrt(2 pi)
+# E serves Phi and phi both, and h is computed directly where it is small (x < 0), so the
+# left tail keeps its relative accuracy instead of being 1 - (a number near 1).
+# R(w) = 1 + sum_k _ERFCX_P[k] w^k, fit_erfcx_polynomial()'s least-squares fit on t in [0, 9.4]
+# (beyond, E underflows float32): good to 1e-9; in float32 to 5e-8 near t = 0 (where E ~ 1
+# and it matters), 2.5e-7 where E < 1e-6.
+_ERFCX_T_MAX, _ERFCX_DEGREE = 9.4, 10
+_ERFCX_P = (1.0, -2.256758281181833, 1.7432393481399555, -0.274751395818256,
+            -0.31091247828652385, 0.005407457056798453, 0.09423897077858952, 0.0014606395309444886,
+            0.06496996668237523, -0.10283192164921573, 0.035952534449367766)
+_F32 = np.float32
+_GELU_C = tuple(_F32(c) for c in _ERFCX_P)
+_SQRT_HALF_F32, _INV_SQRT_2PI_F32 = _F32(_SQRT_HALF), _F32(_INV_SQRT_2PI)
+# exp(-a) for 0 <= a <= 88 as 2^k e^r (Cody & Waite: ln 2 split in a high part whose product
+# with k is exact, and a low part), e^r by Taylor to degree 7 (|r| <= ln2 / 2: error < 6e-9)
+_LOG2E, _LN2_HI, _LN2_LO = _F32(1.0 / math.log(2.0)), _F32(0.693359375), _F32(-2.12194440e-4)
+_EXP_A_MAX = _F32(88.0)   # exp(-88) is below float32's normal range: 2^k's bits become 0
+_GELU_CHUNK = 512         # values per pass: the two passes' buffers stay in L1
 
 
-def fit_erf_polynomial(degree: int = 16, t_max: float = _ERF_T_MAX, nodes: int = 2000):
-    """The coefficients c_0..c_degree of erf(t) ~ t * sum_k c_k (t / t_max)^(2k) on
-    [0, t_max]: least squares at ``nodes`` Chebyshev points (where _ERF_P came from)."""
-    from scipy.special import erf
+def fit_erfcx_polynomial(degree: int = _ERFCX_DEGREE, t_max: float = _ERFCX_T_MAX,
+                         nodes: int = 4000):
+    """The coefficients of erfcx(t) ~ 1 + sum_{k >= 1} c_k w^k, w = (t / 2) / (1 + t / 2), for
+    t in [0, t_max]: least squares at ``nodes`` Chebyshev points in w, the constant held at
+    erfcx(0) = 1 (so Phi(0) = 1/2 exactly). Returns c_0 = 1, c_1, ..., c_degree (_ERFCX_P)."""
+    from scipy.special import erfcx
 
-    t = t_max * 0.5 * (1 - np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes))
-    basis = np.vander((t / t_max) ** 2, degree + 1, increasing=True) * t[:, None]
-    return np.linalg.lstsq(basis, erf(t), rcond=None)[0]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _erf_poly(s):
-    """sum_k _ERF_P[k] s^k by Horner's rule, written out so that it stays in registers."""
-    c = _ERF_P
-    p = c[16] * s + c[15]
-    p = p * s + c[14]
-    p = p * s + c[13]
-    p = p * s + c[12]
-    p = p * s + c[11]
-    p = p * s + c[10]
-    p = p * s + c[9]
-    p = p * s + c[8]
-    p = p * s + c[7]
-    p = p * s + c[6]
-    p = p * s + c[5]
-    p = p * s + c[4]
-    p = p * s + c[3]
-    p = p * s + c[2]
-    p = p * s + c[1]
-    return p * s + c[0]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _exp_neg(u):
-    """exp(-u) for 0 <= u <= 50 as exp(-u / 256)^256: a degree-8 Taylor series of the
-    small exponent (|u / 256| < 0.2), then eight squarings (relative error < 1e-9)."""
-    w = -u * (1.0 / 256.0)
-    q = 1.0 + w * (1.0 + w * (1.0 / 2 + w * (1.0 / 6 + w * (1.0 / 24 + w * (
-        1.0 / 120 + w * (1.0 / 720 + w * (1.0 / 5040 + w * (1.0 / 40320))))))))
-    q = q * q
-    q = q * q
-    q = q * q
-    q = q * q
-    q = q * q
-    q = q * q
-    q = q * q
-    return q * q
+    w_max = 1.0 - 1.0 / (1.0 + 0.5 * t_max)
+    w = w_max * 0.5 * (1 - np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes))
+    t = 2.0 * w / (1.0 - w)
+    basis = np.vander(w, degree + 1, increasing=True)[:, 1:]
+    return np.concatenate([[1.0], np.linalg.lstsq(basis, erfcx(t) - 1.0, rcond=None)[0]])
 
 
 @njit(cache=True, nogil=True, fastmath=_ELEMENTWISE)
+def _exp_neg_parts(x, poly, bits):
+    """For each a = x^2 / 2 (clamped to 88): exp(-a) = poly * 2^k; bits holds 2^k's float32
+    bits (0 below the normal range, so exp(-inf) = 0). No reassociation: it would undo
+    Cody & Waite's split."""
+    for i in range(x.size):
+        v = x[i]
+        a = _F32(0.5) * v * v
+        a = a if a < _EXP_A_MAX else _EXP_A_MAX              # inf (and NaN) -> 88
+        k = np.floor(-a * _LOG2E + _F32(0.5))
+        r = -a - k * _LN2_HI - k * _LN2_LO
+        poly[i] = _F32(1) + r * (_F32(1) + r * (_F32(1 / 2) + r * (_F32(1 / 6) + r * (
+            _F32(1 / 24) + r * (_F32(1 / 120) + r * (_F32(1 / 720) + r * _F32(1 / 5040)))))))
+        e = np.int32(k) + np.int32(127)
+        bits[i] = (e << np.int32(23)) if e > 0 else np.int32(0)
+
+
+# error_model="numpy": a float division by zero gives inf instead of raising, so the loop has
+# no branch to check for it and vectorizes (the divisor here is >= 1 anyway)
+@njit(cache=True, nogil=True, fastmath=_ELEMENTWISE, error_model="numpy")
+def _gelu_from_exp(x, E, out, slope):
+    """y = x Phi(x) and dy/dx = Phi(x) + x phi(x) from E = exp(-x^2 / 2), for each x."""
+    c = _GELU_C
+    for i in range(x.size):
+        v = x[i]
+        t = abs(v) * _SQRT_HALF_F32
+        t = t if t < _F32(16) else _F32(16)                   # inf / inf would be NaN; E = 0 there
+        w = _F32(0.5) * t / (_F32(1) + _F32(0.5) * t)          # in [0, 1): small near 0
+        r = c[10] * w + c[9]
+        r = r * w + c[8]
+        r = r * w + c[7]
+        r = r * w + c[6]
+        r = r * w + c[5]
+        r = r * w + c[4]
+        r = r * w + c[3]
+        r = r * w + c[2]
+        r = r * w + c[1]
+        h = _F32(0.5) * E[i] * (r * w + c[0])                 # Phi(-|x|); 1/2 at x = 0
+        cdf = h if v < _F32(0) else _F32(1) - h               # NaN: 1 - NaN = NaN
+        out[i] = v * cdf                                      # x = inf: inf * 1
+        slope[i] = cdf + v * (E[i] * _INV_SQRT_2PI_F32)      # x = +-inf: inf * 0 = NaN
+
+
+@njit(cache=True, nogil=True)
 def _gelu_forward_range_f32(x, out, slope, lo, hi):
-    xb, ob, sb = x[lo:hi], out[lo:hi], slope[lo:hi]
-    for i in range(xb.size):
-        v = np.float64(xb[i])
-        t = abs(v) * _SQRT_HALF                      # Phi(v) = (1 + erf(v / sqrt 2)) / 2
-        tc = _ERF_T_MAX if t > _ERF_T_MAX else t     # NaN stays NaN (the comparison is False)
-        e = tc * _erf_poly(tc * tc * (1.0 / (_ERF_T_MAX * _ERF_T_MAX)))
-        e = 1.0 if t >= _ERF_T_MAX else e
-        cdf = 0.5 + 0.5 * (-e if v < 0.0 else e)
-        vv = v * v                                   # v phi(v) is below 1e-21 past |v| = 10
-        vpdf = v * _exp_neg(0.5 * vv) * _INV_SQRT_2PI if vv <= 100.0 else 0.0 * v  # inf: nan
-        ob[i] = v * cdf
-        sb[i] = cdf + vpdf
+    """x[lo:hi] in chunks of _GELU_CHUNK: exp's parts, then GELU from them (two passes that
+    vectorize; 2^k is made by reading integer bits as a float, which needs an array)."""
+    poly = np.empty(_GELU_CHUNK, np.float32)
+    bits = np.empty(_GELU_CHUNK, np.int32)
+    scale = bits.view(np.float32)
+    for c0 in range(lo, hi, _GELU_CHUNK):
+        c1 = min(c0 + _GELU_CHUNK, hi)
+        m = c1 - c0
+        _exp_neg_parts(x[c0:c1], poly[:m], bits[:m])
+        E = poly[:m]
+        for i in range(m):
+            E[i] *= scale[i]
+        _gelu_from_exp(x[c0:c1], E, out[c0:c1], slope[c0:c1])
 
 
 def gelu_forward_numba(x: np.ndarray):
