@@ -148,7 +148,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is not None:
         if bias.shape != (W.shape[0],):
             raise ValueError(f"linear: bias must have shape ({W.shape[0]},), got {bias.shape}")
-        out += bias.data
+        _add_bias(out.reshape(-1, out.shape[-1]), bias.data)
         parents = (x, W, bias)
 
     def backward(g):
@@ -160,6 +160,16 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         # the column sum of g as a BLAS matrix-vector product: 2-4x NumPy's g2.sum(axis=0)
         return gx, gW, np.ones(g2.shape[0], g2.dtype) @ g2
     return Tensor._make(out, parents, backward, "linear")
+
+
+def _add_bias(y2: np.ndarray, b: np.ndarray) -> None:
+    """y2 (N, out) += b (out,) in place: a numba loop for float32/float64, else NumPy's add."""
+    if kernels.fast() and b.dtype == y2.dtype and y2.dtype in (np.float32, np.float64):
+        from .kernels import functional as fused
+
+        fused.add_bias_numba(y2, b)
+    else:
+        y2 += b
 
 
 def embedding(input, weight: Tensor) -> Tensor:

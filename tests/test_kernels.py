@@ -98,6 +98,36 @@ def test_gelu_kernels_agree_with_reference(shape, dtype):
         np.testing.assert_allclose(a, b, rtol=TOL[dtype], atol=TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES + [(0, 4), (4, 1)])
+def test_bias_kernel_adds_the_same_bits_as_numpy(shape, dtype):
+    # the same additions in the same precision: bit-equal, infinities and NaN included
+    y, _ = _inputs(shape, dtype)
+    y.flat[:3] = [np.inf, -np.inf, np.nan][:y.size]
+    b = np.random.default_rng(2).standard_normal(shape[1]).astype(dtype) * 1e30
+    want, got = y.copy(), y.copy()
+    K.add_bias_reference(want, b)
+    K.add_bias_numba(got, b)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_linear_bias_goes_through_the_kernel_only_where_it_matches_numpy(monkeypatch):
+    # float32 and float64 outputs with a bias of their dtype take the kernel; a float64 bias
+    # on float32 weights keeps NumPy's cast-and-add; both give NumPy's numbers
+    import minigrad.functional as F
+    from minigrad import Tensor
+
+    calls = []
+    monkeypatch.setattr(K, "add_bias_numba", lambda y, b: (calls.append(y.shape), y.__iadd__(b)))
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32))
+    W = Tensor(np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32))
+    for b, kernel in ((np.arange(4, dtype=np.float32), True), (np.arange(4.0), False)):
+        calls.clear()
+        y = F.linear(x, W, Tensor(b))
+        assert calls == ([(6, 4)] if kernel else [])
+        np.testing.assert_array_equal(y.data, (x.data @ W.data.T + b).astype(np.float32))
+
+
 def test_gelu_kernels_at_extreme_magnitudes():
     x = np.array([-1e30, -40.0, -1e-30, 1e-30, 40.0, 1e30, 3e38], np.float32)
     fwd, bwd = K.gelu_forward_numba(x)
@@ -210,7 +240,7 @@ def test_a_training_step_runs_every_fused_kernel_on_numba_and_none_on_reference(
     from minigrad.models import GPTConfig
     from minigrad.profiler import tinygpt_step
 
-    entries = [(K, "gelu_forward_numba"), (K, "layer_norm_forward_numba"),
+    entries = [(K, "add_bias_numba"), (K, "gelu_forward_numba"), (K, "layer_norm_forward_numba"),
                (K, "layer_norm_backward_numba"), (KA, "sdpa_forward_numba"),
                (KA, "sdpa_backward_numba"), (KC, "cross_entropy_numba"),
                (KE, "embedding_backward_numba"), (KO, "adam_step_numba")]
