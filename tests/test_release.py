@@ -294,6 +294,28 @@ print("ok")
     assert out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
+def test_every_released_module_imports_and_exports_what_its_all_names(stubbed_all):
+    # dropping a kernel region must take its names out of __all__ too: a star import (or a
+    # student's `from minigrad.kernels.optim import *`) would raise on a name that is gone
+    script = """
+import importlib, pkgutil, minigrad
+missing = []
+for m in pkgutil.walk_packages(minigrad.__path__, "minigrad."):
+    try:
+        mod = importlib.import_module(m.name)
+    except ImportError as e:                  # an optional dependency (mpi4py, torch)
+        if e.name and e.name.split(".")[0] in ("mpi4py", "torch"):
+            continue
+        raise
+    missing += [m.name + "." + n for n in getattr(mod, "__all__", ()) if not hasattr(mod, n)]
+print(missing)
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=stubbed_all,
+                         env={**os.environ, "PYTHONPATH": str(stubbed_all)},
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", (out.stdout, out.stderr[-3000:])
+
+
 @pytest.mark.parametrize("n, blocksize", [(1, 1), (7, 3), (64, 64), (1001, 64), (130, 7)])
 def test_quant_encoders_through_the_exercises_equal_the_kernels(n, blocksize):
     """What a release that stubs chapter 6 runs (the chapter's own functions, no kernel)

@@ -18,7 +18,9 @@ markers.
 
 from __future__ import annotations
 
+import ast
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,18 +129,46 @@ def release_text(text: str, titles: dict, stubbed: set, path: Path = Path("?")) 
             drop.update(range(r.begin + 1, r.end))
         else:
             drop.update((r.begin, r.end))
+    gone = set()                                         # names the dropped kernel code defined
     for ex_id, begin, end in find_kernel_regions(text, path):
         if ex_id not in titles:
             raise FenceError(f"{path}:{begin + 1}: kernel region {ex_id} has no Exercise in "
                              f"minigrad/exercises/ch*.py")
         drop.update(range(begin, end + 1) if ex_id in stubbed else (begin, end))
+        if ex_id in stubbed:
+            gone.update(a or b for a, b in TOP_LEVEL_NAME.findall("".join(lines[begin:end + 1])))
     out = []
     for i, line in enumerate(lines):
         if i not in drop:
             out.append(line)
         if i in stub_after:
             out.append(stub_after[i])
-    return "".join(out)
+    return _without_exports("".join(out), gone)
+
+
+# a name a module defines at its top level: def f, class C, NAME = ...
+TOP_LEVEL_NAME = re.compile(r"^(?:def|class)[ \t]+(\w+)|^(\w+)[ \t]*(?::[^=\n]*)?=(?!=)", re.M)
+
+
+def _without_exports(text: str, gone: set) -> str:
+    """``text`` with the names in ``gone`` taken out of its ``__all__ = [...]`` list, so that
+    a star import of a release never asks for a kernel the release dropped."""
+    if not gone:
+        return text
+    for node in ast.parse(text).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == "__all__"
+                and isinstance(node.value, (ast.List, ast.Tuple))):
+            names = [e.value for e in node.value.elts]
+            kept = [n for n in names if n not in gone]
+            if kept == names:
+                return text
+            lines = text.splitlines(keepends=True)
+            listed = textwrap.fill(", ".join(f'"{n}"' for n in kept), 88,
+                                   initial_indent="__all__ = [", subsequent_indent=" " * 11,
+                                   break_on_hyphens=False, break_long_words=False)
+            return "".join(lines[:node.lineno - 1]) + listed + "]\n" + "".join(lines[node.end_lineno:])
+    return text
 
 
 def strip_hidden(text: str, path: Path = Path("?")) -> str:
