@@ -51,13 +51,20 @@ def interleaved_best(fns: dict, rounds: int) -> dict:
     return best
 
 
+_torch_threads_set = False
+
+
 def torch_or_none():
-    """PyTorch if installed (an optional comparison, never a dependency)."""
+    """PyTorch if installed (an optional comparison, never a dependency), on 2 threads the
+    first time it is asked for; a thread count a benchmark sets afterwards is kept."""
+    global _torch_threads_set
     try:
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(2)
+    if not _torch_threads_set:
+        torch.set_num_threads(2)
+        _torch_threads_set = True
     return torch
 
 
