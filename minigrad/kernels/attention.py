@@ -425,16 +425,18 @@ def sdpa_backward_reference(q, k, v, o, saved, do, scale, limits, groups):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _scaled_output_grad(do, o, inv):
-    """(dO / l, rowsum(dO * O) / l), (L, Ev) and (L,): P = P~ / l, so P^T dO = P~^T (dO / l)
+def _scaled_output_grad(do, tdo, o, to, b, j, inv):
+    """(dO / l, rowsum(dO * O) / l) of head (b, j), (L, Ev) and (L,), read row by row from
+    the bases of dO and O (token-major where tdo, to): P = P~ / l, so P^T dO = P~^T (dO / l)
     and dS = P * (dP - rowsum(dO * O)) = P~ * ((dO / l) v^T - rowsum(dO * O) / l)."""
-    L, Ev = do.shape
+    L, Ev = inv.size, do.shape[3]
     dos, delta = np.empty((L, Ev), do.dtype), np.empty(L, do.dtype)
     for r in range(L):
-        d = do[r, 0] * 0
+        dr, orow, out = _row(do, tdo, b, j, r), _row(o, to, b, j, r), dos[r]
+        d = dr[0] * 0
         for e in range(Ev):
-            d += do[r, e] * o[r, e]
-            dos[r, e] = do[r, e] * inv[r]
+            d += dr[e] * orow[e]
+            out[e] = dr[e] * inv[r]
         delta[r] = d * inv[r]
     return dos, delta
 
@@ -482,12 +484,11 @@ def _backward_heads(q, k, v, o, do, tm, H, pt, inv, h0, h1, scale, limits, group
     o's, do's) says so; dq, dk, dv are in q's, k's and v's layouts."""
     tq, tk, tv, to, tdo = tm
     L, N, E, Ev = _n_rows(q, tq), _n_rows(k, tk), q.shape[3], v.shape[3]
-    qb, kb, ob, dob = (np.empty((L, E), q.dtype), np.empty((N, E), q.dtype),
-                       np.empty((L, Ev), q.dtype), np.empty((L, Ev), q.dtype))
+    qb, kb = np.empty((L, E), q.dtype), np.empty((N, E), q.dtype)
     dqb, dkb, dvb = np.empty((L, E), q.dtype), np.empty((N, E), q.dtype), np.empty((N, Ev), q.dtype)
     for h in range(h0, h1):
         b, j, lim = h // H, h % H, limits[groups[h]]
-        dos, delta = _scaled_output_grad(_head(do, tdo, b, j, dob), _head(o, to, b, j, ob), inv[h])
+        dos, delta = _scaled_output_grad(do, tdo, o, to, b, j, inv[h])
         dqh, dkh, dvh = (_out_head(dq, tq, b, j, dqb), _out_head(dk, tk, b, j, dkb),
                          _out_head(dv, tv, b, j, dvb))
         _backward_head(_head(q, tq, b, j, qb), _head(k, tk, b, j, kb),
