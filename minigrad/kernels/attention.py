@@ -215,16 +215,15 @@ def _n_rows(x, tm):
 
 
 # The only functions that know the layouts: the kernels below see each head as a C-contiguous
-# (n, d) matrix. Inlined into their callers (inline="always"): called, the two-way return
-# cost the L = 512 forward about 10% on two threads.
-@njit(cache=True, inline="always")
+# (n, d) matrix.
+@njit(cache=True)
 def _buffer(x, tm, n):
     """Scratch for one head (n, d) of x when it is token-major; none (0 rows) when it is
     head-major, read and written in place."""
     return np.empty((n if tm else 0, x.shape[3]), x.dtype)
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
+@njit(cache=True, fastmath=_FASTMATH)
 def _head(x, tm, b, j, buf):
     """Head (b, j) as a C-contiguous (n, d) matrix: x[b, j] itself when head-major, else
     its rows x[b, t, j, :] copied into buf (n, d)."""
@@ -236,7 +235,7 @@ def _head(x, tm, b, j, buf):
     return buf
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
+@njit(cache=True, fastmath=_FASTMATH)
 def _out_head(x, tm, b, j, buf):
     """Where head (b, j)'s result is made: in place, x[b, j], when head-major; else buf,
     which :func:`_store_head` then scatters into x."""
