@@ -912,7 +912,9 @@ def _sdpa_fusable(q: Tensor, k: Tensor, v: Tensor, attn_mask, dropout_p: float) 
 def _sdpa_fused(q: Tensor, k: Tensor, v: Tensor, mask, is_causal: bool, scale: float,
                 n_rep: int, batch: tuple) -> Tensor:
     """scaled_dot_product_attention by :mod:`minigrad.kernels.attention`: one numba kernel per
-    (batch, head) each way, the heads split over the cores; same masks, same zeros."""
+    (batch, head) each way, the heads split over the cores; same masks, same zeros. O and the
+    gradients come back in q's (k's, v's) layout, so a model's (B, T, H, D) transposes around
+    the call stay views both ways."""
     from .kernels import attention as fused
 
     L, N, Ev = q.shape[-2], k.shape[-2], v.shape[-1]

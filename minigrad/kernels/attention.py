@@ -214,8 +214,8 @@ def _n_rows(x, tm):
     return x.shape[1] if tm else x.shape[2]
 
 
-# The only functions that know the layouts: the kernels below see each head as a C-contiguous
-# (n, d) matrix.
+# reading and writing heads: the only functions that know the layouts (module docstring);
+# the kernels below see each head as a C-contiguous (n, d) matrix
 @njit(cache=True)
 def _buffer(x, tm, n):
     """Scratch for one head (n, d) of x when it is token-major; none (0 rows) when it is
