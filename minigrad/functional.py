@@ -922,13 +922,15 @@ def _sdpa_fusable(q: Tensor, k: Tensor, v: Tensor, attn_mask, dropout_p: float) 
 def _sdpa_fused(q: Tensor, k: Tensor, v: Tensor, mask, is_causal: bool, scale: float,
                 n_rep: int, batch: tuple) -> Tensor:
     """scaled_dot_product_attention by :mod:`minigrad.kernels.attention`: one numba kernel per
-    (batch, head) each way, the heads split over the cores; same masks, same zeros."""
+    (batch, head) each way, the heads split over the cores; same masks, same zeros. O and the
+    gradients come back in q's (k's, v's) layout, so a model's (B, T, H, D) transposes around
+    the call stay views both ways."""
     from .kernels import attention as fused
 
     L, N, Ev = q.shape[-2], k.shape[-2], v.shape[-1]
     K, V = k.data, v.data
     if n_rep > 1:                                   # GQA: each key/value head serves n_rep queries
-        K, V = _repeat_heads(K, n_rep), _repeat_heads(V, n_rep)
+        K, V = _repeat_heads_in_layout(K, n_rep), _repeat_heads_in_layout(V, n_rep)
     allowed = causal_mask(L, N) if is_causal else None
     if mask is not None and mask.dtype == np.bool_:  # both apply: a key must pass both
         allowed, mask = (mask if allowed is None else mask & allowed), None
@@ -942,6 +944,16 @@ def _sdpa_fused(q: Tensor, k: Tensor, v: Tensor, mask, is_causal: bool, scale: f
         return _sdpa_grads(dQ.reshape(batch + (L, -1)), dK.reshape(batch + (N, -1)),
                            dV.reshape(batch + (N, Ev)), None, q, k, v, None, n_rep)
     return Tensor._make(O.reshape(batch + (L, Ev)), (q, k, v), backward, "sdpa")
+
+
+def _repeat_heads_in_layout(x: np.ndarray, n_rep: int) -> np.ndarray:
+    """:func:`_repeat_heads`, token-major in, token-major out: the model's keys are
+    (B, N, H_kv, E) arrays seen as (B, H_kv, N, E), and np.repeat returns C order. The
+    kernels' dK, dV follow this layout, and so do their head sums (NumPy keeps the order)."""
+    heads_inner = np.swapaxes(x, -3, -2)            # (..., N, H_kv, E)
+    if x.flags.c_contiguous or not heads_inner.flags.c_contiguous:
+        return _repeat_heads(x, n_rep)
+    return np.swapaxes(np.repeat(heads_inner, n_rep, axis=-2), -3, -2)
 # END KERNEL
 
 

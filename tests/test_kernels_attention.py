@@ -117,6 +117,60 @@ def test_kernels_read_transposed_and_broadcast_views_as_their_copies():
         np.testing.assert_array_equal(a, b)
 
 
+def _token_major(x):
+    """x (B, H, n, d) as the model hands it over: a transposed view of a C-contiguous
+    (B, n, H, d) array."""
+    return np.ascontiguousarray(x.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
+
+
+def _is_token_major(x):
+    return not x.flags.c_contiguous and x.transpose(0, 2, 1, 3).flags.c_contiguous
+
+
+@pytest.mark.parametrize("B, H, L, N, E, Ev", [(2, 3, 70, 130, 17, 17), (1, 2, 129, 65, 33, 5),
+                                                (3, 4, 64, 64, 32, 32), (2, 2, 1, 7, 3, 3)])
+@pytest.mark.parametrize("kind", ["causal", "bool", "float", "causal+float"])
+def test_token_major_inputs_give_the_head_major_results_in_their_own_layout(B, H, L, N, E, Ev,
+                                                                             kind, kernel_calls):
+    q, k, v, do = _rand(B, H, L, E), _rand(B, H, N, E), _rand(B, H, N, Ev), _rand(B, H, L, Ev)
+    allowed, bias = _masks(kind, B * H, L, N)
+    limits, bias, groups = A.mask_plan(allowed, bias, (B * H,), L, N)
+    heads = (q, k, v)
+    tokens = tuple(_token_major(x) for x in heads)
+    before = [x.copy() for x in tokens]
+    o, saved = A.sdpa_forward_numba(*heads, 0.3, limits, bias, groups)
+    o_t, saved_t = A.sdpa_forward_numba(*tokens, 0.3, limits, bias, groups)
+    grads = A.sdpa_backward_numba(*heads, o, saved, do, 0.3, limits, groups)
+    grads_t = A.sdpa_backward_numba(*tokens, o_t, saved_t, _token_major(do), 0.3, limits, groups)
+    assert kernel_calls == {"sdpa_forward_numba": 2, "sdpa_backward_numba": 2}
+    o_ref, p_ref = A.sdpa_forward_reference(*heads, 0.3, limits, bias, groups)
+    refs = (o_ref,) + A.sdpa_backward_reference(*heads, o_ref, p_ref, do, 0.3, limits, groups)
+    for x, x_t, ref in zip((o,) + grads, (o_t,) + grads_t, refs):
+        np.testing.assert_array_equal(x_t, x)            # the same products, only read elsewhere
+        _close(x_t, ref)
+        assert x.flags.c_contiguous
+        assert _is_token_major(x_t) or L == 1            # L = 1: one layout is the other
+    for x, x0 in zip(tokens, before):                    # nothing written into the inputs
+        np.testing.assert_array_equal(x, x0)
+
+
+def test_mixed_and_strided_layouts_are_read_correctly():
+    """Each argument in its own layout: q token-major, k head-major, v and dO sliced (copied
+    once), and outputs that follow q, k and v."""
+    B, H, L, N, E, Ev = 2, 3, 45, 77, 9, 13
+    q, k = _token_major(_rand(B, H, L, E)), _rand(B, H, N, E)
+    v, do = _rand(B, H, N, 2 * Ev)[..., ::2], _rand(B, H, 2 * L, Ev)[:, :, 1::2]
+    limits, bias, groups = A.mask_plan(F.causal_mask(L, N), None, (B * H,), L, N)
+    o, saved = A.sdpa_forward_numba(q, k, v, 0.5, limits, bias, groups)
+    dq, dk, dv = A.sdpa_backward_numba(q, k, v, o, saved, do, 0.5, limits, groups)
+    o_ref, p_ref = A.sdpa_forward_reference(q, k, v, 0.5, limits, bias, groups)
+    refs = (o_ref,) + A.sdpa_backward_reference(q, k, v, o_ref, p_ref, do, 0.5, limits, groups)
+    for x, ref in zip((o, dq, dk, dv), refs):
+        _close(x, ref)
+    assert _is_token_major(o) and _is_token_major(dq)
+    assert dk.flags.c_contiguous and dv.flags.c_contiguous
+
+
 def test_mask_plan_turns_prefix_masks_into_limits_and_shares_masks_across_heads():
     L, N = 4, 6
     limits, bias, groups = A.mask_plan(F.causal_mask(L, N), None, (3, 2), L, N)
@@ -205,6 +259,49 @@ def test_sdpa_kernels_take_the_models_transposed_views():
     _both_routes(q, k, v, attn_mask=np.tril(np.ones((T, T), bool)))
     _both_routes(q, k, v, is_causal=True)
 
+
+def _model_views(B, T, H, D):
+    """A leaf (B, T, H*D) and the (B, H, T, D) view of it the model's attention takes."""
+    leaf = Tensor(_rand(B, T, H * D), requires_grad=True)
+    return leaf, leaf.reshape(B, T, H, D).transpose(1, 2)
+
+
+@pytest.mark.parametrize("case", ["causal", "bool", "float", "padding", "gqa", "odd"])
+def test_the_models_views_give_the_contiguous_results_and_no_copies_around_sdpa(case,
+                                                                                kernel_calls):
+    """TinyGPT's q, k, v are transposes of (B, T, H, D) projections and its output goes back
+    as y.transpose(1, 2).reshape(B, T, C): the kernels' O and gradients keep that layout,
+    so both are views (no copy), with the values of C-contiguous inputs and the readable route."""
+    rng = minigrad.get_rng()
+    B, T, H, Hkv, D, kw = 3, 37, 4, 4, 16, {}
+    if case == "odd":
+        B, T, H, Hkv, D = 2, 67, 3, 3, 7
+    if case == "gqa":
+        Hkv, kw["enable_gqa"], kw["is_causal"] = 2, True, True
+    kw.update({"causal": {"is_causal": True}, "bool": {"attn_mask": rng.random((T, T)) > 0.3},
+               "float": {"attn_mask": _rand(B, 1, T, T)}, "odd": {"is_causal": True},
+               "padding": {"attn_mask": np.arange(T) < rng.integers(1, T + 1, (B, 1, 1, 1))}
+               }.get(case, {}))
+    (lq, q), (lk, k), (lv, v) = _model_views(B, T, H, D), *(_model_views(B, T, Hkv, D)
+                                                              for _ in range(2))
+    before = [x.data.copy() for x in (lq, lk, lv)]
+    dy = _rand(B, T, H * D)
+    y = F.scaled_dot_product_attention(q, k, v, **kw)
+    y2 = y.transpose(1, 2).reshape(B, T, H * D)
+    assert np.shares_memory(y2.data, y.data)             # a view: the forward copied nothing
+    dO = np.swapaxes(dy.reshape(B, T, H, D), 1, 2)       # what reaches SDPA from y2's backward
+    for g, x in zip(y._backward(dO), (q, k, v)):         # what SDPA hands to q, k, v's backward
+        assert g.shape == x.shape and np.swapaxes(g, 1, 2).flags.c_contiguous
+    assert kernel_calls == {"sdpa_forward_numba": 1, "sdpa_backward_numba": 1}
+    y2.backward(dy)
+    for leaf, x0 in zip((lq, lk, lv), before):
+        np.testing.assert_array_equal(leaf.data, x0)     # the inputs are unchanged
+    fast = [y.data] + [np.swapaxes(t.grad.reshape(B, T, -1, D), 1, 2) for t in (lq, lk, lv)]
+    heads = [np.ascontiguousarray(x.data) for x in (q, k, v)] + [np.ascontiguousarray(dO)]
+    for a, b, c in zip(fast, _sdpa("numba", *heads, **kw), _sdpa("reference", *heads, **kw)):
+        np.testing.assert_array_equal(a, b)              # the same kernels on head-major copies
+        _close(a, c)
+    assert kernel_calls == {"sdpa_forward_numba": 2, "sdpa_backward_numba": 3}  # + y._backward
 
 def test_fully_masked_rows_give_zeros_and_zero_gradient_under_the_kernels():
     q, k, v = _rand(2, 5, 8), _rand(2, 7, 8), _rand(2, 7, 3)

@@ -28,9 +28,7 @@ The forward keeps P~ (tile after tile, in one flat buffer per head) and
   (:func:`minigrad.flash.kernels._exp_rows`) in a loop the compiler vectorizes.
 
 Shapes (what the caller hands over, float32): q (B, H, L, E), k (B, H, N, E),
-v (B, H, N, Ev), one (L, E) matrix per (batch, head), any strides (the
-model's transposed views and broadcast keys are copied one head at a time,
-inside the threads, never as a whole); head h is (h // H, h % H).
+v (B, H, N, Ev), one (L, E) matrix per (batch, head); head h is (h // H, h % H).
 limits (G, L) int64: query i of mask group g may attend keys j < limits[g, i];
 bias (G, L, N) or None, added to the scaled scores (-inf where not allowed);
 groups (B H,) int64: the mask group of each head (the masks' own leading
@@ -38,6 +36,24 @@ dims broadcast over the batch). :func:`as_heads` and :func:`mask_plan` make
 them from SDPA's arguments. Each kernel has a NumPy ``*_reference`` with the
 same signature; ``tests/test_kernels_attention.py`` holds the two equal, and
 ``benchmarks/bench_attention.py`` times them against PyTorch.
+
+Layouts. Each (B, H, n, d) argument is read from a C-contiguous array in one
+of two layouts (:func:`_layout`):
+
+- head-major: the view itself is C-contiguous; head (b, j) is the (n, d)
+  matrix x[b, j], read in place;
+- token-major: the view transposes a C-contiguous (B, n, H, d) array, as the
+  model's ``linear(x).reshape(B, T, H, D).transpose(1, 2)`` does; row t of
+  head (b, j) is base[b, t, j, :], and the kernels copy a head's rows into a
+  per-thread buffer (loops over a C-contiguous base, which numba vectorizes;
+  the same copy through the strided view runs several times slower).
+
+Any other strides (broadcast keys, slices) are copied once, head-major.
+Outputs follow their inputs, as torch's SDPA does: O takes q's layout, dQ,
+dK and dV take q's, k's and v's. So the model's ``O.transpose(1, 2).reshape(B,
+T, C)`` is a view, and the gradients reach the projections' backward
+C-contiguous, with no copy either way; a token-major head is computed in a
+buffer and its rows scattered into place.
 
 This module imports numba: :mod:`minigrad.functional` imports it only when
 :func:`minigrad.kernels.fast` says the fast kernels are wanted.
@@ -74,13 +90,36 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 def as_heads(x: np.ndarray, batch: tuple) -> np.ndarray:
     """(..., n, d) broadcast to ``batch`` + (n, d) and viewed as float32 (B, H, n, d): the
-    batch's last dim is H, the others merged into B. Any strides: a transposed or broadcast
-    view is not copied (the kernels copy one head at a time, in their threads)."""
+    batch's last dim is H, the others merged into B. Any strides: a view is not copied here
+    (the kernels read a token-major view in place; :func:`_layout`)."""
     if x.dtype != np.float32:
         x = x.astype(np.float32)
     if x.shape[:-2] != batch:
         x = np.broadcast_to(x, batch + x.shape[-2:])
     return x.reshape((math.prod(batch[:-1]), batch[-1] if batch else 1) + x.shape[-2:])
+
+
+def _layout(x: np.ndarray) -> tuple:
+    """(base, token_major) of a (B, H, n, d) view: x itself when it is C-contiguous
+    (head-major), the C-contiguous (B, n, H, d) array it transposes (token-major), else a
+    head-major copy (broadcast or sliced views)."""
+    if x.flags.c_contiguous:
+        return x, False
+    base = x.transpose(0, 2, 1, 3)
+    if base.flags.c_contiguous:
+        return base, True
+    return np.ascontiguousarray(x), False
+
+
+def _empty(shape: tuple, token_major: bool) -> tuple:
+    """(view, base): an empty float32 (B, H, n, d) view in the layout asked for, and the
+    C-contiguous array under it, (B, n, H, d) when token-major."""
+    B, H, n, d = shape
+    if not token_major:
+        x = np.empty(shape, np.float32)
+        return x, x
+    base = np.empty((B, n, H, d), np.float32)
+    return base.transpose(0, 2, 1, 3), base
 
 
 def mask_plan(allowed, bias, batch: tuple, L: int, N: int):
@@ -167,6 +206,49 @@ def sdpa_forward_reference(q, k, v, scale, limits, bias, groups):
     l = p.sum(axis=-1, keepdims=True)
     p /= np.where(l == 0, 1.0, l)
     return p @ v, p                                      # (.., L, N) @ (.., N, Ev) -> (.., L, Ev)
+
+
+@njit(cache=True)
+def _n_rows(x, tm):
+    """n of a (B, H, n, d) argument from its base: (B, n, H, d) when token-major (tm)."""
+    return x.shape[1] if tm else x.shape[2]
+
+
+# reading and writing heads: the only functions that know the layouts (module docstring);
+# the kernels below see each head as a C-contiguous (n, d) matrix
+@njit(cache=True)
+def _buffer(x, tm, n):
+    """Scratch for one head (n, d) of x when it is token-major; none (0 rows) when it is
+    head-major, read and written in place."""
+    return np.empty((n if tm else 0, x.shape[3]), x.dtype)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _head(x, tm, b, j, buf):
+    """Head (b, j) as a C-contiguous (n, d) matrix: x[b, j] itself when head-major, else
+    its rows x[b, t, j, :] copied into buf (n, d)."""
+    if not tm:
+        return x[b, j]
+    for t in range(buf.shape[0]):
+        for e in range(buf.shape[1]):
+            buf[t, e] = x[b, t, j, e]
+    return buf
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _out_head(x, tm, b, j, buf):
+    """Where head (b, j)'s result is made: in place, x[b, j], when head-major; else buf,
+    which :func:`_store_head` then scatters into x."""
+    return buf if tm else x[b, j]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _store_head(x, tm, b, j, buf):
+    """Head (b, j)'s rows from buf into a token-major x (a head-major one holds them already)."""
+    if tm:
+        for t in range(buf.shape[0]):
+            for e in range(buf.shape[1]):
+                x[b, t, j, e] = buf[t, e]
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -282,30 +364,42 @@ def _forward_head(q, kt, v, scale, lim, bias, has_bias, bq, bk, o, pt, inv, coef
 
 
 @njit(cache=True, nogil=True)
-def _forward_heads(q, k, v, h0, h1, scale, limits, bias, has_bias, groups, bq, bk, o, pt, inv):
-    """Heads h0 <= h < h1 of the (B, H, n, d) views, head h = b H + j, each copied to C order
-    first (a view of it when it already is): the strided loops are several times slower."""
-    H = q.shape[1]
+def _forward_heads(q, k, v, tm, H, h0, h1, scale, limits, bias, has_bias, groups, bq, bk, o,
+                   pt, inv, coef, iproto):
+    """Heads h0 <= h < h1, head h = b H + j, of the C-contiguous bases q, k, v and o, each
+    token-major where tm = (q's, k's, v's) says so (o is in q's layout); coef, iproto: exp's
+    constants, passed in as the flash kernels do (read as globals, numba freezes them into the
+    compiled code, where the two-thread forward at L = 512 ran about 20% slower)."""
+    tq, tk, tv = tm
+    L, N = _n_rows(q, tq), _n_rows(k, tk)
+    qbuf, kbuf, vbuf, obuf = _buffer(q, tq, L), _buffer(k, tk, N), _buffer(v, tv, N), \
+        _buffer(o, tq, L)
     for h in range(h0, h1):                              # heads are independent
         b, j, g = h // H, h % H, groups[h]
-        kt = _transposed_tiles(np.ascontiguousarray(k[b, j]), limits[g].max(), bk)
-        _forward_head(np.ascontiguousarray(q[b, j]), kt, np.ascontiguousarray(v[b, j]), scale,
-                      limits[g], bias[g if has_bias else 0], has_bias, bq, bk, o[b, j], pt[h],
-                      inv[h], _EXP_COEF, _EXP_IPROTO)
+        kt = _transposed_tiles(_head(k, tk, b, j, kbuf), limits[g].max(), bk)
+        oh = _out_head(o, tq, b, j, obuf)
+        _forward_head(_head(q, tq, b, j, qbuf), kt, _head(v, tv, b, j, vbuf), scale,
+                      limits[g], bias[g if has_bias else 0], has_bias, bq, bk, oh, pt[h],
+                      inv[h], coef, iproto)
+        _store_head(o, tq, b, j, oh)
 
 
 def sdpa_forward_numba(q, k, v, scale, limits, bias, groups):
     """numba twin of :func:`sdpa_forward_reference`: (O, saved), saved = (P~'s tiles, 1 / l),
-    what :func:`sdpa_backward_numba` takes."""
+    what :func:`sdpa_backward_numba` takes. O (B, H, L, Ev) is in q's layout (module
+    docstring): token-major for token-major q."""
     B, H, L, E = q.shape
     N, Ev = k.shape[2], v.shape[3]
+    (qb, tq), (kb, tk), (vb, tv) = (_layout(x) for x in (q, k, v))
     dt = np.dtype(np.float32)
     bq, bk = tile_sizes(E, Ev)
-    o, pt, inv = np.empty((B, H, L, Ev), dt), np.empty((B * H, L * N), dt), np.empty((B * H, L), dt)
+    (o, ob), pt, inv = _empty((B, H, L, Ev), tq), np.empty((B * H, L * N), dt), \
+        np.empty((B * H, L), dt)
     has_bias = bias is not None
     b = bias if has_bias else np.zeros((1, 1, 1), dt)
-    run_parallel([(_forward_heads, (q, k, v, h0, h1, dt.type(scale), limits, b, has_bias, groups,
-                                    bq, bk, o, pt, inv))
+    run_parallel([(_forward_heads, (qb, kb, vb, (tq, tk, tv), H, h0, h1, dt.type(scale), limits,
+                                    b, has_bias, groups, bq, bk, ob, pt, inv, _EXP_COEF,
+                                    _EXP_IPROTO))
                   for h0, h1 in _head_ranges(B * H, L * N * (E + Ev))])
     return o, (pt, inv)
 
@@ -382,26 +476,39 @@ def _backward_head(q, k, vt, pt, dos, delta, scale, lim, bq, bk, dq, dk, dv):
 
 
 @njit(cache=True, nogil=True)
-def _backward_heads(q, k, v, o, pt, inv, do, h0, h1, scale, limits, groups, bq, bk, dq, dk, dv):
-    H = q.shape[1]
+def _backward_heads(q, k, v, o, do, tm, H, pt, inv, h0, h1, scale, limits, groups, bq, bk,
+                    dq, dk, dv):
+    """Heads h0 <= h < h1 of the C-contiguous bases, token-major where tm = (q's, k's, v's,
+    o's, do's) says so; dq, dk, dv are in q's, k's and v's layouts."""
+    tq, tk, tv, to, tdo = tm
+    L, N, E, Ev = _n_rows(q, tq), _n_rows(k, tk), q.shape[3], v.shape[3]
+    qb, kb, vb = _buffer(q, tq, L), _buffer(k, tk, N), _buffer(v, tv, N)
+    ob, dob = _buffer(o, to, L), _buffer(do, tdo, L)
+    dqb, dkb, dvb = _buffer(dq, tq, L), _buffer(dk, tk, N), _buffer(dv, tv, N)
     for h in range(h0, h1):
         b, j, lim = h // H, h % H, limits[groups[h]]
-        dos, delta = _scaled_output_grad(np.ascontiguousarray(do[b, j]), o[b, j], inv[h])
-        _backward_head(np.ascontiguousarray(q[b, j]), np.ascontiguousarray(k[b, j]),
-                       _transposed_tiles(np.ascontiguousarray(v[b, j]), lim.max(), bk), pt[h],
-                       dos, delta, scale,
-                       lim, bq, bk, dq[b, j], dk[b, j], dv[b, j])
+        dos, delta = _scaled_output_grad(_head(do, tdo, b, j, dob), _head(o, to, b, j, ob), inv[h])
+        dqh, dkh, dvh = (_out_head(dq, tq, b, j, dqb), _out_head(dk, tk, b, j, dkb),
+                         _out_head(dv, tv, b, j, dvb))
+        _backward_head(_head(q, tq, b, j, qb), _head(k, tk, b, j, kb),
+                       _transposed_tiles(_head(v, tv, b, j, vb), lim.max(), bk), pt[h], dos,
+                       delta, scale, lim, bq, bk, dqh, dkh, dvh)
+        _store_head(dq, tq, b, j, dqh)
+        _store_head(dk, tk, b, j, dkh)
+        _store_head(dv, tv, b, j, dvh)
 
 
 def sdpa_backward_numba(q, k, v, o, saved, do, scale, limits, groups):
-    """numba twin of :func:`sdpa_backward_reference`; ``saved`` from :func:`sdpa_forward_numba`."""
+    """numba twin of :func:`sdpa_backward_reference`; ``saved`` from :func:`sdpa_forward_numba`.
+    dQ, dK, dV (B, H, n, d) are in q's, k's and v's layouts (module docstring)."""
     B, H, L, E = q.shape
     N, Ev = k.shape[2], v.shape[3]
     pt, inv = saved
     bq, bk = tile_sizes(E, Ev)
-    dq, dk, dv = (np.empty((B, H, n, d), np.float32) for n, d in ((L, E), (N, E), (N, Ev)))
-    run_parallel([(_backward_heads, (q, k, v, o, pt, inv, do, h0, h1, np.float32(scale), limits,
-                                     groups, bq, bk, dq, dk, dv))
+    bases, tm = zip(*(_layout(x) for x in (q, k, v, o, do)))
+    grads = [_empty((B, H, n, d), t) for (n, d), t in zip(((L, E), (N, E), (N, Ev)), tm)]
+    run_parallel([(_backward_heads, bases + (tm, H, pt, inv, h0, h1, np.float32(scale), limits,
+                                             groups, bq, bk) + tuple(g[1] for g in grads))
                   for h0, h1 in _head_ranges(B * H, L * N * (E + Ev))])
-    return dq, dk, dv
+    return tuple(g[0] for g in grads)
 # END KERNEL
