@@ -481,7 +481,7 @@ def _backward_heads(q, k, v, o, do, tm, H, pt, inv, h0, h1, scale, limits, group
     """Heads h0 <= h < h1 of the C-contiguous bases, token-major where tm = (q's, k's, v's,
     o's, do's) says so; dq, dk, dv are in q's, k's and v's layouts."""
     tq, tk, tv, to, tdo = tm
-    L, N, E, Ev = _n_rows(q, tq), _n_rows(k, tk), q.shape[3], v.shape[3]
+    L, N = _n_rows(q, tq), _n_rows(k, tk)
     qb, kb, vb = _buffer(q, tq, L), _buffer(k, tk, N), _buffer(v, tv, N)
     ob, dob = _buffer(o, to, L), _buffer(do, tdo, L)
     dqb, dkb, dvb = _buffer(dq, tq, L), _buffer(dk, tk, N), _buffer(dv, tv, N)
