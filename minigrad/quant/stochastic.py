@@ -38,15 +38,17 @@ def _bfloat16_bits(x: np.ndarray) -> np.ndarray:
 def round_nearest(x, dtype: str = "int") -> np.ndarray:
     """Round to nearest, ties to even, on the grid of ``dtype`` (the deterministic baseline).
 
-    "int" keeps ``x``'s float dtype; "float16" returns float16; "bfloat16"
-    returns float32 arrays whose low 16 bits are zero (NumPy has no bfloat16).
+    "int" keeps ``x``'s float dtype; "float16" returns float16 (beyond its largest
+    finite value, 65504, IEEE rounding gives +-inf: an answer, not a warning);
+    "bfloat16" returns float32 arrays whose low 16 bits are zero (NumPy has no bfloat16).
     """
     x = as_float_array(x, "round_nearest")
     _check_format(dtype, "round_nearest")
     if dtype == "int":
         return np.rint(x)
     if dtype == "float16":
-        return x.astype(np.float16)
+        with np.errstate(over="ignore"):
+            return x.astype(np.float16)
     from ..precision import round_to      # chapter 5: one home for rounding to a format
 
     return np.asarray(round_to(x, "bfloat16"), dtype=np.float32)
