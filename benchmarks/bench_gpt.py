@@ -21,6 +21,9 @@ cross-entropy, backward and the optimizer update, float32.
     the op whose result is made next, backward time to the op whose backward
     closure runs, "engine" to what backward spends outside the closures.
     Times are the median over steps; shares are of the whole step.
+(c) The step's matrix products alone, NumPy against torch.mm: the two BLAS
+    libraries (OpenBLAS, MKL) on the same shapes, which bound the matmuls'
+    part of (b) from below.
 """
 
 from __future__ import annotations
@@ -206,6 +209,63 @@ def profile_table(steps: int) -> dict:
     return ms
 
 
+# ----------------------------------------------------------------------------
+# (c) the matrix products alone: what the two BLAS libraries give
+# ----------------------------------------------------------------------------
+
+def gemm_table(rounds: int, per_round: int = 20) -> dict:
+    """The step's matrix products with no graph around them, NumPy's BLAS against torch's.
+
+    For every nn.Linear of the model, on (B T, in) rows: y = x W^T, dx = g W
+    and dW = g^T x, as minigrad's linear computes them (NumPy: OpenBLAS) and
+    as torch.mm does (PyTorch's CPU build: MKL). What they add up to is the
+    least minigrad's matmuls can take: no kernel of ours runs inside them.
+    Each round times all of NumPy's products, pauses, then all of torch's:
+    a library's idle threads spin for a while after its last product (OpenBLAS
+    ~0.1 s) and would slow the other's if the two alternated call by call.
+    """
+    from collections import Counter
+
+    from minigrad.models.tinygpt import GPTConfig, TinyGPT
+    from minigrad.nn import Linear
+
+    torch = torch_or_none()
+    model = TinyGPT(GPTConfig(**CONFIG))
+    n, rng = BATCH * CONFIG["block_size"], np.random.default_rng(0)
+    shapes = Counter(m.weight.shape for m in model.modules() if isinstance(m, Linear))
+    calls = {"numpy": {}, "torch": {}}
+    for out_f, in_f in shapes:
+        x, W, g = (rng.standard_normal(s, dtype=np.float32)
+                   for s in ((n, in_f), (out_f, in_f), (n, out_f)))
+        calls["numpy"][out_f, in_f] = lambda x=x, W=W, g=g: (x @ W.T, g @ W, g.T @ x)
+        if torch is not None:
+            tx, tW, tg = (torch.from_numpy(a) for a in (x, W, g))
+            calls["torch"][out_f, in_f] = lambda tx=tx, tW=tW, tg=tg: (
+                torch.mm(tx, tW.t()), torch.mm(tg, tW), torch.mm(tg.t(), tx))
+    libs = ["numpy"] + (["torch"] if torch is not None else [])
+    best = {lib: dict.fromkeys(shapes, float("inf")) for lib in libs}
+    for _ in range(rounds):
+        for lib in libs:
+            for shape, fn in calls[lib].items():
+                best[lib][shape] = min(best[lib][shape], _best(fn, per_round))
+            time.sleep(0.2)                          # the library's threads go back to sleep
+    rows, totals = [], dict.fromkeys(libs, 0.0)
+    for (out_f, in_f), count in shapes.items():
+        t = {lib: best[lib][out_f, in_f] for lib in libs}
+        for lib in libs:
+            totals[lib] += count * t[lib]
+        rows.append([f"{in_f} -> {out_f}", count] + [t[lib] * 1e3 for lib in libs])
+    rows.append(["all, one step", sum(shapes.values())] + [totals[lib] * 1e3 for lib in libs])
+    if torch is not None:
+        for r in rows:
+            r.append(f"{r[2] / r[3]:.2f}x")
+    print_table(f"(c) the step's matrix products alone (x W^T, g W, g^T x per linear, {n} "
+                f"rows; best of {rounds} rounds of {per_round})",
+                ["linear", "count", "NumPy ms"] + (["torch.mm ms", "NumPy / torch"] if torch else []),
+                rows)
+    return {lib: v * 1e3 for lib, v in totals.items()}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=7)
@@ -228,6 +288,7 @@ def main(argv=None) -> None:
           " one process, so both libraries run under the same policy)")
     step_table(args.rounds, args.per_round)
     profile_table(args.profile_steps)
+    gemm_table(args.rounds)
 
 
 if __name__ == "__main__":
