@@ -125,6 +125,11 @@ def torch_step_fn(torch, state: dict, batch):
 # (a) the step table
 # ----------------------------------------------------------------------------
 
+# after its last product a BLAS library's idle threads spin (OpenBLAS: 2^28 cycles, ~0.1 s)
+# on the cores the other library's threads want; a pause between the two lets them sleep
+_SPIN_S = 0.2
+
+
 def _best(step, n: int) -> float:
     best = float("inf")
     for _ in range(n):
@@ -169,7 +174,9 @@ def step_table(rounds: int, per_round: int) -> dict:
         mg.append(_best(mg_step, per_round))
         ref.append(_best(reference_step, per_round))
         if th_step is not None:
+            time.sleep(_SPIN_S)          # OpenBLAS's idle threads stop spinning before torch runs
             th.append(_best(th_step, per_round))
+            time.sleep(_SPIN_S)          # and torch's before minigrad's
     floor = th if th else mg
 
     def ratio(times):
@@ -248,7 +255,7 @@ def gemm_table(rounds: int, per_round: int = 20) -> dict:
         for lib in libs:
             for shape, fn in calls[lib].items():
                 best[lib][shape] = min(best[lib][shape], _best(fn, per_round))
-            time.sleep(0.2)                          # the library's threads go back to sleep
+            time.sleep(_SPIN_S)                      # the library's threads go back to sleep
     rows, totals = [], dict.fromkeys(libs, 0.0)
     for (out_f, in_f), count in shapes.items():
         t = {lib: best[lib][out_f, in_f] for lib in libs}
