@@ -39,7 +39,7 @@ from minigrad.profiler import NANOGPT_ADAMW as ADAMW  # the recipe, stated once
 from minigrad.profiler import NANOGPT_BATCH as BATCH
 from minigrad.profiler import NANOGPT_CPU as CONFIG
 
-from .common import print_table, torch_or_none
+from .common import best_of, print_table, torch_or_none
 
 
 def minigrad_step_fn(seed: int = 0):
@@ -130,15 +130,6 @@ def torch_step_fn(torch, state: dict, batch):
 _SPIN_S = 0.2
 
 
-def _best(step, n: int) -> float:
-    best = float("inf")
-    for _ in range(n):
-        t0 = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def step_table(rounds: int, per_round: int) -> dict:
     model, mg_step, data = minigrad_step_fn()
     torch = torch_or_none()
@@ -171,11 +162,11 @@ def step_table(rounds: int, per_round: int) -> dict:
         reference_step()
     mg, ref, th = [], [], []
     for _ in range(rounds):
-        mg.append(_best(mg_step, per_round))
-        ref.append(_best(reference_step, per_round))
+        mg.append(best_of(mg_step, per_round, warmup=0))
+        ref.append(best_of(reference_step, per_round, warmup=0))
         if th_step is not None:
             time.sleep(_SPIN_S)          # OpenBLAS's idle threads stop spinning before torch runs
-            th.append(_best(th_step, per_round))
+            th.append(best_of(th_step, per_round, warmup=0))
             time.sleep(_SPIN_S)          # and torch's before minigrad's
     floor = th if th else mg
 
@@ -254,7 +245,7 @@ def gemm_table(rounds: int, per_round: int = 20) -> dict:
     for _ in range(rounds):
         for lib in libs:
             for shape, fn in calls[lib].items():
-                best[lib][shape] = min(best[lib][shape], _best(fn, per_round))
+                best[lib][shape] = min(best[lib][shape], best_of(fn, per_round, warmup=0))
             time.sleep(_SPIN_S)                      # the library's threads go back to sleep
     rows, totals = [], dict.fromkeys(libs, 0.0)
     for (out_f, in_f), count in shapes.items():

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["run_parallel", "split"]
+__all__ = ["run_parallel", "split", "split_work", "MAX_THREADS"]
+
+# the most threads a kernel's calls are split over (the machines minigrad is timed on have 2
+# cores); how much work pays for a thread is each kernel module's _MIN_PER_THREAD: below it
+# the pool's hand-off costs more, and inside a training step the BLAS library's idle threads,
+# spinning for ~0.1 s after every matrix product, hold the other cores anyway
+MAX_THREADS = 2
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -39,3 +45,9 @@ def split(n: int, parts: int) -> list:
     (at least one, at most ``n``): the ranges a kernel's calls take, one per thread."""
     parts = max(1, min(parts, n))
     return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
+
+
+def split_work(n: int, work_per_item: int, min_per_thread: int) -> list:
+    """``range(n)`` split as the work pays: one piece per ``min_per_thread`` units of
+    ``n * work_per_item``, at most :data:`MAX_THREADS` (see :func:`split`)."""
+    return split(n, min(MAX_THREADS, n * work_per_item // min_per_thread))

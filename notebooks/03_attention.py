@@ -268,8 +268,8 @@ for seed in (1, 1, 2):
 # AdamW) on each side, and checks that both give the same first loss.
 #
 # NumPy's exact GELU takes about ten passes over its (12, 64, 512) input,
-# and layer norm about as many; each kernel makes one, with erf and exp
-# written as polynomials so that eight values run at once in SIMD lanes.
+# and layer norm about as many; each kernel makes one, with GELU's erfc
+# and chapter 4's exp written as polynomials, eight values at once in SIMD lanes.
 # The matrix multiplies are BLAS calls on both sides, and set the floor.
 
 # %%

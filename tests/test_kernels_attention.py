@@ -12,6 +12,7 @@ import minigrad
 from minigrad import Tensor, kernels
 from minigrad import functional as F
 from minigrad.kernels import attention as A
+from sdpa_cases import sdpa_case, torch_sdpa  # tests/sdpa_cases.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -363,31 +364,15 @@ def test_kernels_keep_the_errors_of_the_readable_route():
 @pytest.mark.parametrize("case", ["plain", "causal", "causal_L_gt_S", "bool", "float", "gqa"])
 def test_sdpa_kernels_match_torch_in_float32(case, kernel_calls):
     torch = pytest.importorskip("torch")
-    rng = minigrad.get_rng()
-    Hq, Hkv, L, S, kw, mask = 4, 4, 70, 90, {}, None
-    if case == "causal_L_gt_S":
-        L, S = 90, 70
-    if "causal" in case:
-        kw["is_causal"] = True
-    if case == "bool":
-        mask = rng.random((2, Hq, L, S)) > 0.3
-        mask[..., 0] = True                              # torch < 2.5 gave NaN on empty rows
-    if case == "float":
-        mask = _rand(L, S)
-    if case == "gqa":
-        Hkv, kw["enable_gqa"] = 2, True
-    q, k, v = _rand(2, Hq, L, 32), _rand(2, Hkv, S, 32), _rand(2, Hkv, S, 24)
-    dO = _rand(2, Hq, L, 24)
+    Hkv, L, S, kw, mask = sdpa_case(case, minigrad.get_rng(), L=70, S=90, dtype=np.float32)
+    q, k, v = _rand(2, 4, L, 32), _rand(2, Hkv, S, 32), _rand(2, Hkv, S, 24)
+    dO = _rand(2, 4, L, 24)
     ours = _sdpa("numba", q, k, v, dO, attn_mask=mask, **kw)
-    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
-    tout = torch.nn.functional.scaled_dot_product_attention(
-        tq, tk, tv, attn_mask=None if mask is None else torch.tensor(mask), **kw)
-    tout.backward(torch.tensor(dO))
+    theirs = torch_sdpa(torch, q, k, v, dO, mask, kw)
     assert kernel_calls == {"sdpa_forward_numba": 1, "sdpa_backward_numba": 1}  # not NumPy's
-    for name, mine, theirs in zip(("out", "dq", "dk", "dv"), ours,
-                                  (tout.detach(), tq.grad, tk.grad, tv.grad)):
-        assert mine.shape == tuple(theirs.shape), name
-        np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+    for name, mine, their in zip(("out", "dq", "dk", "dv"), ours, theirs):
+        assert mine.shape == their.shape, name
+        np.testing.assert_allclose(mine, their, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 # ----------------------------------------------------------------------------

@@ -68,16 +68,14 @@ import numpy as np
 from numba import njit
 
 from ..flash.kernels import _exp_constants, _exp_rows
-from ..threads import run_parallel, split
+from ..threads import run_parallel, split_work
 
 __all__ = ["as_heads", "mask_plan", "tile_sizes", "sdpa_forward_reference",
            "sdpa_forward_numba", "sdpa_backward_reference", "sdpa_backward_numba"]
 
-_THREADS = 2
 _CACHED_MASK_SIZE = 1 << 16  # bool masks up to this many entries have their plan cached
-# multiply-adds below which one thread wins: the pool's hand-off, and inside a training step
-# the BLAS threads still spinning after the last matrix multiply, which take the other cores
-# (TinyGPT's 13M per call ran 3% faster on one thread; L = 512's 1G runs 1.8x faster on two)
+# multiply-adds a thread must get (minigrad.threads says why): TinyGPT's 13M per call ran 3%
+# faster on one thread; L = 512's 1G runs 1.8x faster on two
 _MIN_PER_THREAD = 1 << 25
 _BLAS_ONE_THREAD = 1 << 18  # OpenBLAS multiplies m*n*k <= this on the calling thread
 # reassociation lets the compiler vectorize row sums; no 'nnan'/'ninf': masked scores are -inf
@@ -180,8 +178,8 @@ def tile_sizes(E: int, Ev: int) -> tuple:
 
 
 def _head_ranges(heads: int, work_per_head: int) -> list:
-    """Split the heads into at most _THREADS contiguous ranges."""
-    return split(heads, min(_THREADS, heads * work_per_head // _MIN_PER_THREAD))
+    """The heads in contiguous ranges, one per thread the work pays for."""
+    return split_work(heads, work_per_head, _MIN_PER_THREAD)
 
 
 # ----------------------------------------------------------------------------

@@ -26,7 +26,8 @@ import math
 import numpy as np
 from numba import njit
 
-from ..threads import run_parallel, split
+from ..flash.kernels import _exp_constants, _exp_rows
+from ..threads import run_parallel, split_work
 
 __all__ = ["add_bias_reference", "add_bias_numba", "gelu_forward_reference", "gelu_forward_numba",
            "layer_norm_forward_reference", "layer_norm_forward_numba",
@@ -34,10 +35,7 @@ __all__ = ["add_bias_reference", "add_bias_numba", "gelu_forward_reference", "ge
 
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-# below this many values one thread wins: the pool's hand-off, and inside a training step the
-# BLAS threads still spinning after the last matrix multiply, which take the other cores
-_MIN_PER_THREAD = 1 << 19
-_THREADS = 2
+_MIN_PER_THREAD = 1 << 19  # values a thread must get (minigrad.threads says why)
 # reassociation lets LLVM split a row's sums over SIMD lanes, as NumPy's pairwise sums do;
 # NaN and inf still propagate (no nnan/ninf)
 _REDUCE = {"reassoc", "contract", "nsz"}
@@ -45,8 +43,8 @@ _ELEMENTWISE = {"contract", "nsz"}  # fused multiply-adds, no reordering
 
 
 def _row_ranges(rows: int, per_row: int):
-    """Split ``rows`` into at most _THREADS contiguous ranges of whole rows."""
-    return split(rows, min(_THREADS, rows * per_row // _MIN_PER_THREAD))
+    """``rows`` in contiguous ranges of whole rows, one per thread the work pays for."""
+    return split_work(rows, per_row, _MIN_PER_THREAD)
 
 
 # ----------------------------------------------------------------------------
@@ -119,11 +117,8 @@ _ERFCX_P = (1.0, -2.256758281181833, 1.7432393481399555, -0.274751395818256,
 _F32 = np.float32
 _GELU_C = tuple(_F32(c) for c in _ERFCX_P)
 _SQRT_HALF_F32, _INV_SQRT_2PI_F32 = _F32(_SQRT_HALF), _F32(_INV_SQRT_2PI)
-# exp(-a) for 0 <= a <= 88 as 2^k e^r (Cody & Waite: ln 2 split in a high part whose product
-# with k is exact, and a low part), e^r by Taylor to degree 7 (|r| <= ln2 / 2: error < 6e-9)
-_LOG2E, _LN2_HI, _LN2_LO = _F32(1.0 / math.log(2.0)), _F32(0.693359375), _F32(-2.12194440e-4)
-_EXP_A_MAX = _F32(88.0)   # exp(-88) is below float32's normal range: 2^k's bits become 0
-_GELU_CHUNK = 512         # values per pass: the two passes' buffers stay in L1
+_GELU_CHUNK = 2048        # values per pass: an 8 KiB buffer, in L1; exp's call cost spread
+_EXP_CONSTANTS = _exp_constants(np.float32)   # (coef, iproto) of chapter 4's exp, float32
 
 
 def fit_erfcx_polynomial(degree: int = _ERFCX_DEGREE, t_max: float = _ERFCX_T_MAX,
@@ -138,23 +133,6 @@ def fit_erfcx_polynomial(degree: int = _ERFCX_DEGREE, t_max: float = _ERFCX_T_MA
     t = 2.0 * w / (1.0 - w)
     basis = np.vander(w, degree + 1, increasing=True)[:, 1:]
     return np.concatenate([[1.0], np.linalg.lstsq(basis, erfcx(t) - 1.0, rcond=None)[0]])
-
-
-@njit(cache=True, nogil=True, fastmath=_ELEMENTWISE)
-def _exp_neg_parts(x, poly, bits):
-    """For each a = x^2 / 2 (clamped to 88): exp(-a) = poly * 2^k; bits holds 2^k's float32
-    bits (0 below the normal range, so exp(-inf) = 0). No reassociation: it would undo
-    Cody & Waite's split."""
-    for i in range(x.size):
-        v = x[i]
-        a = _F32(0.5) * v * v
-        a = a if a < _EXP_A_MAX else _EXP_A_MAX              # inf (and NaN) -> 88
-        k = np.floor(-a * _LOG2E + _F32(0.5))
-        r = -a - k * _LN2_HI - k * _LN2_LO
-        poly[i] = _F32(1) + r * (_F32(1) + r * (_F32(1 / 2) + r * (_F32(1 / 6) + r * (
-            _F32(1 / 24) + r * (_F32(1 / 120) + r * (_F32(1 / 720) + r * _F32(1 / 5040)))))))
-        e = np.int32(k) + np.int32(127)
-        bits[i] = (e << np.int32(23)) if e > 0 else np.int32(0)
 
 
 # error_model="numpy": a float division by zero gives inf instead of raising, so the loop has
@@ -184,27 +162,29 @@ def _gelu_from_exp(x, E, out, slope):
 
 
 @njit(cache=True, nogil=True)
-def _gelu_forward_range_f32(x, out, slope, lo, hi):
-    """x[lo:hi] in chunks of _GELU_CHUNK: exp's parts, then GELU from them (two passes that
-    vectorize; 2^k is made by reading integer bits as a float, which needs an array)."""
-    poly = np.empty(_GELU_CHUNK, np.float32)
-    bits = np.empty(_GELU_CHUNK, np.int32)
-    scale = bits.view(np.float32)
+def _gelu_forward_range_f32(x, out, slope, lo, hi, coef, iproto):
+    """x[lo:hi] in chunks of _GELU_CHUNK: E = exp(-x^2 / 2) by chapter 4's vectorized exp
+    (:func:`minigrad.flash.kernels._exp_rows`, constants ``coef``, ``iproto``), then GELU
+    from it: passes that each vectorize, over a buffer that stays in L1."""
+    buf = np.empty(_GELU_CHUNK, np.float32)
+    zero, total = np.zeros(1, np.float32), np.empty(1, np.float32)
     for c0 in range(lo, hi, _GELU_CHUNK):
-        c1 = min(c0 + _GELU_CHUNK, hi)
-        m = c1 - c0
-        _exp_neg_parts(x[c0:c1], poly[:m], bits[:m])
-        E = poly[:m]
-        for i in range(m):
-            E[i] *= scale[i]
-        _gelu_from_exp(x[c0:c1], E, out[c0:c1], slope[c0:c1])
+        xs = x[c0:min(c0 + _GELU_CHUNK, hi)]
+        E = buf[:xs.size]
+        for i in range(xs.size):
+            E[i] = _F32(-0.5) * xs[i] * xs[i]
+        _exp_rows(E.reshape((1, E.size)), zero, coef, iproto, total)  # exp(-x^2 / 2); -inf -> 0
+        _gelu_from_exp(xs, E, out[c0:c0 + xs.size], slope[c0:c0 + xs.size])
 
 
 def gelu_forward_numba(x: np.ndarray):
     flat = np.ascontiguousarray(x).reshape(-1)
     out, slope = np.empty_like(flat), np.empty_like(flat)
-    kernel = _gelu_forward_range_f32 if flat.dtype == np.float32 else _gelu_forward_range
-    run_parallel([(kernel, (flat, out, slope, lo, hi))
+    if flat.dtype == np.float32:
+        kernel, constants = _gelu_forward_range_f32, _EXP_CONSTANTS
+    else:
+        kernel, constants = _gelu_forward_range, ()
+    run_parallel([(kernel, (flat, out, slope, lo, hi, *constants))
                   for lo, hi in _row_ranges(flat.size, 1)])
     return out.reshape(x.shape), slope.reshape(x.shape)
 
