@@ -83,6 +83,32 @@ def test_a_failing_rank_ends_the_mpi_run_naming_it(how, expect):
     assert expect in str(info.value) and info.value.rank == 1
 
 
+def _hydra_report(pid, code):
+    return (f"=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES\n=   PID {pid} RUNNING AT vm\n"
+            f"=   EXIT CODE: {code}\n=   CLEANING UP REMAINING PROCESSES\n")
+
+
+@pytest.mark.parametrize("named,code,states,expect", [
+    # Hydra collected rank 0's exit (its own cleanup SIGKILL) before rank 1's: rank 0 waits
+    # inside all_reduce #2 for rank 1, which left the collectives after #1
+    (100, 9, {0: "in all_reduce #2", 1: "after all_reduce #1"}, 1),
+    (101, 9, {0: "in all_reduce #2", 1: "after all_reduce #1"}, 1),
+    # every rank inside a collective: nothing contradicts Hydra
+    (100, 9, {0: "in all_reduce #2", 1: "in all_reduce #2"}, 0),
+    # not SIGKILL (Hydra's cleanup signal): Hydra's report is unambiguous
+    (100, 11, {0: "in all_reduce #2", 1: "after all_reduce #1"}, 0),
+    # the furthest behind of the ranks outside the collectives
+    (100, 9, {0: "in all_reduce #5", 1: "after all_reduce #4", 2: "after all_reduce #3"}, 2),
+])
+def test_a_killed_rank_is_named_even_when_hydra_reports_a_cleaned_up_one(named, code, states,
+                                                                          expect):
+    from minigrad.distributed.launch import _failure_error
+    status = {r: (100 + r, s) for r, s in states.items()}
+    err = _failure_error(status, 137, _hydra_report(named, code))
+    assert err.rank == expect
+    assert f"rank {expect} (pid {100 + expect} on vm) died" in str(err)
+
+
 def test_a_collective_timeout_ends_a_hung_mpi_run_naming_the_rank():
     pytest.importorskip("mpi4py")
     import os

@@ -151,8 +151,11 @@ def _failure_error(status, rc, output):
     m = re.search(r"PID (\d+) RUNNING AT (\S+)\s*=\s*EXIT CODE: (\d+)", output)
     if m and int(m.group(1)) in pid_to_rank:
         r, code = pid_to_rank[int(m.group(1))], int(m.group(3))
+        if code == signal.SIGKILL:
+            r = _first_killed(status, r)
+        pid, host = status[r][0], m.group(2)
         how = f"killed by signal {code}" if 0 < code < 64 else f"exit code {code}"
-        return LaunchError(f"rank {r} (pid {m.group(1)} on {m.group(2)}) died ({how}); "
+        return LaunchError(f"rank {r} (pid {pid} on {host}) died ({how}); "
                            f"the other ranks were ended", rank=r, output=output)
     unfinished = [r for r, (_, s) in status.items() if s != "done"]
     r = unfinished[0] if len(unfinished) == 1 else None
@@ -160,14 +163,34 @@ def _failure_error(status, rc, output):
                        rank=r, output=output)
 
 
+def _first_killed(status, named):
+    """Which rank died first, when Hydra names ``named`` as killed by SIGKILL.
+
+    Hydra ends the other ranks with SIGKILL too, and under load it may collect
+    one of those exits first and name it. A rank that died on its own between
+    collectives is the one the others wait for: when ``named`` sits inside a
+    collective and some unfinished rank does not, that rank (the furthest
+    behind) is the first to die.
+    """
+    def inside(state):
+        return state.startswith("in ")
+    outside = [r for r, (pid, s) in status.items()
+               if pid is not None and not inside(s) and s != "done"]
+    if not inside(status[named][1]) or not outside:
+        return named
+    return min(outside, key=lambda r: (_seq(status[r][1]), r))
+
+
+def _seq(state):
+    m = re.search(r"#(\d+)", state)
+    return int(m.group(1)) if m else 0
+
+
 def _hang_error(status, timeout, output):
-    def seq(state):
-        m = re.search(r"#(\d+)", state)
-        return int(m.group(1)) if m else 0
     waiting = {r: s for r, (_, s) in status.items() if s.startswith(("in ", "timed out"))}
     others = {r: s for r, (_, s) in status.items() if r not in waiting and s != "done"}
     # the culprit: a rank outside any collective while others wait, else the one furthest behind
-    culprits = sorted(others) or sorted(waiting, key=lambda r: (seq(waiting[r]), r))[:1]
+    culprits = sorted(others) or sorted(waiting, key=lambda r: (_seq(waiting[r]), r))[:1]
     detail = "; ".join(f"rank {r}: {s}" for r, (_, s) in status.items())
     r = culprits[0] if culprits else None
     after = f"timed out after {timeout:g} s" if timeout else "a collective timed out"
