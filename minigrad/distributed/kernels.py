@@ -214,7 +214,7 @@ _transfer_jit = None    # the compiled transfer, a global so the ring kernel can
 def _jit():
     global _transfer_jit
     if not _compiled:
-        from numba import njit   # lazily: import minigrad must not pay for numba
+        from ..kernels.jit import njit   # lazily: import minigrad must not pay for numba
         _transfer_jit = _compiled["transfer"] = njit(cache=True, nogil=True)(_transfer_loops)
         # BEGIN KERNEL ch8.ring_reduce_scatter
         _compiled["ring_segments"] = njit(cache=True, nogil=True)(_ring_segments_loops)

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
-from numba import njit
 
+from ..kernels.jit import njit, numba
 from ..threads import run_parallel, split
 
 __all__ = ["flash_forward", "flash_forward_scalar", "flash_backward", "exp_nonpositive"]

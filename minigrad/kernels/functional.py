@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from .jit import njit
 
 from ..flash.kernels import _exp_constants, _exp_rows
 from ..threads import run_parallel, split_work

@@ -21,7 +21,8 @@ kernel is first needed: ``import minigrad`` stays fast.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+
+from ..kernels.jit import njit, prange
 
 # Inputs are finite (checked at the public boundary), so the kernels may let
 # LLVM assume no NaN/inf and ignore the sign of zero: that is what lets it
