@@ -65,10 +65,10 @@ import functools
 import math
 
 import numpy as np
-from .jit import njit
 
 from ..flash.kernels import _exp_constants, _exp_rows
 from ..threads import run_parallel, split_work
+from .jit import njit
 
 __all__ = ["as_heads", "mask_plan", "tile_sizes", "sdpa_forward_reference",
            "sdpa_forward_numba", "sdpa_backward_reference", "sdpa_backward_numba"]

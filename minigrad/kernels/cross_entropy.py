@@ -25,6 +25,7 @@ This module imports numba: :mod:`minigrad.functional` imports it only when
 from __future__ import annotations
 
 import numpy as np
+
 from .jit import njit
 
 __all__ = ["cross_entropy_reference", "cross_entropy_numba"]

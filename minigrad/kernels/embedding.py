@@ -19,6 +19,7 @@ This module imports numba: :mod:`minigrad.functional` imports it only when
 from __future__ import annotations
 
 import numpy as np
+
 from .jit import njit
 
 __all__ = ["embedding_backward_reference", "embedding_backward_numba"]

@@ -24,10 +24,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from .jit import njit
 
 from ..flash.kernels import _exp_constants, _exp_rows
 from ..threads import run_parallel, split_work
+from .jit import njit
 
 __all__ = ["add_bias_reference", "add_bias_numba", "gelu_forward_reference", "gelu_forward_numba",
            "layer_norm_forward_reference", "layer_norm_forward_numba",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from .jit import njit
 
 __all__ = ["adam_step_numba", "fusable"]
