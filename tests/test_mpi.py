@@ -109,6 +109,21 @@ def test_a_killed_rank_is_named_even_when_hydra_reports_a_cleaned_up_one(named, 
     assert f"rank {expect} (pid {100 + expect} on vm) died" in str(err)
 
 
+@pytest.mark.parametrize("states,expect", [
+    ({0: "in all_reduce #3", 1: "after all_reduce #2"}, 1),            # 0 waits for 1
+    ({0: "in all_reduce #3", 1: "after all_reduce #2", 2: "after all_reduce #1"}, 2),
+    ({0: "in all_reduce #3", 1: "not started"}, 1),
+    ({0: "in all_reduce #3", 1: "in all_reduce #2"}, 1),               # 1 is behind
+    ({0: "done", 1: "running"}, 1),
+    ({0: "running", 1: "running"}, None),         # nobody waits: nobody to blame
+])
+def test_a_timed_out_run_blames_the_rank_the_others_wait_for(states, expect):
+    from minigrad.distributed.launch import _hang_error
+    err = _hang_error({r: (100 + r, s) for r, s in states.items()}, 5, "")
+    assert err.rank == expect, str(err)
+    assert (f"rank {expect} hangs" if expect is not None else "no rank waiting") in str(err)
+
+
 def test_a_collective_timeout_ends_a_hung_mpi_run_naming_the_rank():
     pytest.importorskip("mpi4py")
     import os

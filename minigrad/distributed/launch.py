@@ -174,11 +174,11 @@ def _first_killed(status, named):
     """
     def inside(state):
         return state.startswith("in ")
-    outside = [r for r, (pid, s) in status.items()
-               if pid is not None and not inside(s) and s != "done"]
+    outside = {r: s for r, (pid, s) in status.items()
+               if pid is not None and not inside(s) and s != "done"}
     if not inside(status[named][1]) or not outside:
         return named
-    return min(outside, key=lambda r: (_seq(status[r][1]), r))
+    return _behind(outside)
 
 
 def _seq(state):
@@ -186,14 +186,23 @@ def _seq(state):
     return int(m.group(1)) if m else 0
 
 
+def _behind(states) -> int:
+    """The rank of ``{rank: state}`` furthest behind (fewest collectives), the lowest on a tie."""
+    return min(states, key=lambda r: (_seq(states[r]), r))
+
+
 def _hang_error(status, timeout, output):
     waiting = {r: s for r, (_, s) in status.items() if s.startswith(("in ", "timed out"))}
     others = {r: s for r, (_, s) in status.items() if r not in waiting and s != "done"}
-    # the culprit: a rank outside any collective while others wait, else the one furthest behind
-    culprits = sorted(others) or sorted(waiting, key=lambda r: (_seq(waiting[r]), r))[:1]
     detail = "; ".join(f"rank {r}: {s}" for r, (_, s) in status.items())
-    r = culprits[0] if culprits else None
     after = f"timed out after {timeout:g} s" if timeout else "a collective timed out"
+    if others and (waiting or len(others) == 1):
+        r = _behind(others)         # outside the collectives while the others wait for it
+    elif waiting and not others:
+        r = _behind(waiting)        # every unfinished rank inside one: the furthest behind
+    else:                           # several ranks still outside any collective: none waits
+        return LaunchError(f"{after} with no rank waiting for another ({detail})", rank=None,
+                           output=output)
     return LaunchError(f"{after}: rank {r} hangs ({detail})", rank=r, output=output)
 
 
