@@ -99,14 +99,18 @@ def _hydra_report(pid, code):
     (100, 11, {0: "in all_reduce #2", 1: "after all_reduce #1"}, 0),
     # the furthest behind of the ranks outside the collectives
     (100, 9, {0: "in all_reduce #5", 1: "after all_reduce #4", 2: "after all_reduce #3"}, 2),
+    # rank 1 died before it wrote its status (in its imports): rank 0 waits for it
+    (100, 9, {0: "in all_reduce #1", 1: None}, 1),
+    (555, 9, {0: "in all_reduce #1", 1: None}, 1),      # and Hydra named it by its pid
 ])
 def test_a_killed_rank_is_named_even_when_hydra_reports_a_cleaned_up_one(named, code, states,
                                                                           expect):
     from minigrad.distributed.launch import _failure_error
-    status = {r: (100 + r, s) for r, s in states.items()}
+    status = {r: (100 + r, s) if s else (None, "not started") for r, s in states.items()}
     err = _failure_error(status, 137, _hydra_report(named, code))
     assert err.rank == expect
-    assert f"rank {expect} (pid {100 + expect} on vm) died" in str(err)
+    pid = status[expect][0] or (named if named not in (100, 101) else "unknown")
+    assert f"rank {expect} (pid {pid} on vm) died" in str(err), str(err)
 
 
 @pytest.mark.parametrize("states,expect", [

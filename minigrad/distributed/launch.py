@@ -148,12 +148,15 @@ def _failure_error(status, rc, output):
         r = min(failed)
         return LaunchError(f"rank {r} {failed[r]}", rank=r, output=output)
     pid_to_rank = {pid: r for r, (pid, _) in status.items() if pid is not None}
+    silent = [r for r, (pid, _) in status.items() if pid is None]    # died before its status
     m = re.search(r"PID (\d+) RUNNING AT (\S+)\s*=\s*EXIT CODE: (\d+)", output)
-    if m and int(m.group(1)) in pid_to_rank:
-        r, code = pid_to_rank[int(m.group(1))], int(m.group(3))
-        if code == signal.SIGKILL:
-            r = _first_killed(status, r)
-        pid, host = status[r][0], m.group(2)
+    named = None                                  # the rank Hydra says died, if it names one
+    if m:
+        hydra_pid, host, code = int(m.group(1)), m.group(2), int(m.group(3))
+        named = pid_to_rank.get(hydra_pid, silent[0] if len(silent) == 1 else None)
+    if named is not None:
+        r = _first_killed(status, named) if code == signal.SIGKILL else named
+        pid = status[r][0] or (hydra_pid if r == named else "unknown")
         how = f"killed by signal {code}" if 0 < code < 64 else f"exit code {code}"
         return LaunchError(f"rank {r} (pid {pid} on {host}) died ({how}); "
                            f"the other ranks were ended", rank=r, output=output)
@@ -174,8 +177,7 @@ def _first_killed(status, named):
     """
     def inside(state):
         return state.startswith("in ")
-    outside = {r: s for r, (pid, s) in status.items()
-               if pid is not None and not inside(s) and s != "done"}
+    outside = {r: s for r, (_, s) in status.items() if not inside(s) and s != "done"}
     if not inside(status[named][1]) or not outside:
         return named
     return _behind(outside)
