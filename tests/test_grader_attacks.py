@@ -64,6 +64,16 @@ ATTACKS = {  # exercise whose region carries it -> (attack, what the refusal nam
     "ch6.nearest_code": ('return __import__("os").getcwd()\n', "__import__"),
     "ch3.top_p": ('return getattr(np, "test" + "ing")\n', "getattr"),
     "ch5.decode_bits": ("return bits.__class__.__subclasses__()\n", "special attribute"),
+    # a fully masked array passes np.testing against any expected value, and reaches the
+    # tests through the reference's own `return mask...` after the region
+    "ch10.semi_structured_mask": ("mask = np.ma.masked_all(w.shape, dtype=bool)\n", "numpy.ma"),
+    "ch9.flops_per_token": ("import numpy.ma as M\nreturn M.masked_all(3)\n", "numpy.ma"),
+    # a dotted import is no way around the forbidden attributes: libc's system() via ctypes
+    "ch4.logsumexp": ("from numpy.ctypeslib import load_library\n"
+                      "load_library('libc.so.6', '/lib').system(b'id')\n", "numpy.ctypeslib"),
+    # numpy's private modules hold an open(): the hidden tests, reversed, past the feedback filter
+    "ch10.magnitude_mask": ("t = np.lib._datasource.open('tests/exercises/test_ch10.py').read()\n"
+                            "raise ValueError(t[::-1])\n", "_datasource"),
 }
 
 
