@@ -179,10 +179,18 @@ return Liar(-1.0)
 """
 
 
+# the reference's numba kernel of the exercise, called from the exercise's own region
+KERNEL_CALL = """
+from minigrad.kernels import optim as fused
+fused.adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, 0.0, False)
+"""
+
+
 @pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory):
     """One graded submission: ch1.unbroadcast carries the attacks, ch8.bubble_fraction
-    returns a lying float, ch1.matmul_backward is correct (and a forged 50-point test
+    returns a lying float, ch2.adam_update calls the reference's kernel of itself,
+    ch1.matmul_backward is correct (and a forged 50-point test
     of it sits in the submission), ch3.causal_mask lost its END marker and
     ch3.repeat_kv, next to it, is the reference's."""
     base = tmp_path_factory.mktemp("sandboxed")
@@ -201,7 +209,8 @@ def sandboxed(tmp_path_factory):
                   "ch1.matmul_backward": [REGIONS["ch1.matmul_backward"].indent + "# mine\n"]
                   + _ref_body("ch1.matmul_backward"),
                   "ch8.bubble_fraction": LIAR,
-                  "ch3.repeat_kv": _ref_body("ch3.repeat_kv")})
+                  "ch3.repeat_kv": _ref_body("ch3.repeat_kv"),
+                  "ch2.adam_update": KERNEL_CALL})
     f = sub / REGIONS["ch3.causal_mask"].path
     lines = f.read_text().splitlines(keepends=True)
     del lines[REGIONS["ch3.causal_mask"].end]
@@ -214,7 +223,7 @@ def sandboxed(tmp_path_factory):
               for p in [ref / "tests" / "conftest.py", sub / "answers.toml"]}
     rows = grade(sub, reference=ref, timeout=60, check_code=False, progress=False,
                  only=["ch1.unbroadcast", "ch1.matmul_backward", "ch3.causal_mask", "ch8.bubble_fraction",
-                       "ch3.repeat_kv", q.id])
+                       "ch3.repeat_kv", "ch2.adam_update", q.id])
     yield {"rows": _by_id(rows), "mark": mark, "digest": digest, "question": q}
     shutil.rmtree(mark, ignore_errors=True)
 
@@ -224,6 +233,8 @@ def test_sandboxed_attacks_earn_nothing(sandboxed):
     assert rows["ch1.unbroadcast"].score == 0, rows["ch1.unbroadcast"].output
     # a float whose comparisons always say yes reaches the tests as the float it holds
     assert rows["ch8.bubble_fraction"].score == 0, rows["ch8.bubble_fraction"].output
+    # the graded copy holds no kernel of the exercise under test, as the release holds none
+    assert rows["ch2.adam_update"].score == 0, rows["ch2.adam_update"].output
     # the reference's region earns its points and no more: the forged 50-point test never ran
     assert rows["ch1.matmul_backward"].score == rows["ch1.matmul_backward"].max_score == 3
     assert all("free_points" not in t.name for t in rows["ch1.matmul_backward"].tests)

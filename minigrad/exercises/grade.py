@@ -4,10 +4,11 @@ Two modes, always chosen by the caller, never by how the package is installed:
 
 - ``--reference DIR`` (the official grade): DIR is the instructor's checkout.
   Each attempted exercise is graded in its own *hybrid*, a copy of the reference
-  with only that exercise's region taken from the student, against the public
-  and hidden tests of the reference, so an unfinished chapter 3 costs nothing in
-  chapter 4. Regions identical to the reference's share one run; untouched stubs
-  score 0 without one. Questions are marked against a key computed from the
+  with only that exercise's region taken from the student (and its kernel regions
+  dropped, as in the release), against the public and hidden tests of the
+  reference, so an unfinished chapter 3 costs nothing in chapter 4. Regions
+  identical to the reference's share one run; untouched stubs score 0 without
+  one. Questions are marked against a key computed from the
   reference (choice letters follow the release's shuffle, ``release_seed``).
 - no reference (a student's check of their own work): the public tests in
   SUBMISSION run against SUBMISSION's own package; questions are only checked
@@ -72,8 +73,8 @@ from pathlib import Path
 
 from . import sandbox
 from .answers import MAX_ANSWER_CHARS, AnswerError, grade_question, load_answers
-from .fences import BEGIN, END, HIDDEN_BEGIN, HIDDEN_END, find_regions, replace_region, \
-    scan_package, stub_line
+from .fences import BEGIN, END, HIDDEN_BEGIN, HIDDEN_END, drop_kernels, find_regions, \
+    replace_region, scan_package, stub_line
 from .policy import check_region
 from .registry import Question
 from .release import (CONFTESTS, EXERCISE_TESTS, PACKAGE, exercise_mark, is_student_release,
@@ -353,6 +354,12 @@ def _run_job(job: _Job, code_root: Path, jobdir: Path, uid: int | None, tests: d
         shutil.copy2(Path(__file__).with_name(own), tree / PACKAGE / "exercises" / own)
     if job.swap is not None:
         rel, ex_id, body = job.swap
+        # the exercise's kernels go, as in the release: calling one would hand in the
+        # reference's own solution (fused.adam_step_numba for ch2.adam_update)
+        for f in (tree / PACKAGE).rglob("*.py"):
+            text = f.read_text()
+            if f"# BEGIN KERNEL {ex_id}" in text:
+                f.write_text(drop_kernels(text, {ex_id}, f.relative_to(tree)))
         target = tree / rel
         target.write_text(plain_returns(replace_region(target.read_text(), ex_id, body, rel),
                                         ex_id, rel))
