@@ -74,6 +74,14 @@ ATTACKS = {  # exercise whose region carries it -> (attack, what the refusal nam
     # numpy's private modules hold an open(): the hidden tests, reversed, past the feedback filter
     "ch10.magnitude_mask": ("t = np.lib._datasource.open('tests/exercises/test_ch10.py').read()\n"
                             "raise ValueError(t[::-1])\n", "_datasource"),
+    # leaving the function: a naive rounding, and the test's oracle (same module) rewritten
+    # to agree with it, scored 3/3
+    "ch10.gptq_step": ([REGIONS["ch10.gptq_step"].indent + ln for ln in (
+        "q = target(W[:, i])\n", "err = (W[:, i] - q) / U[i, i]\n", "W[:, i] = q\n",
+        "return q, err\n")] + [
+        "obs_update = lambda w, Hinv, q, new_value=0.0: np.concatenate(\n",
+        "    [np.asarray(w, float)[:q], [new_value], np.asarray(w, float)[q + 1:]])\n",
+        "def _rest():\n"], "indented less"),
 }
 
 

@@ -547,6 +547,9 @@ def _refuse(ref_text: str, rel: Path, ex_id: str, body: list, check_code: bool):
         return f"does not compile: {where}: {e.msg}"
     except (ValueError, RecursionError, MemoryError) as e:
         return f"does not compile: {type(e).__name__}"
+    escaped = _outside_region(text, r)
+    if escaped:
+        return f"not run: {escaped}"
     if not check_code:
         return None
     package = ".".join(Path(rel).with_suffix("").parts[:-1])
@@ -554,6 +557,27 @@ def _refuse(ref_text: str, rel: Path, ex_id: str, body: list, check_code: bool):
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         return "not run: " + "; ".join(problems[:3]) + more
+    return None
+
+
+def _outside_region(text: str, r) -> str | None:
+    """Why region ``r`` of ``text`` does not stay inside the block it was cut from, or None.
+
+    A line indented less than the markers leaves the function: it could define module
+    names (an oracle the tests call, ``obs_update``, rewritten to agree with a wrong
+    answer) and hand the rest of the function to a ``def`` of its own. A statement
+    running past ``# END SOLUTION`` (an open string or bracket) swallows reference code.
+    """
+    first, last = r.begin + 2, r.end  # 1-based lines of the body
+    width = len(r.indent.encode())
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.stmt) and first <= node.lineno <= last:
+            where = f"line {node.lineno - first + 1} of your solution"
+            if node.col_offset < width:
+                return (f"{where} is indented less than the '# BEGIN SOLUTION' line: "
+                        f"a solution stays inside its function")
+            if (node.end_lineno or node.lineno) > last:
+                return f"{where} runs on past '# END SOLUTION': close it before the marker"
     return None
 
 
