@@ -15,6 +15,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minigrad.exercises import all_exercises, all_questions, sandbox
@@ -308,7 +309,7 @@ def test_returns_of_a_graded_region_are_plain_values():
     pair = "def g(a):\n    # BEGIN SOLUTION ch9.g\n    return a, (a,)\n    # END SOLUTION\n"
     exec(compile(plain_returns(pair, "ch9.g", Path("m.py")), "m", "exec"), ns)
     assert ns["g"](1) == (1, (1,))
-    from minigrad.exercises.plain import plain
+    from minigrad.exercises.plain import _is_named_tuple, plain
     from minigrad.tensor import MaxResult
 
     class Liar(float):
@@ -318,6 +319,22 @@ def test_returns_of_a_graded_region_are_plain_values():
 
     named = plain(MaxResult(Liar(1.5), 0))   # named tuples keep their names, not their liars
     assert type(named) is MaxResult and type(named.values) is float and not named.values == 2
+    # an object array's elements are values too
+    held = plain(np.array([Liar(1.5), (Liar(2.5),)], dtype=object))
+    assert type(held[0]) is float and type(held[1][0]) is float
+    np.testing.assert_raises(AssertionError, np.testing.assert_array_equal, held[:1], [0.0])
+
+    class Fields(tuple):  # a "named tuple" whose comparisons lie
+        _fields = ("a",)
+
+        def __eq__(self, other):
+            return True
+        __hash__ = tuple.__hash__
+
+    got = plain(Fields((1.0,)))
+    assert type(got) is tuple and not got == (2.0,)
+    from minigrad.moe.routing import Routing
+    assert _is_named_tuple(MaxResult) and _is_named_tuple(Routing)
 
 
 def test_every_reference_region_passes_the_syntax_check():
