@@ -138,6 +138,23 @@ def test_answers_file_reads_quoted_dotted_keys(tmp_path):
         load_answers(p)
 
 
+def test_an_answers_file_python_cannot_read_is_an_answer_error(tmp_path):
+    """Each of these crashed the whole grade (every exercise's points with it): the
+    grader catches AnswerError, and only that, around the answers."""
+    p = tmp_path / "answers.toml"
+    for data in ['["a"]\nanswer = "3" # caf\xe9\n'.encode("latin-1"),   # not UTF-8
+                 b'["a"]\nanswer = ' + b"9" * 5000 + b"\n",            # past int's 4300 digits
+                 b'["a"]\nanswer = ' + b"[" * 5000 + b"]" * 5000]:       # RecursionError
+        p.write_bytes(data)
+        with pytest.raises(AnswerError):
+            load_answers(p)
+    p.write_bytes(b'\xef\xbb\xbf["a"]\nanswer = 3\n')                 # Notepad's byte-order mark
+    assert load_answers(p) == {"a": 3}
+    num = Question("ch9.q.n", "numeric", 2, "p", answer=lambda: 1000.0)
+    got = grade_question(num, int("9" * 400))                          # float() overflows
+    assert got.score == 0 and "too large" in got.output
+
+
 # -- the catalog and the release ---------------------------------------------------------
 
 needs_exercises = pytest.mark.skipif(not all_exercises(), reason="no exercises declared yet")

@@ -15,6 +15,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minigrad.exercises import all_exercises, all_questions, sandbox
@@ -64,6 +65,24 @@ ATTACKS = {  # exercise whose region carries it -> (attack, what the refusal nam
     "ch6.nearest_code": ('return __import__("os").getcwd()\n', "__import__"),
     "ch3.top_p": ('return getattr(np, "test" + "ing")\n', "getattr"),
     "ch5.decode_bits": ("return bits.__class__.__subclasses__()\n", "special attribute"),
+    # a fully masked array passes np.testing against any expected value, and reaches the
+    # tests through the reference's own `return mask...` after the region
+    "ch10.semi_structured_mask": ("mask = np.ma.masked_all(w.shape, dtype=bool)\n", "numpy.ma"),
+    "ch9.flops_per_token": ("import numpy.ma as M\nreturn M.masked_all(3)\n", "numpy.ma"),
+    # a dotted import is no way around the forbidden attributes: libc's system() via ctypes
+    "ch4.logsumexp": ("from numpy.ctypeslib import load_library\n"
+                      "load_library('libc.so.6', '/lib').system(b'id')\n", "numpy.ctypeslib"),
+    # numpy's private modules hold an open(): the hidden tests, reversed, past the feedback filter
+    "ch10.magnitude_mask": ("t = np.lib._datasource.open('tests/exercises/test_ch10.py').read()\n"
+                            "raise ValueError(t[::-1])\n", "_datasource"),
+    # leaving the function: a naive rounding, and the test's oracle (same module) rewritten
+    # to agree with it, scored 3/3
+    "ch10.gptq_step": ([REGIONS["ch10.gptq_step"].indent + ln for ln in (
+        "q = target(W[:, i])\n", "err = (W[:, i] - q) / U[i, i]\n", "W[:, i] = q\n",
+        "return q, err\n")] + [
+        "obs_update = lambda w, Hinv, q, new_value=0.0: np.concatenate(\n",
+        "    [np.asarray(w, float)[:q], [new_value], np.asarray(w, float)[q + 1:]])\n",
+        "def _rest():\n"], "indented less"),
 }
 
 
@@ -169,10 +188,18 @@ return Liar(-1.0)
 """
 
 
+# the reference's numba kernel of the exercise, called from the exercise's own region
+KERNEL_CALL = """
+from minigrad.kernels import optim as fused
+fused.adam_step_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, 0.0, False)
+"""
+
+
 @pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory):
     """One graded submission: ch1.unbroadcast carries the attacks, ch8.bubble_fraction
-    returns a lying float, ch1.matmul_backward is correct (and a forged 50-point test
+    returns a lying float, ch2.adam_update calls the reference's kernel of itself,
+    ch1.matmul_backward is correct (and a forged 50-point test
     of it sits in the submission), ch3.causal_mask lost its END marker and
     ch3.repeat_kv, next to it, is the reference's."""
     base = tmp_path_factory.mktemp("sandboxed")
@@ -191,7 +218,8 @@ def sandboxed(tmp_path_factory):
                   "ch1.matmul_backward": [REGIONS["ch1.matmul_backward"].indent + "# mine\n"]
                   + _ref_body("ch1.matmul_backward"),
                   "ch8.bubble_fraction": LIAR,
-                  "ch3.repeat_kv": _ref_body("ch3.repeat_kv")})
+                  "ch3.repeat_kv": _ref_body("ch3.repeat_kv"),
+                  "ch2.adam_update": KERNEL_CALL})
     f = sub / REGIONS["ch3.causal_mask"].path
     lines = f.read_text().splitlines(keepends=True)
     del lines[REGIONS["ch3.causal_mask"].end]
@@ -204,7 +232,7 @@ def sandboxed(tmp_path_factory):
               for p in [ref / "tests" / "conftest.py", sub / "answers.toml"]}
     rows = grade(sub, reference=ref, timeout=60, check_code=False, progress=False,
                  only=["ch1.unbroadcast", "ch1.matmul_backward", "ch3.causal_mask", "ch8.bubble_fraction",
-                       "ch3.repeat_kv", q.id])
+                       "ch3.repeat_kv", "ch2.adam_update", q.id])
     yield {"rows": _by_id(rows), "mark": mark, "digest": digest, "question": q}
     shutil.rmtree(mark, ignore_errors=True)
 
@@ -214,6 +242,8 @@ def test_sandboxed_attacks_earn_nothing(sandboxed):
     assert rows["ch1.unbroadcast"].score == 0, rows["ch1.unbroadcast"].output
     # a float whose comparisons always say yes reaches the tests as the float it holds
     assert rows["ch8.bubble_fraction"].score == 0, rows["ch8.bubble_fraction"].output
+    # the graded copy holds no kernel of the exercise under test, as the release holds none
+    assert rows["ch2.adam_update"].score == 0, rows["ch2.adam_update"].output
     # the reference's region earns its points and no more: the forged 50-point test never ran
     assert rows["ch1.matmul_backward"].score == rows["ch1.matmul_backward"].max_score == 3
     assert all("free_points" not in t.name for t in rows["ch1.matmul_backward"].tests)
@@ -279,7 +309,7 @@ def test_returns_of_a_graded_region_are_plain_values():
     pair = "def g(a):\n    # BEGIN SOLUTION ch9.g\n    return a, (a,)\n    # END SOLUTION\n"
     exec(compile(plain_returns(pair, "ch9.g", Path("m.py")), "m", "exec"), ns)
     assert ns["g"](1) == (1, (1,))
-    from minigrad.exercises.plain import plain
+    from minigrad.exercises.plain import _is_named_tuple, plain
     from minigrad.tensor import MaxResult
 
     class Liar(float):
@@ -289,6 +319,22 @@ def test_returns_of_a_graded_region_are_plain_values():
 
     named = plain(MaxResult(Liar(1.5), 0))   # named tuples keep their names, not their liars
     assert type(named) is MaxResult and type(named.values) is float and not named.values == 2
+    # an object array's elements are values too
+    held = plain(np.array([Liar(1.5), (Liar(2.5),)], dtype=object))
+    assert type(held[0]) is float and type(held[1][0]) is float
+    np.testing.assert_raises(AssertionError, np.testing.assert_array_equal, held[:1], [0.0])
+
+    class Fields(tuple):  # a "named tuple" whose comparisons lie
+        _fields = ("a",)
+
+        def __eq__(self, other):
+            return True
+        __hash__ = tuple.__hash__
+
+    got = plain(Fields((1.0,)))
+    assert type(got) is tuple and not got == (2.0,)
+    from minigrad.moe.routing import Routing
+    assert _is_named_tuple(MaxResult) and _is_named_tuple(Routing)
 
 
 def test_every_reference_region_passes_the_syntax_check():

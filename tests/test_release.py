@@ -15,7 +15,8 @@ import pytest
 
 from minigrad.exercises import all_exercises, all_questions
 from minigrad.exercises.answers import grade_question
-from minigrad.exercises.fences import find_kernel_regions, find_regions, release_text, scan_package
+from minigrad.exercises.fences import (FenceError, find_kernel_regions, find_regions, release_text,
+                                       scan_package)
 from minigrad.exercises.registry import answer_format, key_for, shuffled_choices
 from minigrad.exercises.release import (answer_key, parse_chapters, release, release_info,
                                         release_plan, source_root, tracked_files)
@@ -132,6 +133,24 @@ def test_only_tracked_files_are_released(tmp_path):
     (src / "release-manifest.txt").write_text("\n".join(str(p) for p in tracked_files(ROOT)))
     again = release(tmp_path / "out2", root=src)
     assert _files(again) == _files(out)
+
+
+def test_a_tracked_file_copied_verbatim_with_fences_is_refused(tmp_path):
+    """A committed merge leftover (optim.py.orig) or a notebook's script holding a
+    fenced solution would ship as it is: only the package's and the exercise tests'
+    .py files are stubbed."""
+    src = tmp_path / "src"
+    (src / "minigrad").mkdir(parents=True)
+    shutil.copyfile(ROOT / "minigrad" / "optim.py", src / "minigrad" / "optim.py.orig")
+    names = [str(p) for p in tracked_files(ROOT)] + ["minigrad/optim.py.orig"]
+    for rel in names:
+        if not (src / rel).exists() and (rel.startswith(("minigrad/", "tests/exercises/"))
+                                         or rel == "tests/conftest.py"):
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / rel, src / rel)
+    (src / "release-manifest.txt").write_text("\n".join(names))
+    with pytest.raises(FenceError, match=r"optim\.py\.orig holds '# BEGIN SOLUTION ch2"):
+        release(tmp_path / "out", root=src)
 
 
 # -- answers never ship -----------------------------------------------------------------

@@ -168,7 +168,10 @@ def _read_number(answer) -> float:
     if isinstance(answer, bool):  # TOML true/false: int subclasses, but not numbers
         raise AnswerError(f"{str(answer).lower()} is not a number")
     if isinstance(answer, (int, float)):
-        return float(answer)
+        try:
+            return float(answer)
+        except OverflowError:  # a TOML integer of hundreds of digits
+            raise AnswerError(f"{_short(str(answer))} is too large a number") from None
     if isinstance(answer, str):
         return evaluate(answer, deadline=time.perf_counter() + MAX_SECONDS)
     raise AnswerError(f"expected a number or arithmetic, got a TOML {type(answer).__name__}")
@@ -249,10 +252,19 @@ def load_answers(path: Path) -> dict:
     path = Path(path)
     if not path.exists():
         return {}
+    try:  # utf-8-sig: Windows editors start the file with a byte-order mark
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise AnswerError(f"{path.name}: not UTF-8 text (byte {e.start}); save it as "
+                          f"UTF-8") from None
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise AnswerError(f"{path}: not valid TOML ({e})") from None
+        raise AnswerError(f"{path.name}: not valid TOML ({e})") from None
+    except (ValueError, RecursionError, MemoryError) as e:
+        # an integer past Python's 4300 digits, arrays nested thousands deep
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:80]
+        raise AnswerError(f"{path.name}: cannot be read ({why})") from None
     out = {}
     for key, value in data.items():
         out[key] = value.get("answer") if isinstance(value, dict) else value

@@ -171,6 +171,22 @@ def _without_exports(text: str, gone: set) -> str:
     return text
 
 
+def drop_kernels(text: str, exercise_ids, path: Path = Path("?")) -> str:
+    """``text`` without the kernel regions of ``exercise_ids``, markers and code, and
+    without their names in ``__all__``, as a release that stubs those exercises ships
+    it. The grader drops them too from the copy that grades one of them: there the
+    kernel would be that exercise's solution, a call away from the student's region."""
+    lines = text.splitlines(keepends=True)
+    drop, gone = set(), set()
+    for ex_id, begin, end in find_kernel_regions(text, path):
+        if ex_id in exercise_ids:
+            drop.update(range(begin, end + 1))
+            gone.update(a or b for a, b in TOP_LEVEL_NAME.findall("".join(lines[begin:end + 1])))
+    if not drop:
+        return text
+    return _without_exports("".join(ln for i, ln in enumerate(lines) if i not in drop), gone)
+
+
 def strip_hidden(text: str, path: Path = Path("?")) -> str:
     """``text`` without its hidden-test regions (markers included)."""
     out, hidden_from = [], None

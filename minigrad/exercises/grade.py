@@ -4,10 +4,11 @@ Two modes, always chosen by the caller, never by how the package is installed:
 
 - ``--reference DIR`` (the official grade): DIR is the instructor's checkout.
   Each attempted exercise is graded in its own *hybrid*, a copy of the reference
-  with only that exercise's region taken from the student, against the public
-  and hidden tests of the reference, so an unfinished chapter 3 costs nothing in
-  chapter 4. Regions identical to the reference's share one run; untouched stubs
-  score 0 without one. Questions are marked against a key computed from the
+  with only that exercise's region taken from the student (and its kernel regions
+  dropped, as in the release), against the public and hidden tests of the
+  reference, so an unfinished chapter 3 costs nothing in chapter 4. Regions
+  identical to the reference's share one run; untouched stubs score 0 without
+  one. Questions are marked against a key computed from the
   reference (choice letters follow the release's shuffle, ``release_seed``).
 - no reference (a student's check of their own work): the public tests in
   SUBMISSION run against SUBMISSION's own package; questions are only checked
@@ -72,8 +73,8 @@ from pathlib import Path
 
 from . import sandbox
 from .answers import MAX_ANSWER_CHARS, AnswerError, grade_question, load_answers
-from .fences import BEGIN, END, HIDDEN_BEGIN, HIDDEN_END, find_regions, replace_region, \
-    scan_package, stub_line
+from .fences import BEGIN, END, HIDDEN_BEGIN, HIDDEN_END, drop_kernels, find_regions, \
+    replace_region, scan_package, stub_line
 from .policy import check_region
 from .registry import Question
 from .release import (CONFTESTS, EXERCISE_TESTS, PACKAGE, exercise_mark, is_student_release,
@@ -353,6 +354,12 @@ def _run_job(job: _Job, code_root: Path, jobdir: Path, uid: int | None, tests: d
         shutil.copy2(Path(__file__).with_name(own), tree / PACKAGE / "exercises" / own)
     if job.swap is not None:
         rel, ex_id, body = job.swap
+        # the exercise's kernels go, as in the release: calling one would hand in the
+        # reference's own solution (fused.adam_step_numba for ch2.adam_update)
+        for f in (tree / PACKAGE).rglob("*.py"):
+            text = f.read_text()
+            if f"# BEGIN KERNEL {ex_id}" in text:
+                f.write_text(drop_kernels(text, {ex_id}, f.relative_to(tree)))
         target = tree / rel
         target.write_text(plain_returns(replace_region(target.read_text(), ex_id, body, rel),
                                         ex_id, rel))
@@ -540,6 +547,9 @@ def _refuse(ref_text: str, rel: Path, ex_id: str, body: list, check_code: bool):
         return f"does not compile: {where}: {e.msg}"
     except (ValueError, RecursionError, MemoryError) as e:
         return f"does not compile: {type(e).__name__}"
+    escaped = _outside_region(text, r)
+    if escaped:
+        return f"not run: {escaped}"
     if not check_code:
         return None
     package = ".".join(Path(rel).with_suffix("").parts[:-1])
@@ -547,6 +557,27 @@ def _refuse(ref_text: str, rel: Path, ex_id: str, body: list, check_code: bool):
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         return "not run: " + "; ".join(problems[:3]) + more
+    return None
+
+
+def _outside_region(text: str, r) -> str | None:
+    """Why region ``r`` of ``text`` does not stay inside the block it was cut from, or None.
+
+    A line indented less than the markers leaves the function: it could define module
+    names (an oracle the tests call, ``obs_update``, rewritten to agree with a wrong
+    answer) and hand the rest of the function to a ``def`` of its own. A statement
+    running past ``# END SOLUTION`` (an open string or bracket) swallows reference code.
+    """
+    first, last = r.begin + 2, r.end  # 1-based lines of the body
+    width = len(r.indent.encode())
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.stmt) and first <= node.lineno <= last:
+            where = f"line {node.lineno - first + 1} of your solution"
+            if node.col_offset < width:
+                return (f"{where} is indented less than the '# BEGIN SOLUTION' line: "
+                        f"a solution stays inside its function")
+            if (node.end_lineno or node.lineno) > last:
+                return f"{where} runs on past '# END SOLUTION': close it before the marker"
     return None
 
 
@@ -704,10 +735,11 @@ def _grade_questions(sub: Path, questions: list, official: bool, seed, known_ids
                                "question"))
             continue
         key = row.get("key") if official else None
-        if official:
+        try:
             qr = grade_question(q, answer, key=key, seed=seed)
-        else:
-            qr = grade_question(q, answer, key=None, seed=seed)
+        except Exception as e:  # noqa: BLE001 - one odd answer costs its own points only
+            qr = grade_question(q, None)
+            qr.output = f"cannot be graded ({type(e).__name__}); write a plain number or formula"
         rows.append(Result(q.id, title, qr.score, qr.max_score, qr.output, "question"))
     return rows, notes
 

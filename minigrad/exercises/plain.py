@@ -22,7 +22,13 @@ def plain(x):
     if t in _EXACT or (issubclass(t, np.generic) and t.__module__ == "numpy"):
         return x
     if isinstance(x, np.ndarray):
-        return np.asarray(x) if t is not np.ndarray else x
+        x = np.asarray(x) if t is not np.ndarray else x
+        if x.dtype == object:  # its elements are values too: an object array of lying floats
+            out = np.empty(x.shape, dtype=object)
+            for i, v in np.ndenumerate(x):
+                out[i] = plain(v)
+            return out
+        return x
     if isinstance(x, bool):
         return bool.__bool__(x)
     if isinstance(x, int):
@@ -35,14 +41,28 @@ def plain(x):
         return str.__str__(x)
     if isinstance(x, tuple):
         fields = tuple(plain(v) for v in tuple.__iter__(x))
-        # a named tuple of the library's (MaxResult, FloatFields) keeps its names; a
-        # region cannot define one of its own (the syntax check refuses classes)
-        return t(*fields) if getattr(t, "_fields", None) is not None else fields
+        # a named tuple of the library's (MaxResult, FloatFields) keeps its names; any
+        # other tuple subclass, one with a ``_fields`` and a lying ``__eq__`` included,
+        # becomes a tuple (built without calling its own __new__)
+        return tuple.__new__(t, fields) if _is_named_tuple(t) else fields
     if isinstance(x, list):
         return [plain(v) for v in list.__iter__(x)]
     if isinstance(x, dict):
         return {plain(k): plain(v) for k, v in dict.items(x)}
     return x
+
+
+_TUPLE_METHODS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__",
+                  "__getitem__", "__iter__", "__len__", "__contains__", "__getattribute__")
+
+
+def _is_named_tuple(t: type) -> bool:
+    """A class ``namedtuple`` or ``typing.NamedTuple`` made: a direct tuple subclass that
+    keeps tuple's comparisons and access, with its fields read by index."""
+    fields = getattr(t, "_fields", None)
+    return (t.__bases__ == (tuple,) and isinstance(fields, tuple)
+            and all(getattr(t, m) is getattr(tuple, m) for m in _TUPLE_METHODS)
+            and all(type(t.__dict__.get(f)).__name__ == "_tuplegetter" for f in fields))
 
 
 __all__ = ["plain"]

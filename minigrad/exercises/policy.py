@@ -4,7 +4,11 @@ A solution computes: it takes arrays and shapes and returns arrays, or updates
 the tensors it is handed. It has no business opening files, importing the
 operating system, reaching into interpreter internals, defining classes (a
 ``float`` subclass whose ``__eq__`` is always true is a forged answer) or
-rewriting modules (``np.testing.assert_allclose = ...``, ``json.dump = ...``).
+rewriting modules (``np.testing.assert_allclose = ...``, ``json.dump = ...``),
+nor building ndarray subclasses (``np.ma.masked_all(n)`` compares equal to
+anything under ``np.testing``). A forbidden module stays forbidden however it
+is named (``import numpy.ctypeslib as c``, ``from numpy.ctypeslib import ...``),
+and so do private ones (``numpy.lib._datasource`` has an ``open``).
 The grader refuses such a region with a message naming the line, and the region
 scores 0 without running. This is the first wall; the sandbox (another user,
 limits, a read-only copy, signed results) is the second, for whatever a
@@ -27,7 +31,11 @@ FORBIDDEN_NAMES = {"__import__", "eval", "exec", "compile", "open", "globals", "
 # numpy's file access and test helpers, and ctypes: a solution never needs them
 FORBIDDEN_ATTRS = {"fromfile", "tofile", "load", "loadtxt", "genfromtxt", "fromregex", "save",
                    "savez", "savez_compressed", "savetxt", "memmap", "open_memmap", "DataSource",
-                   "npyio", "testing", "ctypeslib", "ctypes", "f2py", "distutils"}
+                   "npyio", "testing", "ctypeslib", "ctypes", "f2py", "distutils", "open", "dump",
+                   # ndarray subclasses: np.testing passes a fully masked array against any
+                   # expected value, whatever the test compares it with
+                   "ma", "matrix", "asmatrix", "bmat", "rec", "recarray", "char", "chararray",
+                   "recfunctions", "user_array"}
 
 
 def _root_name(node):
@@ -85,8 +93,23 @@ def _is_module(dotted: str) -> bool:
 
 
 def _allowed_module(mod: types.ModuleType) -> bool:
-    name = mod.__name__
-    return name.split(".")[0] in ALLOWED_IMPORTS and not name.startswith("minigrad.exercises")
+    return _module_problem(mod.__name__) is None
+
+
+def _module_problem(name: str):
+    """Why a solution may not import or reach the module ``name`` (None: it may): a
+    package outside ALLOWED_IMPORTS, minigrad.exercises, a forbidden part
+    (``numpy.ctypeslib``) or a private one (``numpy.lib._datasource``, whose ``open``
+    reads any file)."""
+    parts = name.split(".")
+    if parts[0] not in ALLOWED_IMPORTS:
+        return f"imports {name} (allowed: {', '.join(sorted(ALLOWED_IMPORTS))})"
+    if name == "minigrad.exercises" or name.startswith("minigrad.exercises."):
+        return f"imports {name}"
+    for part in parts[1:]:
+        if part in FORBIDDEN_ATTRS or part.startswith("_"):
+            return f"imports {name} (its part {part} is not for solutions)"
+    return None
 
 
 def _chain(node) -> str | None:
@@ -126,15 +149,18 @@ def check_region(text: str, first: int, last: int, package: str) -> list:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [_absolute(node, package)])
             for name in names:
-                top = name.split(".")[0]
-                if top not in ALLOWED_IMPORTS or name.startswith("minigrad.exercises"):
-                    bad(node, f"imports {name} (allowed: {', '.join(sorted(ALLOWED_IMPORTS))})")
+                why = _module_problem(name)
+                if why is not None:  # ``import numpy.ctypeslib as c`` as much as ``np.ctypeslib``
+                    bad(node, why)
                     continue
                 if isinstance(node, ast.ImportFrom):
                     for a in node.names:
                         if a.name in FORBIDDEN_ATTRS or a.name == "exercises":
                             bad(node, f"imports {a.name} from {name}")
                         elif _is_module(f"{name}.{a.name}"):
+                            why = _module_problem(f"{name}.{a.name}")
+                            if why is not None:
+                                bad(node, why)
                             modules[a.asname or a.name] = f"{name}.{a.name}"
                 else:
                     for a in node.names:

@@ -6,7 +6,9 @@ stray notebook never ships: the package, the exercise tests without their
 hidden parts, the notebooks, a blank ``answers.toml``,
 ``minigrad/exercises/catalog.json`` (the questions without their answers, in
 place of ``chNN.py``) and ``minigrad/exercises/release_info.json`` (which
-marks it as a student copy).
+marks it as a student copy). Any other file is copied as it is, so one holding
+a fence marker (a committed ``optim.py.orig``, a notebook script with a fenced
+solution) stops the release instead of shipping its solution or hidden tests.
 
 A release is cut for an assignment. ``--chapters 3`` (or ``1,3``, ``1-4``)
 names the assigned chapters: they are stubbed, every chapter after the last
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,6 +46,7 @@ CONFTESTS = (Path("conftest.py"), Path("tests") / "conftest.py")
 MANIFEST = "release-manifest.txt"
 _SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints"}
 _SKIP_SUFFIXES = {".pyc", ".nbi", ".nbc", ".so"}
+_FENCE_MARKER = re.compile(r"^[ \t]*# BEGIN (?:SOLUTION|KERNEL|HIDDEN TESTS)\b.*$", re.M)
 
 
 def source_root() -> Path:
@@ -241,7 +245,14 @@ def release(out_dir, root: Path | None = None, chapters=None, seed: int = 0) -> 
         elif rel.is_relative_to(EXERCISE_TESTS) and rel.suffix == ".py":
             _write(out / rel, strip_hidden(src.read_text(), rel))
         else:
-            _write(out / rel, src.read_bytes())
+            data = src.read_bytes()
+            marker = _FENCE_MARKER.search(data.decode("utf-8", "replace"))
+            if marker:  # copied as it is, it would ship the solution or the hidden tests
+                raise FenceError(f"cannot release: {rel} holds '{marker[0].strip()}' but is "
+                                 f"copied verbatim (only {PACKAGE}/**.py and "
+                                 f"{EXERCISE_TESTS}/**.py are stubbed); untrack it or move "
+                                 f"the code into the package")
+            _write(out / rel, data)
     _write(out / RELEASE_CATALOG, released_catalog_json(seed, stubbed))
     questions = released_questions(seed, stubbed)
     _write(out / "answers.toml", answers_template(questions))
