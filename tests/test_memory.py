@@ -243,6 +243,18 @@ def test_checkpoint_units_closed_form_and_sqrt_rule():
     assert M.recompute_fraction(16, 4) == 0.75
 
 
+def test_checkpoint_bytes_of_both_engines_in_closed_form():
+    a, b = 1000, 7
+    # n = 10, k = 3: segments of 3, 3 and a last of 4; two saved inputs
+    assert M.checkpoint_activation_bytes(10, 3, a, b) == 2 * b + 4 * a       # largest segment
+    assert M.checkpoint_activation_bytes(10, 3, a, b, False) == 2 * b + (4 + 3) * a  # last + one
+    # n = 7, k = 2: a segment of 3 and a last of 4
+    assert M.checkpoint_activation_bytes(7, 2, a, b) == b + 4 * a
+    assert M.checkpoint_activation_bytes(7, 2, a, b, False) == b + (4 + 3) * a
+    for k in (0, 1):                                               # not checkpointed
+        assert M.checkpoint_activation_bytes(7, k, a, b) == 7 * a
+
+
 def test_checkpoint_sweep_matches_the_freeing_memory_model():
     # backward frees as it goes, so checkpointing saves what (k-1) b + max(s, last) a says
     n = 8

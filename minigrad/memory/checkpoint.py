@@ -225,13 +225,14 @@ def checkpoint_activation_bytes(n_layers: int, segments: int, layer_bytes: int,
     if segments == 0:
         return n_layers * layer_bytes
     _check_segments("checkpoint_activation_bytes", n_layers, segments)
-    size = n_layers // segments
-    last = n_layers - (segments - 1) * size
     if segments == 1:
         return n_layers * layer_bytes
-    if frees_during_backward:
-        return (segments - 1) * boundary_bytes + max(size, last) * layer_bytes
-    return (segments - 1) * boundary_bytes + (last + size) * layer_bytes
+    kept = (segments - 1) * boundary_bytes            # the saved inputs of segments 1..k-1
+    if frees_during_backward:   # the largest segment: the units of chapter 7's exercise less k-1
+        return kept + (checkpointed_activation_units(n_layers, segments) - (segments - 1)) \
+            * layer_bytes
+    # the last segment, n - (k - 1) s layers, and the one being recomputed, s layers
+    return kept + (n_layers - (segments - 2) * (n_layers // segments)) * layer_bytes
 
 
 class CheckpointWrapper(Module):
