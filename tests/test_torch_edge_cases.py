@@ -272,6 +272,48 @@ def test_clamp_of_integers_to_a_float_bound_is_float32_and_tensor_bounds_raise()
 
 
 # ----------------------------------------------------------------------------
+# functional
+# ----------------------------------------------------------------------------
+
+def test_cosine_embedding_loss_uses_torchs_epsilon_for_short_vectors():
+    rng = np.random.default_rng(2)
+    for scale in (1e-7, 1e-6, 1.0):
+        a = (rng.standard_normal((4, 3)) * scale).astype(np.float32)
+        b = (rng.standard_normal((4, 3)) * scale).astype(np.float32)
+        y = np.array([1, -1, 1, -1])
+        (x, tx), (z, tz) = _pair(a), _pair(b)
+        ours = F.cosine_embedding_loss(x, z, mg.tensor(y), margin=-0.5, reduction="none")
+        theirs = torch.nn.functional.cosine_embedding_loss(tx, tz, torch.tensor(y), margin=-0.5,
+                                                           reduction="none")
+        np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-5, atol=1e-6)
+        ours.sum().backward(), theirs.sum().backward()
+        np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-6 / scale)
+    x, tx = _pair(a[0])  # one pair: (D,) inputs, a 0-d target
+    np.testing.assert_allclose(
+        F.cosine_embedding_loss(x, x * 2.0, mg.tensor(1)).data,
+        torch.nn.functional.cosine_embedding_loss(tx, tx * 2.0, torch.tensor(1)).detach().numpy(),
+        atol=1e-6)
+    y = np.array([1, -1])  # (2, 3) against (1, 3): broadcast, as torch does
+    np.testing.assert_allclose(
+        F.cosine_embedding_loss(mg.tensor(a[:2]), mg.tensor(b[:1]), mg.tensor(y)).data,
+        torch.nn.functional.cosine_embedding_loss(torch.tensor(a[:2]), torch.tensor(b[:1]),
+                                                  torch.tensor(y)).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="target"):
+        F.cosine_embedding_loss(mg.ones(2, 3), mg.ones(2, 3), mg.tensor([1, 1, 1]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's inf - inf, as torch's nan
+def test_softmax_family_on_fully_masked_rows_and_huge_logits():
+    data = [[-INF, -INF, -INF], [0.0, -INF, 1.0], [3e38, -3e38, 1.0], [3e38, 3e38, 3e38]]
+    for mgf, tf in ((F.softmax, torch.softmax), (F.log_softmax, torch.log_softmax)):
+        x, tx = _pair(data)
+        ours, theirs = mgf(x, -1), tf(tx, -1)
+        np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-6)
+    x, tx = _pair(data)
+    np.testing.assert_allclose(x.logsumexp(-1).data, tx.logsumexp(-1).detach().numpy(), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------
 # in-place writes
 # ----------------------------------------------------------------------------
 
