@@ -10,6 +10,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import functional as F
+from minigrad import nn, optim
 
 torch = pytest.importorskip("torch")
 
@@ -331,3 +332,71 @@ def test_in_place_writes_on_tensors_in_the_graph_raise():
     assert leaf.detach().zero_() is not leaf and np.all(leaf.data == 0)  # detach shares memory
 
 
+# ----------------------------------------------------------------------------
+# nn and optim
+# ----------------------------------------------------------------------------
+
+class _Shared(nn.Module):
+    def __init__(self, lib):
+        super().__init__()
+        self.a = lib.Linear(2, 3)
+        self.b = self.a
+        self.norm = lib.LayerNorm(3)
+
+
+class _TorchShared(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(2, 3)
+        self.b = self.a
+        self.norm = torch.nn.LayerNorm(3)
+
+
+def test_a_shared_module_is_in_the_state_dict_under_each_name():
+    ours, theirs = _Shared(nn), _TorchShared()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    sd = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
+    assert ours.load_state_dict(sd) == ([], [])  # a torch state dict loads as it is
+    np.testing.assert_array_equal(ours.b.weight.data, sd["b.weight"])
+
+
+def test_optimizer_refuses_a_single_tensor_and_non_leaves_as_torch():
+    w = mg.tensor(np.ones((3, 2)), requires_grad=True)
+    with pytest.raises(TypeError):
+        torch.optim.SGD(torch.ones(3, 2, requires_grad=True), lr=0.1)
+    with pytest.raises(TypeError, match="single Tensor"):
+        optim.SGD(w, lr=0.1)  # would have "optimized" its rows, copies that never get a .grad
+    with pytest.raises(ValueError):
+        torch.optim.Adam([torch.ones(2, requires_grad=True) * 2])
+    with pytest.raises(ValueError, match="leaf"):
+        optim.Adam([w * 2])
+
+
+@pytest.mark.parametrize("cls,kw", [
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.5, weight_decay=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("Adam", dict(lr=0.01, betas=(0.5, 0.6), eps=1e-3, weight_decay=0.1)),
+    ("AdamW", dict(lr=0.01, weight_decay=0.1)),
+])
+def test_float32_trajectories_with_param_groups_and_missing_grads_match_torch(cls, kw):
+    """50 steps in float32, two groups (the second with its own lr), one parameter whose
+    gradient is None every third step and one that never gets one."""
+    rng = np.random.default_rng(4)
+    starts = [rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (3,), (2,))]
+    grads = [(rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32))
+             for _ in range(50)]
+
+    def run(lib, T, grad):
+        ps = [T(s) for s in starts]
+        opt = getattr(lib, cls)([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.003}], **kw)
+        for t, (gw, gb) in enumerate(grads):
+            ps[0].grad, ps[1].grad = grad(gw), (None if t % 3 == 1 else grad(gb))
+            opt.step()
+        return [np.array(p.data if isinstance(p, mg.Tensor) else p.detach().numpy()) for p in ps]
+
+    ours = run(optim, lambda a: mg.tensor(a, requires_grad=True), np.copy)
+    theirs = run(torch.optim, lambda a: torch.tensor(a, requires_grad=True), torch.tensor)
+    for o, t in zip(ours, theirs):
+        np.testing.assert_allclose(o, t, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ours[2], starts[2])  # never had a gradient: untouched
