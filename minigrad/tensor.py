@@ -722,11 +722,14 @@ class Tensor:
     def relu(self):
         x = self.data
         out = np.maximum(x, 0)
-        return Tensor._make(out, (self,), lambda g: (g * (x > 0),), "relu")
+        # gradient where not x <= 0: torch's threshold rule, which passes it through a NaN
+        return Tensor._make(out, (self,), lambda g: (g * ~(x <= 0),), "relu")
 
     def abs(self):
         x = self.data
-        return Tensor._make(np.abs(x), (self,), lambda g: (g * np.sign(x),), "abs")
+        # sign(x), with 0 for a NaN as torch's sgn (np.sign would give nan)
+        return Tensor._make(np.abs(x), (self,),
+                            lambda g: (g * ((x > 0).astype(g.dtype) - (x < 0)),), "abs")
 
     def clamp(self, min=None, max=None):
         """Limit to [min, max]; the gradient passes where the input is inside (bounds

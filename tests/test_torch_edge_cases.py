@@ -168,6 +168,16 @@ def test_gradients_through_transposes_and_middle_broadcasts():
     _assert_same(F.softmax(x.T * x.T, 0) + x.T, torch.softmax(tx.T * tx.T, 0) + tx.T, x, tx)
 
 
+@pytest.mark.parametrize("op", ["abs", "relu", "sigmoid", "tanh", "exp"])
+def test_elementwise_gradients_at_nan_zero_and_infinity(op):
+    # torch passes relu's gradient through a NaN (not x <= 0) and gives abs a zero one (sgn)
+    x, tx = _pair([NAN, 0.0, -0.0, 1.0, -2.0, INF, -INF])
+    out, tout = getattr(x, op)(), getattr(tx, op)()
+    np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-6)  # nan == nan here
+    out.backward(_weights(7)), tout.backward(torch.tensor(_weights(7)))
+    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------
 # pow at zero
 # ----------------------------------------------------------------------------
@@ -262,6 +272,15 @@ def test_matmul_of_two_dtypes_raises_as_torch():
         torch.from_numpy(a) @ torch.from_numpy(b)
     with pytest.raises(TypeError, match="float32 and float64"):
         mg.tensor(a) @ mg.tensor(b)
+
+
+def test_linear_of_two_dtypes_raises_as_torch():
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.linear(torch.ones(2, 3, dtype=torch.float64), torch.ones(4, 3))
+    with pytest.raises(TypeError, match="one dtype"):
+        F.linear(mg.tensor(np.ones((2, 3))), mg.ones(4, 3))
+    with pytest.raises(TypeError, match="int64"):
+        nn.Linear(3, 4)(mg.tensor([[1, 2, 3]]))  # NumPy would have made it float64
 
 
 def test_clamp_of_integers_to_a_float_bound_is_float32_and_tensor_bounds_raise():
