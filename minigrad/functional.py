@@ -688,11 +688,28 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
 
 def cosine_embedding_loss(input1: Tensor, input2: Tensor, target, margin: float = 0.0,
                           reduction: str = "mean") -> Tensor:
-    """1 - cos(x1, x2) for pairs with target 1; max(0, cos - margin) for target -1."""
+    """1 - cos(x1, x2) for pairs with target 1; max(0, cos - margin) for target -1.
+
+    The cosine is torch's for this loss, x1 . x2 / sqrt((|x1|^2 + 1e-12) (|x2|^2 + 1e-12)),
+    not :func:`cosine_similarity`'s: the two part for short vectors (|x| ~ 1e-6).
+
+    Args:
+        input1, input2: (N, D) or (D,), broadcastable to one shape.
+        target: (N,) or (), entries 1 or -1.
+    """
+    x1, x2 = _t(input1), _t(input2)
     y = target.data if isinstance(target, Tensor) else np.asarray(target)
+    try:
+        shape = np.broadcast_shapes(x1.shape, x2.shape)  # torch broadcasts the two inputs
+    except ValueError:
+        shape = None
+    if shape is None or len(shape) not in (1, 2) or y.shape != shape[:-1]:
+        raise ValueError(f"cosine_embedding_loss: expected inputs (N, D) or (D,) that broadcast "
+                         f"and target (N,) or (), got {x1.shape}, {x2.shape} and {y.shape}")
     if not np.all(np.isin(y, (-1, 1))):
         raise ValueError("cosine_embedding_loss: target entries must be 1 or -1")
-    cos = cosine_similarity(input1, input2, dim=-1)
+    eps = 1e-12  # torch's EPSILON in this loss
+    cos = (x1 * x2).sum(-1) / (((x1 * x1).sum(-1) + eps) * ((x2 * x2).sum(-1) + eps)).sqrt()
     pos = 1.0 - cos
     neg = (cos - margin).relu()
     from .tensor import where

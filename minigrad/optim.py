@@ -25,6 +25,9 @@ class Optimizer:
     per-parameter ``state``; subclasses implement ``step``."""
 
     def __init__(self, params, defaults: dict):
+        if isinstance(params, Tensor):  # list(t) would iterate over its rows: torch refuses too
+            raise TypeError(f"{type(self).__name__}: params must be an iterable of Tensors or "
+                            f"dicts, got a single Tensor (pass [tensor])")
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -38,6 +41,9 @@ class Optimizer:
                 if not isinstance(p, Tensor):
                     raise TypeError(f"{type(self).__name__}: params[{i}] is a {type(p).__name__}, "
                                     f"expected a Tensor/Parameter")
+                if not p.is_leaf:  # its .grad is never filled, so the step would do nothing
+                    raise ValueError(f"{type(self).__name__}: params[{i}] is not a leaf tensor "
+                                     f"(can't optimize a non-leaf Tensor, as in torch)")
             ids = [id(p) for p in g["params"]]
             if len(set(ids)) != len(ids):
                 # torch's words; a parameter listed twice is stepped twice per step()

@@ -13,6 +13,7 @@ later, the local chain rule that sends the gradient back.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import numbers
 import operator
@@ -204,6 +205,37 @@ def _broadcasting(fn, a: Tensor, b: Tensor, op: str) -> np.ndarray:
 
 _FLOAT_KINDS = "f"
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}  # torch's promotion categories: bool < int < float
+
+
+def _promote_types(d1: np.dtype, d2: np.dtype) -> np.dtype:
+    """``torch.promote_types``: within a category NumPy's rule (int8, uint8 -> int16);
+    across categories the higher one's dtype (float16 with int64 is float16, where
+    NumPy gives float64)."""
+    c1, c2 = _CATEGORY[d1.kind], _CATEGORY[d2.kind]
+    if c1 == c2:
+        return np.promote_types(d1, d2)
+    return d1 if c1 > c2 else d2
+
+
+def _result_dtype(*tensors) -> np.dtype:
+    """``torch.result_type`` of tensors: those with dims decide, unless a 0-d tensor
+    is of a higher category (float32 (3,) * float64 () is float32, int64 (3,) *
+    float64 () is float64). Python scalars come in as 0-d tensors (see ``_wrap``)."""
+    dimmed = [t.data.dtype for t in tensors if t.data.ndim]
+    zero = [t.data.dtype for t in tensors if not t.data.ndim]
+    hi = functools.reduce(_promote_types, dimmed) if dimmed else None
+    lo = functools.reduce(_promote_types, zero) if zero else None
+    if hi is None or lo is None:
+        return lo if hi is None else hi
+    return hi if _CATEGORY[lo.kind] <= _CATEGORY[hi.kind] else _promote_types(hi, lo)
+
+
+def _cast(t: Tensor, dtype) -> Tensor:
+    """``t`` as ``dtype``: through the graph (:meth:`Tensor.to`) if it needs a gradient."""
+    if t.data.dtype == dtype:
+        return t
+    return t.to(dtype) if t.requires_grad else Tensor(t.data.astype(dtype))
 
 
 def _as_array(data, dtype=None) -> np.ndarray:
@@ -477,18 +509,15 @@ class Tensor:
         NumPy and PyTorch agree within a category (int8 + int32 -> int32,
         float16 + float32 -> float32); across categories PyTorch takes the
         floating operand's dtype (int64 + float32 -> float32) where NumPy widens
-        (float64). With a Python scalar, the scalar follows the tensor
-        (see ``_wrap``). Casts of integer data record no graph.
+        (float64), and a 0-d tensor of the same category does not widen a tensor
+        with dims (float32 (3,) + float64 () -> float32). With a Python scalar, the
+        scalar follows the tensor (see ``_wrap``). See :func:`_result_dtype`.
         """
         b = self._wrap(other)
         a = self
-        ka, kb = a.data.dtype.kind, b.data.dtype.kind
-        if ka != kb:
-            if ka == "f" and kb != "f":
-                b = Tensor(b.data.astype(a.data.dtype))
-            elif kb == "f" and ka != "f":
-                a = Tensor(a.data.astype(b.data.dtype))
-            # bool with an integer: NumPy already gives the integer's dtype, as torch
+        if a.data.dtype != b.data.dtype:
+            dtype = _result_dtype(a, b)
+            a, b = _cast(a, dtype), _cast(b, dtype)
         if op == "div" and a.data.dtype.kind != "f":  # int / int is true division: float32
             a, b = Tensor(a.data.astype(np.float32)), Tensor(b.data.astype(np.float32))
         return a, b
@@ -558,8 +587,13 @@ class Tensor:
         out = a.data ** b.data
 
         def backward_t(g):
-            ga = unbroadcast(g * b.data * a.data ** (b.data - 1), a.data.shape) if a.requires_grad else None
-            gb = unbroadcast(g * out * np.log(a.data), b.data.shape) if b.requires_grad else None
+            x, p = a.data, b.data
+            ga = gb = None
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if a.requires_grad:  # p x^(p-1), and 0 where p = 0 (x^0 is constant), as torch
+                    ga = unbroadcast(np.where(p == 0, 0, g * p * x ** (p - 1)), x.shape)
+                if b.requires_grad:  # x^p log x, and 0 at x = 0 for p >= 0 (not 0 * -inf), as torch
+                    gb = unbroadcast(np.where((x == 0) & (p >= 0), 0, g * out * np.log(x)), p.shape)
             return ga, gb
         return Tensor._make(out, (a, b), backward_t, "pow")
 
@@ -597,6 +631,9 @@ class Tensor:
         A, B = a.data, b.data
         if A.ndim == 0 or B.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        if A.dtype != B.dtype:  # torch promotes nothing here; NumPy would widen to float64
+            raise TypeError(f"matmul: both operands must have one dtype, got {A.dtype} and "
+                            f"{B.dtype} (as in torch; cast one with .to())")
         # treat vectors as (1, k) and (k, 1) matrices, as NumPy and PyTorch do
         A2 = A[None, :] if A.ndim == 1 else A
         B2 = B[:, None] if B.ndim == 1 else B
@@ -685,11 +722,14 @@ class Tensor:
     def relu(self):
         x = self.data
         out = np.maximum(x, 0)
-        return Tensor._make(out, (self,), lambda g: (g * (x > 0),), "relu")
+        # gradient where not x <= 0: torch's threshold rule, which passes it through a NaN
+        return Tensor._make(out, (self,), lambda g: (g * ~(x <= 0),), "relu")
 
     def abs(self):
         x = self.data
-        return Tensor._make(np.abs(x), (self,), lambda g: (g * np.sign(x),), "abs")
+        # sign(x), with 0 for a NaN as torch's sgn (np.sign would give nan)
+        return Tensor._make(np.abs(x), (self,),
+                            lambda g: (g * ((x > 0).astype(g.dtype) - (x < 0)),), "abs")
 
     def clamp(self, min=None, max=None):
         """Limit to [min, max]; the gradient passes where the input is inside (bounds
@@ -697,7 +737,14 @@ class Tensor:
         if min is None and max is None:
             raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None "
                                "(as torch.clamp)")
+        for name, bound in (("min", min), ("max", max)):
+            if isinstance(bound, Tensor):
+                raise TypeError(f"clamp: {name} must be a number, got a Tensor (for tensor "
+                                f"bounds use maximum/minimum)")
         x = self.data
+        if x.dtype.kind != "f" and any(isinstance(v, numbers.Number) and not isinstance(v, numbers.Integral)
+                                       for v in (min, max)):
+            x = x.astype(np.float32)  # an integer tensor clamped to a float bound: float32, as torch
         out = np.clip(x, min, max)
         inside = np.ones(x.shape, dtype=bool)
         if min is not None:
@@ -716,14 +763,23 @@ class Tensor:
 
     # -- reductions ------------------------------------------------------------------
     def _dims(self, dim):
-        if dim is None:
-            return tuple(range(self.data.ndim))
-        dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+        """``dim`` (None, an int or a sequence of ints) as a tuple of non-negative axes.
+
+        As in torch's reductions, ``None`` and an empty tuple both mean every dim;
+        a dim listed twice is an error."""
+        dims = () if dim is None else (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
         nd = self.data.ndim
+        if not dims:
+            return tuple(range(nd))
         for d in dims:
+            if not isinstance(d, numbers.Integral):
+                raise TypeError(f"dim must be an int or a tuple of ints, got {dim!r}")
             if not -max(nd, 1) <= d < max(nd, 1):
                 raise IndexError(f"dim {d} is out of range for a tensor of {nd} dimensions")
-        return tuple(d % nd for d in dims) if nd else ()
+        axes = tuple(d % nd for d in dims) if nd else ()
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"dim {dim!r} names the same dimension more than once")
+        return axes
 
     def _expand_back(self, g, dims, keepdim):
         """Broadcast a reduced gradient back over the reduced dims."""
@@ -732,8 +788,11 @@ class Tensor:
         return np.broadcast_to(g, self.data.shape)
 
     def sum(self, dim=None, keepdim: bool = False):
+        """Sum over ``dim``; integers and bools sum to int64, as in torch (NumPy would
+        give uint64 for unsigned input)."""
         dims = self._dims(dim)
-        out = np.sum(self.data, axis=dims, keepdims=keepdim)
+        acc = np.int64 if self.data.dtype.kind in "biu" else None
+        out = np.sum(self.data, axis=dims, keepdims=keepdim, dtype=acc)
         return Tensor._make(np.asarray(out), (self,),
                             lambda g: (self._expand_back(g, dims, keepdim),), "sum")
 
@@ -748,23 +807,54 @@ class Tensor:
                             lambda g: (self._expand_back(g / n, dims, keepdim),), "mean")
 
     def var(self, dim=None, keepdim: bool = False, correction: int = 1):
-        """sum((x - mean)^2) / (n - correction); with n - correction <= 0 that is a
-        division by zero (inf, or nan for 0/0) and a warning, as in PyTorch."""
-        mu = self.mean(dim, keepdim=True)
-        dims = self._dims(dim)
-        n = int(np.prod([self.data.shape[d] for d in dims])) if dims else 1
-        dof = n - correction
-        ss = ((self - mu) ** 2).sum(dim, keepdim=keepdim)
-        if dof > 0:
-            return ss / dof
-        warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
-                      "than the reduction factor (input numel divided by output numel).",
-                      UserWarning, stacklevel=2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return ss / np.zeros((), dtype=ss.dtype)
+        """sum((x - mean)^2) / (n - correction), one node; backward dx = g * 2 (x - mean) / dof.
+
+        With n - correction <= 0 that is a division by zero (inf, or nan for 0/0)
+        and a warning, as in PyTorch."""
+        out, xc, dims, dof = self._var(dim, keepdim, correction, "var")
+
+        def backward(g):
+            with np.errstate(divide="ignore", invalid="ignore"):  # dof <= 0: as the forward
+                return (self._expand_back(g, dims, keepdim) * (2 * xc / dof),)
+        return Tensor._make(out, (self,), backward, "var")
 
     def std(self, dim=None, keepdim: bool = False, correction: int = 1):
-        return self.var(dim, keepdim=keepdim, correction=correction).sqrt()
+        """sqrt(var); where the std is 0 (a constant row) the gradient is 0, as torch
+        gives, not the 0 * inf = nan of sqrt's chain rule."""
+        v, xc, dims, dof = self._var(dim, keepdim, correction, "std")
+        with np.errstate(invalid="ignore"):
+            out = np.sqrt(v)
+
+        def backward(g):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gv = np.where(out == 0, 0, g / (2 * out)).astype(g.dtype, copy=False)
+                return (self._expand_back(gv, dims, keepdim) * (2 * xc / dof),)
+        return Tensor._make(out, (self,), backward, "std")
+
+    def _var(self, dim, keepdim, correction, op):
+        """(variance, x - mean, dims, dof as an array of x's dtype) for var and std."""
+        if self.data.dtype.kind != "f":
+            raise TypeError(f"{op}: input must be floating point, got dtype {self.dtype} "
+                            f"(as in PyTorch; use .float().{op}())")
+        dims = self._dims(dim)
+        x = self.data
+        n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
+        with np.errstate(over="ignore", invalid="ignore"):
+            mu = np.mean(x, axis=dims, keepdims=True)
+            if x.size and not np.all(np.isfinite(mu)):
+                # the sum overflowed (three values of 3e38 in float32): torch's
+                # running mean never forms it, so neither do we
+                mu = np.where(np.isfinite(mu), mu, np.sum(x / n, axis=dims, keepdims=True))
+        xc = x - mu
+        dof = n - correction
+        if dof <= 0:
+            warnings.warn(f"{op}(): degrees of freedom is <= 0. Correction should be strictly "
+                          "less than the reduction factor (input numel divided by output "
+                          "numel).", UserWarning, stacklevel=3)
+        with np.errstate(divide="ignore", invalid="ignore"):  # torch divides by max(dof, 0) ...
+            out = np.asarray(np.sum(xc * xc, axis=dims, keepdims=keepdim)
+                             / np.asarray(max(dof, 0), dtype=x.dtype), dtype=x.dtype)
+        return out, xc, dims, np.asarray(dof, dtype=x.dtype)  # ... and its backward by dof
 
     def amax(self, dim=None, keepdim: bool = False):
         """Maximum over ``dim``; the gradient is shared equally among ties."""
@@ -788,7 +878,10 @@ class Tensor:
 
     def max(self, dim=None, keepdim: bool = False):
         """``max()`` -> the maximum; ``max(dim)`` -> ``(values, indices)`` as in PyTorch
-        (the gradient goes to the first maximal index only, as there)."""
+        (the gradient goes to the first maximal index only, as there); ``max(other)``
+        with a tensor -> :func:`maximum`, as ``torch.max(input, other)``."""
+        if isinstance(dim, Tensor):
+            return maximum(self, dim)
         if dim is None:
             return self.amax()
         return self._extreme_along(np.argmax, dim, keepdim, "max")
@@ -796,11 +889,14 @@ class Tensor:
     def min(self, dim=None, keepdim: bool = False):
         """As :meth:`max`, for the minimum (computed directly: ``-(-x).max()`` would
         wrap int8's -128 and fail on bool)."""
+        if isinstance(dim, Tensor):
+            return minimum(self, dim)
         if dim is None:
             return self.amin()
         return self._extreme_along(np.argmin, dim, keepdim, "min")
 
     def _extreme_along(self, arg, dim, keepdim, op):
+        _check_one_dim(dim, op)
         d = self._dims(dim)[0]
         x = self.data
         idx = arg(x, axis=d)
@@ -818,6 +914,8 @@ class Tensor:
         """log(sum(exp(x))) over ``dim``, as m + log(sum(exp(x - m))) with m the max
         (so no exp overflows); an infinite m is replaced by 0, as torch does, so
         a row of -inf gives -inf. Backward: dx = g * exp(x - out) (= softmax(x))."""
+        if not isinstance(dim, numbers.Integral) and not tuple(dim):
+            raise ValueError("logsumexp: dim must name at least one dimension, got ()")
         dims = self._dims(dim)
         x = self._float_data()
         if x.size == 0:
@@ -835,9 +933,21 @@ class Tensor:
         return Tensor._make(np.asarray(res), (self,), backward, "logsumexp")
 
     def argmax(self, dim=None, keepdim: bool = False):
+        """Index of the first maximum (a NaN counts as the maximum), as ``torch.argmax``;
+        with ``dim=None`` the index into the flattened tensor (of shape (1, ..., 1)
+        with ``keepdim``)."""
+        return self._arg_extreme(np.argmax, dim, keepdim, "argmax")
+
+    def argmin(self, dim=None, keepdim: bool = False):
+        """Index of the first minimum, as ``torch.argmin``: see :meth:`argmax`."""
+        return self._arg_extreme(np.argmin, dim, keepdim, "argmin")
+
+    def _arg_extreme(self, arg, dim, keepdim, op):
         if dim is None:
-            return Tensor(np.argmax(self.data))
-        return Tensor(np.argmax(self.data, axis=dim, keepdims=keepdim))
+            idx = arg(self.data)
+            return Tensor(np.reshape(idx, (1,) * self.data.ndim) if keepdim else idx)
+        _check_one_dim(dim, op)
+        return Tensor(arg(self.data, axis=self._dims(dim)[0], keepdims=keepdim))
 
     # -- shape ---------------------------------------------------------------------
     def reshape(self, *shape):
@@ -874,15 +984,16 @@ class Tensor:
         return self.reshape(self.data.shape[:d] + (1,) + self.data.shape[d:])
 
     def squeeze(self, dim=None):
-        """Remove size-1 dims (all, or ``dim``, which must be in range, as in PyTorch)."""
+        """Remove size-1 dims: all, or those of ``dim`` (an int or a tuple of ints, each
+        in range, as in PyTorch); a named dim that is not of size 1 stays."""
         s = self.data.shape
         if dim is None:
             return self.reshape(tuple(n for n in s if n != 1))
-        d = self._dims(dim)  # IndexError out of range; a 0-d tensor accepts dim 0 or -1
-        if not d:
-            return self
-        d = d[0]
-        return self.reshape(s[:d] + s[d + 1:]) if s[d] == 1 else self
+        if not isinstance(dim, numbers.Integral) and not tuple(dim):
+            return self  # squeeze(()) removes nothing, as in torch
+        d = set(self._dims(dim))  # IndexError out of range; a 0-d tensor accepts dim 0 or -1
+        kept = tuple(n for i, n in enumerate(s) if not (i in d and n == 1))
+        return self if kept == s else self.reshape(kept)
 
     def expand(self, *shape):
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
@@ -960,11 +1071,23 @@ class Tensor:
                             "masked_fill")
 
     # -- in-place helpers used by optimizers (no graph) ------------------------------
+    def _check_in_place(self, op: str) -> None:
+        """In-place writes are not recorded in the graph, so one on a tensor that is in
+        it would leave every gradient computed as if it had not happened: refuse,
+        as torch does for a leaf (torch records one on a non-leaf; we cannot)."""
+        if self.requires_grad and is_grad_enabled():
+            what = ("a leaf Variable that requires grad is being used in an in-place operation"
+                    if self.is_leaf else "in-place operations on a tensor in the graph are not "
+                    "recorded, so its gradients would be wrong")
+            raise RuntimeError(f"{op}: {what} (write under no_grad(), or into .detach())")
+
     def zero_(self):
+        self._check_in_place("zero_")
         self.data[...] = 0
         return self
 
     def copy_(self, src):
+        self._check_in_place("copy_")
         self.data[...] = _as_array(src)
         return self
 
@@ -976,6 +1099,12 @@ class Tensor:
     def log_softmax(self, dim: int = -1):
         from . import functional as F
         return F.log_softmax(self, dim)
+
+
+def _check_one_dim(dim, op: str) -> None:
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{op}: dim must be a single int, got {dim!r} (as in torch; "
+                        f"amax/amin reduce over several dims)")
 
 
 def _is_advanced(index) -> bool:
@@ -1033,6 +1162,7 @@ def arange(*args, dtype=None):
 def cat(tensors, dim: int = 0) -> Tensor:
     """Concatenate along ``dim``; the gradient is split back into the pieces."""
     tensors = _tensor_list(tensors, "cat")
+    tensors = _promoted(tensors)
     arrays = [t.data for t in tensors]
     try:
         out = np.concatenate(arrays, axis=dim)
@@ -1048,6 +1178,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all tensors must have one shape, got {sorted(shapes)}")
+    tensors = _promoted(tensors)
     out = np.stack([t.data for t in tensors], axis=dim)
     n = len(tensors)
 
@@ -1066,14 +1197,28 @@ def _tensor_list(tensors, fn: str) -> list:
     return tensors
 
 
-def where(condition, input, other) -> Tensor:
+def _promoted(tensors: list) -> list:
+    """The tensors cast to their common dtype by torch's rule (int64 with float32 is float32)."""
+    dtype = functools.reduce(_promote_types, [t.data.dtype for t in tensors])
+    return [_cast(t, dtype) for t in tensors]
 
-    """``input`` where ``condition`` is True, else ``other`` (both may broadcast)."""
+
+def where(condition, input, other) -> Tensor:
+    """``input`` where ``condition`` is True, else ``other`` (both may broadcast; a Python
+    number is typed as in arithmetic, so where(c, int_tensor, 0.5) is float32, as torch)."""
     c = _as_array(condition)
     if c.dtype != np.bool_:
         raise TypeError(f"where: condition must be boolean, got dtype {c.dtype}")
-    x = input if isinstance(input, Tensor) else Tensor(np.asarray(input, dtype=_float_of(other)))
-    y = other if isinstance(other, Tensor) else Tensor(np.asarray(other, dtype=x.dtype))
+    if isinstance(input, Tensor) or isinstance(other, Tensor):
+        x = input if isinstance(input, Tensor) else other._wrap(input)
+        y = other if isinstance(other, Tensor) else x._wrap(other)
+    else:  # two numbers: float32 if either is a float, else int64 (bool if both are bools)
+        kind = ("f" if any(not isinstance(v, numbers.Integral) for v in (input, other)) else
+                "b" if all(isinstance(v, bool) for v in (input, other)) else "i")
+        dtype = {"f": np.float32, "b": np.bool_, "i": np.int64}[kind]
+        x, y = Tensor(np.asarray(input, dtype=dtype)), Tensor(np.asarray(other, dtype=dtype))
+    dtype = _result_dtype(x, y)
+    x, y = _cast(x, dtype), _cast(y, dtype)
     out = np.where(c, x.data, y.data)
 
     def backward(g):
@@ -1088,10 +1233,13 @@ def _binary_extreme(input, other, pick, op: str) -> Tensor:
     out = pick(x, y)  # NaN propagates, as in torch
 
     def backward(g):
-        # torch's rule: where the two are equal each gets half the gradient
-        wa = np.where(x == y, 0.5, out == x).astype(g.dtype)
+        # torch's rule: the losing side gets 0, where the two are equal each gets half,
+        # and elsewhere (a NaN on either side: no comparison holds) both get all of g
+        a_loses, b_loses = (x < y, x > y) if op == "maximum" else (x > y, x < y)
+        wa = np.where(x == y, 0.5, ~a_loses).astype(g.dtype)
+        wb = np.where(x == y, 0.5, ~b_loses).astype(g.dtype)
         return (unbroadcast(g * wa, x.shape) if a.requires_grad else None,
-                unbroadcast(g * (1 - wa), y.shape) if b.requires_grad else None)
+                unbroadcast(g * wb, y.shape) if b.requires_grad else None)
     return Tensor._make(out, (a, b), backward, op)
 
 
@@ -1110,5 +1258,4 @@ def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
     return (input if isinstance(input, Tensor) else Tensor(input)).logsumexp(dim, keepdim)
 
 
-def _float_of(t):
-    return t.dtype if isinstance(t, Tensor) else np.float32
+

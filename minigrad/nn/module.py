@@ -132,10 +132,18 @@ class Module:
         return self
 
     # -- state -----------------------------------------------------------------------
+    def _state_modules(self, prefix: str = ""):
+        """Every module with its dotted name, a module reused in two places under both
+        names (unlike ``named_modules``): torch's state_dict lists each place."""
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m._state_modules(f"{prefix}.{name}" if prefix else name)
+
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Name -> a copy of every parameter and buffer array."""
+        """Name -> a copy of every parameter and buffer array (a shared module's
+        under each of its names, as in PyTorch)."""
         sd = OrderedDict()
-        for mname, m in self.named_modules():
+        for mname, m in self._state_modules():
             for kind in (m._parameters, m._buffers):
                 for name, v in kind.items():
                     arr = v.data if isinstance(v, Tensor) else v
@@ -150,7 +158,7 @@ class Module:
         unexpected_keys)`` (empty when ``strict``), as PyTorch does.
         """
         own = {}
-        for mname, m in self.named_modules():
+        for mname, m in self._state_modules():
             for kind in ("_parameters", "_buffers"):
                 for name in getattr(m, kind):
                     own[f"{mname}.{name}" if mname else name] = (m, kind, name)
