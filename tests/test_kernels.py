@@ -208,6 +208,19 @@ def test_layer_norm_kernel_on_a_constant_row_is_zero_not_nan():
     np.testing.assert_allclose(rstd, 1 / np.sqrt(1e-5), rtol=1e-6)
 
 
+@pytest.mark.parametrize("row", [[1e19, -1e19, 0.0], [-1e19, 1e19, 3.0, 5e18],
+                                 [3e18, 3e18, -2e19, 7.0, 1e19]])
+def test_layer_norm_kernel_on_rows_near_float32s_range_matches_the_reference(row):
+    # shifted by the row's first value, the kernel squares differences up to 2e19: float32's
+    # range ends at 3.4e38, so those squares must be taken in float64 (they were inf: y = 0)
+    x = np.array([row, row[::-1]], np.float32)
+    ref = K.layer_norm_forward_reference(x.astype(np.float64), 1e-5)
+    fast = K.layer_norm_forward_numba(x, 1e-5)
+    for a, b in zip(ref, fast):
+        assert np.isfinite(b).all()
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * np.abs(a).max())
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_functional_gives_the_same_values_and_gradients_under_both_backends(dtype):
     """F.gelu, F.layer_norm and F.linear route to the fast kernels by the switch; the

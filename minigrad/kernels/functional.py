@@ -211,11 +211,14 @@ def layer_norm_forward_reference(x: np.ndarray, eps: float, weight=None, bias=No
 
 @njit(cache=True, nogil=True, fastmath=_REDUCE)
 def _shifted_sums(x, r, k):
-    """sum_j (x[r, j] - k) and sum_j (x[r, j] - k)^2, in float64 (SIMD lanes: reassoc)."""
+    """sum_j (x[r, j] - k) and sum_j (x[r, j] - k)^2, in float64 (SIMD lanes: reassoc).
+    The difference is taken in float64 too: in float32, 1e19 - (-1e19) squared overflows.
+    (np.float64, not float(): numba's float() of a float32 stays float32.)"""
     s = 0.0
     ss = 0.0
+    k = np.float64(k)
     for j in range(x.shape[1]):
-        d = x[r, j] - k
+        d = np.float64(x[r, j]) - k
         s += d
         ss += d * d
     return s, ss
