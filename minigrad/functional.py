@@ -88,15 +88,36 @@ def _gelu_fused(x: Tensor) -> Tensor:
 # softmax family
 # ----------------------------------------------------------------------------
 
-def softmax(input: Tensor, dim: int = -1) -> Tensor:
-    """softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m), m = max_j x_j.
+def _softmax_dim(x: Tensor, dim, fn: str):
+    """The axis ``fn`` normalizes over. Without ``dim``, PyTorch picks one (deprecated): the
+    last for 0-, 1- and 2-D input, which is taken here too; for 3-D and more its choice
+    (dim 0, or 1) is rarely the one meant, so minigrad asks for ``dim`` instead."""
+    if dim is None and x.ndim >= 3:
+        raise TypeError(f"{fn}: pass dim for a {x.ndim}-D input (PyTorch's implicit choice "
+                        f"there, dim {0 if x.ndim == 3 else 1}, is deprecated; the last is "
+                        f"dim=-1)")
+    if x.ndim == 0:
+        if dim not in (None, 0, -1):
+            raise IndexError(f"{fn}: dim must be 0 or -1 for a 0-D input, got {dim}")
+        return None
+    d = -1 if dim is None else dim
+    if not isinstance(d, numbers.Integral) or not -x.ndim <= d < x.ndim:
+        raise IndexError(f"{fn}: dim must be an integer in [{-x.ndim}, {x.ndim - 1}] for "
+                         f"input of shape {x.shape}, got {dim!r}")
+    return int(d)
+
+
+def softmax(input: Tensor, dim: int | None = None) -> Tensor:
+    """softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m), m = max_j x_j, along ``dim``.
 
     Subtracting the max changes nothing mathematically (it cancels) but keeps
     every exponent <= 0, so exp never overflows. Backward:
-    dx = y * (g - sum(g * y)).
+    dx = y * (g - sum(g * y)). ``dim`` may be left out for inputs of at most 2 dims
+    (the last, as PyTorch picks there).
     """
     x = _t(input)
     _check_float(x, "softmax")
+    dim = _softmax_dim(x, dim, "softmax")
     xd = x.data
     e = np.exp(xd - xd.max(axis=dim, keepdims=True))
     y = e / e.sum(axis=dim, keepdims=True)
@@ -106,10 +127,12 @@ def softmax(input: Tensor, dim: int = -1) -> Tensor:
     return Tensor._make(y, (x,), backward, "softmax")
 
 
-def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
-    """log_softmax(x) = x - m - log(sum exp(x - m)); backward dx = g - softmax(x) * sum(g)."""
+def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
+    """log_softmax(x) = x - m - log(sum exp(x - m)) along ``dim`` (as :func:`softmax`);
+    backward dx = g - softmax(x) * sum(g)."""
     x = _t(input)
     _check_float(x, "log_softmax")
+    dim = _softmax_dim(x, dim, "log_softmax")
     xd = x.data
     z = xd - xd.max(axis=dim, keepdims=True)
     out = z - np.log(np.exp(z).sum(axis=dim, keepdims=True))

@@ -1092,11 +1092,11 @@ class Tensor:
         return self
 
     # functional aliases, as in PyTorch
-    def softmax(self, dim: int = -1):
+    def softmax(self, dim: int):
         from . import functional as F
         return F.softmax(self, dim)
 
-    def log_softmax(self, dim: int = -1):
+    def log_softmax(self, dim: int):
         from . import functional as F
         return F.log_softmax(self, dim)
 

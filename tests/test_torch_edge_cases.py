@@ -410,3 +410,22 @@ def test_float32_trajectories_with_param_groups_and_missing_grads_match_torch(cl
     for o, t in zip(ours, theirs):
         np.testing.assert_allclose(o, t, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(ours[2], starts[2])  # never had a gradient: untouched
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_softmax_without_dim_is_torchs_choice_or_an_error(fn):
+    import warnings
+    ours, theirs = getattr(F, fn), getattr(torch.nn.functional, fn)
+    for shape in [(), (5,), (3, 4)]:                 # torch's implicit dim is the last here
+        x, tx = _pair(np.linspace(-2, 3, int(np.prod(shape))).reshape(shape), np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # torch: implicit dim is deprecated
+            want = theirs(tx)
+        _assert_same(ours(x), want, x, tx)
+    for shape in [(2, 3, 4), (2, 2, 3, 4)]:          # torch would pick dim 0, or 1
+        with pytest.raises(TypeError, match=f"{fn}: pass dim for a {len(shape)}-D input"):
+            ours(mg.tensor(np.ones(shape, np.float32)))
+        assert ours(mg.tensor(np.ones(shape, np.float32)), dim=-1).shape == shape
+    for dim in (2, -3, 1.0):
+        with pytest.raises(IndexError, match=f"{fn}: dim must be an integer in \\[-2, 1\\]"):
+            ours(mg.tensor(np.ones((3, 4), np.float32)), dim=dim)
