@@ -164,6 +164,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if x.ndim == 0 or x.shape[-1] != W.shape[1]:
         raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
                          f"{W.shape} (expected last dim {W.shape[1]})")
+    if x.dtype != W.dtype:  # torch promotes nothing here; NumPy would widen to float64
+        raise TypeError(f"linear: input ({x.dtype}) and weight ({W.dtype}) must have one dtype, "
+                        f"as in torch (cast the input with .to({W.dtype}))")
     xd, Wd = x.data, W.data
     # one (N, in) @ (in, out) product: NumPy runs a 3-D @ 2-D as one BLAS call per batch row
     out = (xd.reshape(-1, xd.shape[-1]) @ Wd.T).reshape(xd.shape[:-1] + (Wd.shape[0],))

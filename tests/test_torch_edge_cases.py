@@ -274,6 +274,15 @@ def test_matmul_of_two_dtypes_raises_as_torch():
         mg.tensor(a) @ mg.tensor(b)
 
 
+def test_linear_of_two_dtypes_raises_as_torch():
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.linear(torch.ones(2, 3, dtype=torch.float64), torch.ones(4, 3))
+    with pytest.raises(TypeError, match="one dtype"):
+        F.linear(mg.tensor(np.ones((2, 3))), mg.ones(4, 3))
+    with pytest.raises(TypeError, match="int64"):
+        nn.Linear(3, 4)(mg.tensor([[1, 2, 3]]))  # NumPy would have made it float64
+
+
 def test_clamp_of_integers_to_a_float_bound_is_float32_and_tensor_bounds_raise():
     a = np.array([1, 2, 3])
     _same_dtype_and_values(mg.tensor(a).clamp(min=1.5), torch.from_numpy(a).clamp(min=1.5))
