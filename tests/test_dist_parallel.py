@@ -73,7 +73,8 @@ def test_ddp_overlap_finishes_sooner_than_all_reduce_after_backward():
         cl = VirtualCluster(4, latency=2e-7, bandwidth=2e8, flops_per_second=1e10)
         ddp = DistributedDataParallel(nn.MLP([64, 64, 64, 64, 8]), cl, adamw,
                                       bucket_cap_bytes=64 * 64 * 4, overlap=overlap)
-        ddp.train_step(*_data(32, 64, 8), F.cross_entropy)
+        X, Y = _data(32, 64, 8)
+        ddp.train_step(X.astype(np.float32), Y, F.cross_entropy)    # the model's dtype
         times[overlap] = cl.time
         comm = [e for e in cl.trace if e.stream == "comm" and e.kind == "all_reduce"]
         last_backward = max(e.start + e.duration for e in cl.trace if e.kind == "backward")
