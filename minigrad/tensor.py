@@ -961,7 +961,20 @@ class Tensor:
                              f"({self.data.size} elements) into {tuple(shape)}") from None
         return Tensor._make(out, (self,), lambda g: (g.reshape(src),), "reshape")
 
-    view = reshape
+    def view(self, *shape):
+        """``reshape`` that never copies, as torch's: the result shares this tensor's memory,
+        and a shape the strides cannot give (after a transpose, say) is an error, where
+        ``reshape`` would copy. ``.contiguous().view(...)`` is torch's way around it."""
+        out = self.reshape(*shape)
+        if self.data.size and not np.shares_memory(out.data, self.data):
+            raise RuntimeError(f"view: shape {out.shape} is not a view of this tensor of shape "
+                               f"{self.shape} and strides {self.data.strides} (it would need a "
+                               f"copy); use .reshape(...), or .contiguous().view(...)")
+        return out
+
+    def is_contiguous(self) -> bool:
+        """Whether the elements lie in memory in row-major order, without gaps (torch's)."""
+        return bool(self.data.flags.c_contiguous)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
         s = self.data.shape
@@ -1033,7 +1046,11 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def contiguous(self):
-        return self
+        """This tensor if it is contiguous, else a row-major copy of it (torch's)."""
+        if self.data.flags.c_contiguous:
+            return self
+        return Tensor._make(np.ascontiguousarray(self.data), (self,), lambda g: (g,),
+                            "contiguous")
 
     def __getitem__(self, index):
         if isinstance(index, Tensor):

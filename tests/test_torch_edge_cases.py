@@ -438,3 +438,21 @@ def test_softmax_without_dim_is_torchs_choice_or_an_error(fn):
     for dim in (2, -3, 1.0):
         with pytest.raises(IndexError, match=f"{fn}: dim must be an integer in \\[-2, 1\\]"):
             ours(mg.tensor(np.ones((3, 4), np.float32)), dim=dim)
+
+
+def test_view_shares_memory_or_raises_and_contiguous_copies_as_torch():
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    x, tx = _pair(a)
+    t, tt = x.transpose(1, 2), tx.transpose(1, 2)
+    assert t.is_contiguous() == tt.is_contiguous() is False
+    with pytest.raises(RuntimeError):
+        tt.view(2, 12)
+    with pytest.raises(RuntimeError, match=r"view: shape \(2, 12\) is not a view"):
+        t.view(2, 12)
+    _assert_same(t.contiguous().view(2, 12), tt.contiguous().view(2, 12), x, tx)
+    assert t.contiguous().is_contiguous() and x.contiguous() is x
+    # a view writes through, under no_grad, as torch's does
+    with mg.no_grad():
+        x.view(-1).data[0] = 100.0
+    assert x.data[0, 0, 0] == 100.0
+    assert mg.zeros(0, 3).transpose(0, 1).view(0).shape == (0,)    # nothing to copy
