@@ -3,7 +3,9 @@
 then the numbers PEFT's names promise: forward with the adapter on, disabled and
 merged, the scaling (alpha / r, alpha / sqrt(r) with use_rslora), the init, the
 gradients, the parameter counts, which modules target_modules picks (or that both
-refuse), dropout on the adapter's input only, modules_to_save, prompt tuning's counts."""
+refuse), dropout on the adapter's input only, modules_to_save, QLoRA against PEFT on
+bitsandbytes' Linear4bit (skipped without it), and prompt tuning against PEFT on a
+GPT-2 of the same width (counts, where the prompt goes, its init)."""
 
 import math
 
@@ -319,6 +321,87 @@ def test_prompt_tuning_counts_and_logit_shape_match_peft_on_gpt2():
     assert mg_t == pt_t == n * C                       # one table of n virtual tokens
     assert mg_all - mg_base == pt_all - pt_base == n * C
     idx = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    seen = {}
+    hook = gpt2.transformer.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.update(kwargs), with_kwargs=True)
     with torch.no_grad():
         pt_logits = pt_model(input_ids=torch.from_numpy(idx)).logits
+    hook.remove()
     assert mg_model(idx).shape == tuple(pt_logits.shape) == (2, n + T, V)
+    # PEFT, like minigrad, puts the n virtual tokens before the embedded input
+    prompt = pt_model.prompt_encoder["default"].embedding.weight.detach()
+    want = torch.cat([prompt.expand(2, n, C), gpt2.transformer.wte(torch.from_numpy(idx))], 1)
+    torch.testing.assert_close(seen["inputs_embeds"], want)
+
+
+def test_prompt_tuning_random_init_is_standard_normal_on_both_sides():
+    transformers = pytest.importorskip("transformers")
+    from minigrad.models import GPTConfig, TinyGPT
+    from minigrad.peft import PromptTuningConfig
+
+    n, C = 128, 8
+    torch.manual_seed(0)
+    pt_model = peft.get_peft_model(transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=12, n_positions=16, n_embd=C, n_layer=1, n_head=2)),
+        peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=n))
+    minigrad.manual_seed(0)
+    mg_model = get_peft_model(TinyGPT(GPTConfig(vocab_size=12, block_size=16, n_layer=1,
+                                                n_head=2, n_embd=C)),
+                              PromptTuningConfig(num_virtual_tokens=n))
+    for w in (mg_model.prompt_encoder.embedding.weight.data,
+              pt_model.prompt_encoder["default"].embedding.weight.detach().numpy()):
+        assert w.shape == (n, C)
+        assert abs(w.mean()) < 0.15 and w.std() == pytest.approx(1.0, rel=0.1)
+
+
+# ----------------------------------------------------------------------------
+# QLoRA: PEFT on bitsandbytes' Linear4bit (NF4, blocks of 64, no double quantization)
+# ----------------------------------------------------------------------------
+
+def test_qlora_on_nf4_base_matches_peft_on_bitsandbytes_linear4bit():
+    bnb = pytest.importorskip("bitsandbytes")
+    from minigrad.peft import get_qlora_model
+
+    # in_features a multiple of 64: bitsandbytes 0.50's CPU path gets other rows wrong
+    # (absmax right, codes off by up to 1.5 on a (48, 32) weight), minigrad does not
+    dims = {"d_in": 64, "hidden": 64, "d_out": 8}
+    targets = ["a", "b.2"]
+    mg, pt = MgNet(**dims, dtype=np.float32), PtNet(**dims)   # the 4-bit path is float32
+    with torch.no_grad():
+        for name, p in mg.named_parameters():
+            p.data[...] = pt.get_parameter(name).numpy()
+    for name in targets:
+        lin = pt.get_submodule(name)
+        q = bnb.nn.Linear4bit(lin.in_features, lin.out_features, quant_type="nf4",
+                              compute_dtype=torch.float32, compress_statistics=False)
+        q.weight = bnb.nn.Params4bit(lin.weight.data.clone(), requires_grad=False,
+                                     quant_type="nf4", blocksize=64, compress_statistics=False)
+        q.bias = torch.nn.Parameter(lin.bias.data.clone())
+        parent, _, attr = name.rpartition(".")
+        setattr(pt.get_submodule(parent) if parent else pt, attr, q.to("cpu"))
+    config = dict(r=4, lora_alpha=8, target_modules=targets)
+    mg_model = get_qlora_model(mg, LoraConfig(**config))
+    pt_model = peft.get_peft_model(pt, peft.LoraConfig(**config))
+    rng = np.random.default_rng(5)
+    for name, layer in mg_model.base_model.named_modules():
+        if isinstance(layer, LoRALinear):
+            layer.lora_B.weight.data[...] = rng.standard_normal(layer.lora_B.weight.shape)
+            pt_layer = pt_model.base_model.model.get_submodule(name)
+            with torch.no_grad():
+                for ab in ("lora_A", "lora_B"):
+                    getattr(pt_layer, ab)["default"].weight.copy_(
+                        torch.from_numpy(getattr(layer, ab).weight.data))
+    assert mg_model.get_nb_trainable_parameters() == pt_model.get_nb_trainable_parameters()
+    x = x_in(5, 64).astype(np.float32)
+    got = mg_model(Tensor(x))
+    want = pt_model(torch.from_numpy(x))
+    np.testing.assert_allclose(got.data, want.detach().numpy(), rtol=1e-5, atol=1e-5)
+    w = rng.standard_normal(got.shape).astype(np.float32)
+    (got * Tensor(w)).sum().backward()
+    (want * torch.from_numpy(w)).sum().backward()
+    for name, layer in mg_model.base_model.named_modules():
+        if isinstance(layer, LoRALinear):
+            for ab in ("lora_A", "lora_B"):
+                g = getattr(pt_model.base_model.model.get_submodule(name), ab)["default"]
+                np.testing.assert_allclose(getattr(layer, ab).weight.grad,
+                                           g.weight.grad.numpy(), rtol=1e-4, atol=1e-5)
