@@ -13,14 +13,14 @@ are in :mod:`minigrad.memory`.
 
 from .adapters import Adapter, AdapterWrapper, adapter_parameters, add_adapters
 from .finetune import classifier_accuracy, finetune_comparison, mirror, train_classifier
-from .lora import (LoraConfig, LoRALinear, PeftModel, get_peft_model, kaiming_uniform_bound,
-                   lora_parameters)
+from .lora import (LoraConfig, LoRALinear, ModulesToSaveWrapper, PeftModel, get_peft_model,
+                   kaiming_uniform_bound, lora_parameters)
 from .prompt_tuning import (PromptEmbedding, PromptTuningConfig, PromptTuningModel,
                             prompt_tuning_parameters)
 from .qlora import base_bytes, get_qlora_model
 
 __all__ = [
-    "LoraConfig", "LoRALinear", "PeftModel", "get_peft_model", "lora_parameters",
+    "LoraConfig", "LoRALinear", "ModulesToSaveWrapper", "PeftModel", "get_peft_model", "lora_parameters",
     "kaiming_uniform_bound",
     "Adapter", "AdapterWrapper", "add_adapters", "adapter_parameters",
     "get_qlora_model", "base_bytes",

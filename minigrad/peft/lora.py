@@ -15,8 +15,10 @@ scale steady when r changes. After training, W + (alpha / r) B A can be
 
 from __future__ import annotations
 
+import copy
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,8 +27,10 @@ from .. import functional as F
 from ..nn import Linear, Module, Parameter
 from ..tensor import Tensor, get_rng
 
-__all__ = ["LoraConfig", "LoRALinear", "PeftModel", "get_peft_model", "lora_parameters",
-           "kaiming_uniform_bound"]
+__all__ = ["LoraConfig", "LoRALinear", "ModulesToSaveWrapper", "PeftModel", "get_peft_model",
+           "lora_parameters", "kaiming_uniform_bound"]
+
+INIT_LORA_WEIGHTS = (True, False, "gaussian")
 
 
 @dataclass
@@ -35,7 +39,12 @@ class LoraConfig:
 
     target_modules: names (a module matches if its dotted name equals one or
         ends with ``"." + name``) or one regular expression (full match).
-    modules_to_save: modules kept fully trainable (e.g. a new classifier head).
+    modules_to_save: modules kept fully trainable (e.g. a new classifier head): as in PEFT,
+        a trainable copy is trained and the frozen original kept beside it.
+    init_lora_weights: True (A Kaiming-uniform, B = 0), "gaussian" (A ~ N(0, 1/r^2),
+        B = 0) or False (A and B both as a fresh Linear: the adapter starts nonzero).
+    use_rslora: scale by lora_alpha / sqrt(r) (rank-stabilized LoRA, Kalajdzievski 2023)
+        instead of lora_alpha / r.
     """
 
     r: int = 8
@@ -43,6 +52,8 @@ class LoraConfig:
     target_modules: list | str | None = None
     lora_dropout: float = 0.0
     modules_to_save: list | None = field(default=None)
+    init_lora_weights: bool | str = True
+    use_rslora: bool = False
 
     def __post_init__(self):
         if not isinstance(self.r, int) or self.r < 1:
@@ -53,6 +64,7 @@ class LoraConfig:
             raise ValueError(f"LoraConfig: lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.target_modules is None:
             raise ValueError("LoraConfig: target_modules is required (e.g. ['q_proj', 'v_proj'])")
+        check_init_lora_weights(self.init_lora_weights, "LoraConfig")
 
     def matches(self, name: str) -> bool:
         t = self.target_modules
@@ -80,6 +92,13 @@ def kaiming_uniform_bound(fan_in: int, a: float = math.sqrt(5)) -> float:
     return math.sqrt(2.0 / (1 + a * a)) * math.sqrt(3.0 / fan_in)
 
 
+def check_init_lora_weights(init, who: str) -> None:
+    # PEFT's other schemes (pissa, olora, loftq, eva, ...) are not implemented: refuse them
+    if not any(init is v or (isinstance(init, str) and init == v) for v in INIT_LORA_WEIGHTS):
+        raise ValueError(f"{who}: init_lora_weights must be True, False or 'gaussian', "
+                         f"got {init!r}")
+
+
 def lora_parameters(in_features: int, out_features: int, r: int) -> int:
     """Trainable parameters LoRA adds to one (out, in) layer: r (in + out)."""
     return r * (in_features + out_features)
@@ -90,38 +109,54 @@ class LoRALinear(Module):
     ``out_features``, e.g. a 4-bit ``QuantLinear``) plus ``lora_B(lora_A(dropout(x))) * scaling``.
 
     Shapes: x (..., in) -> (..., out); lora_A.weight (r, in), lora_B.weight (out, r).
+    ``scaling`` is lora_alpha / r, or lora_alpha / sqrt(r) with ``use_rslora``.
     """
 
     def __init__(self, base_layer: Module, r: int = 8, lora_alpha: float = 8,
-                 lora_dropout: float = 0.0, rng=None):
+                 lora_dropout: float = 0.0, rng=None, *, init_lora_weights: bool | str = True,
+                 use_rslora: bool = False):
         super().__init__()
         if not hasattr(base_layer, "in_features"):
             raise TypeError(f"LoRALinear: base_layer must be a linear layer, got "
                             f"{type(base_layer).__name__}")
         if not isinstance(r, int) or r < 1:
             raise ValueError(f"LoRALinear: r must be a positive integer, got {r!r}")
+        check_init_lora_weights(init_lora_weights, "LoRALinear")
         rng = get_rng() if rng is None else rng
         self.base_layer = base_layer.requires_grad_(False)
         self.in_features, self.out_features = base_layer.in_features, base_layer.out_features
         self.r, self.lora_alpha, self.lora_dropout = r, lora_alpha, lora_dropout
-        self.scaling = lora_alpha / r
+        self.scaling = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
         # the base's float dtype (float64 for gradcheck); a quantized base computes in float32
         dtype = base_layer.weight.dtype if isinstance(base_layer, Linear) else np.float32
         self.lora_A = Linear(self.in_features, r, bias=False, dtype=dtype)
         self.lora_B = Linear(r, self.out_features, bias=False, dtype=dtype)
-        bound = kaiming_uniform_bound(self.in_features)
-        self.lora_A.weight = Parameter(rng.uniform(-bound, bound, (r, self.in_features)).astype(dtype))
-        self.lora_B.weight = Parameter(np.zeros((self.out_features, r), dtype))
+        if init_lora_weights == "gaussian":
+            A = rng.normal(0.0, 1.0 / r, (r, self.in_features))
+        else:
+            bound = kaiming_uniform_bound(self.in_features)
+            A = rng.uniform(-bound, bound, (r, self.in_features))
+        if init_lora_weights is False:                                # a fresh Linear's B
+            bound = kaiming_uniform_bound(r)
+            B = rng.uniform(-bound, bound, (self.out_features, r))
+        else:
+            B = np.zeros((self.out_features, r))
+        self.lora_A.weight = Parameter(A.astype(dtype))
+        self.lora_B.weight = Parameter(B.astype(dtype))
         self.merged = False
+        self.disabled = False                                         # PeftModel.disable_adapter
 
     def delta_weight(self) -> np.ndarray:
         """(alpha / r) B A, the (out, in) update LoRA adds to the base weight."""
-        return (self.lora_B.weight.data @ self.lora_A.weight.data) * np.float32(self.scaling)
+        # a Python float keeps the weights' dtype (float64 stays float64 to the last bit)
+        return (self.lora_B.weight.data @ self.lora_A.weight.data) * self.scaling
 
     def forward(self, x) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
+        if self.disabled and self.merged:                             # as PEFT: the base alone
+            self.unmerge()
         result = self.base_layer(x)                                   # (..., out), frozen
-        if self.merged:
+        if self.merged or self.disabled:
             return result
         # BEGIN SOLUTION ch7.lora_forward
         h = F.dropout(x, self.lora_dropout, self.training)
@@ -154,6 +189,23 @@ class LoRALinear(Module):
                f"scaling={self.scaling:g}, merged={self.merged}"
 
 
+class ModulesToSaveWrapper(Module):
+    """A module of ``modules_to_save``, as PEFT wraps it: the frozen ``original_module`` and
+    a trainable copy ``modules_to_save.default`` that the forward uses (the original while
+    the adapter is disabled); ``merge_and_unload`` puts the trained copy in its place."""
+
+    def __init__(self, module: Module):
+        super().__init__()
+        self.original_module = module.requires_grad_(False)
+        self.modules_to_save = Module()                               # PEFT's ModuleDict
+        self.modules_to_save.default = copy.deepcopy(module).requires_grad_(True)
+        self.disabled = False
+
+    def forward(self, *args, **kwargs):
+        m = self.original_module if self.disabled else self.modules_to_save.default
+        return m(*args, **kwargs)
+
+
 class PeftModel(Module):
     """The model with LoRA layers swapped in; ``base_model`` is the (modified) original."""
 
@@ -167,6 +219,19 @@ class PeftModel(Module):
 
     def lora_layers(self) -> list:
         return [m for m in self.modules() if isinstance(m, LoRALinear)]
+
+    @contextmanager
+    def disable_adapter(self):
+        """``with model.disable_adapter():`` the base model's outputs (merged layers are
+        unmerged first, ``modules_to_save`` use their originals), as PEFT's."""
+        layers = [m for m in self.modules() if isinstance(m, (LoRALinear, ModulesToSaveWrapper))]
+        for m in layers:
+            m.disabled = True
+        try:
+            yield
+        finally:
+            for m in layers:
+                m.disabled = False
 
     def get_nb_trainable_parameters(self) -> tuple:
         """(trainable parameters, all parameters); a quantized base layer's weights count as
@@ -197,6 +262,8 @@ class PeftModel(Module):
         for parent, attr, _, child in named_slots(self.base_model):
             if isinstance(child, LoRALinear):
                 setattr(parent, attr, child.base_layer)
+            elif isinstance(child, ModulesToSaveWrapper):
+                setattr(parent, attr, child.modules_to_save.default)
         return self.base_model
 
 
@@ -217,17 +284,24 @@ def get_peft_model(model: Module, peft_config, rng=None):
         raise TypeError(f"get_peft_model: peft_config must be a LoraConfig or a "
                         f"PromptTuningConfig, got {type(peft_config).__name__}")
     model.requires_grad_(False)
+    c = peft_config
     replaced = 0
     for parent, attr, full, child in named_slots(model):
-        if peft_config.matches(full) and hasattr(child, "in_features"):
-            setattr(parent, attr, LoRALinear(child, peft_config.r, peft_config.lora_alpha,
-                                             peft_config.lora_dropout, rng=rng))
-            replaced += 1
+        if not c.matches(full):
+            continue
+        if not hasattr(child, "in_features"):       # PEFT, too, refuses what it cannot adapt
+            raise ValueError(f"get_peft_model: target module {full!r} is a "
+                             f"{type(child).__name__}; LoRA here adapts linear layers only")
+        setattr(parent, attr, LoRALinear(child, c.r, c.lora_alpha, c.lora_dropout, rng=rng,
+                                         init_lora_weights=c.init_lora_weights,
+                                         use_rslora=c.use_rslora))
+        replaced += 1
     if not replaced:
         names = [n for n, _ in model.named_modules() if n]
-        raise ValueError(f"get_peft_model: target_modules {peft_config.target_modules!r} match no "
+        raise ValueError(f"get_peft_model: target_modules {c.target_modules!r} match no "
                          f"linear layer; the model's modules are {names}")
-    for name, m in model.named_modules():
-        if peft_config.modules_to_save and matches_any(name, peft_config.modules_to_save):
-            m.requires_grad_(True)
+    if c.modules_to_save:
+        for parent, attr, full, child in named_slots(model):
+            if matches_any(full, c.modules_to_save) and not isinstance(child, LoRALinear):
+                setattr(parent, attr, ModulesToSaveWrapper(child))
     return PeftModel(model, peft_config)
