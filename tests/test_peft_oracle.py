@@ -19,7 +19,11 @@ import minigrad  # noqa: E402
 from minigrad import Tensor, nn  # noqa: E402
 from minigrad.peft import LoraConfig, LoRALinear, get_peft_model  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch,
+              # PEFT's note when a test unmerges twice on purpose, and transformers' own
+              # deprecation inside GPT-2: neither is about minigrad
+              pytest.mark.filterwarnings("ignore:Already unmerged:UserWarning"),
+              pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning")]
 
 
 class MgNet(nn.Module):
