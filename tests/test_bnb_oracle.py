@@ -233,6 +233,30 @@ def test_quantize_blockwise_against_bitsandbytes_cpu_kernel(blocksize):
     assert np.all(np.abs(v - code[qm])[differ] <= np.abs(v - code[qb])[differ] + 1e-7)
 
 
+def test_quantize_blockwise_nested_is_bitsandbytes_nested():
+    # quantize_blockwise(nested=True): the mean removed, then the dynamic map with the *same*
+    # blocksize (not 256, which is quantize_4bit's)
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((300, 64)) * rng.uniform(0.1, 3, (300, 1))).astype(np.float32)
+    qb, sb = F.quantize_blockwise(torch.from_numpy(x), blocksize=64, nested=True)
+    qm, sm = Q.quantize_blockwise(x, blocksize=64, compress_statistics=True)
+    np.testing.assert_array_equal(qm, Q.quantize_blockwise(x, blocksize=64)[0])
+    assert sm.state2.blocksize == sb.state2.blocksize == 64 and sm.absmax.dtype == np.uint8
+    assert sm.offset == pytest.approx(sb.offset.item(), rel=1e-6)
+    first = Q.quantize_blockwise(x, blocksize=64)[1].absmax
+    q2, a2 = _default_backend("quantize_blockwise", torch.from_numpy(first - np.float32(sm.offset)),
+                              F.create_dynamic_map(), 64)
+    np.testing.assert_array_equal(sm.absmax, q2.numpy())
+    np.testing.assert_array_equal(bits(sm.state2.absmax), bits(a2.numpy()))
+    # bitsandbytes decodes minigrad's nested state to minigrad's values, bit for bit
+    st2 = F.QuantState(absmax=torch.from_numpy(sm.state2.absmax), code=sb.state2.code,
+                       blocksize=64, dtype=torch.float32)
+    st = F.QuantState(absmax=torch.from_numpy(sm.absmax), code=sb.code, blocksize=64,
+                      dtype=torch.float32, offset=torch.tensor(np.float32(sm.offset)), state2=st2)
+    np.testing.assert_array_equal(bits(F.dequantize_blockwise(torch.from_numpy(qm), st).numpy()),
+                                  bits(Q.dequantize_blockwise(qm, sm)))
+
+
 # ----------------------------------------------------------------------------
 # int8 (LLM.int8() vector-wise)
 # ----------------------------------------------------------------------------
@@ -289,20 +313,31 @@ def test_linear8bitlt_without_outliers_matches_quantlinear_int8():
     np.testing.assert_allclose(ql(x).data, yb, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("compress", [False, True])
 @pytest.mark.parametrize("qt", ["nf4", "fp4"])
-def test_linear4bit_matches_quantlinear(qt):
+def test_linear4bit_matches_quantlinear(qt, compress):
     rng = np.random.default_rng(11)
     W = rng.standard_normal((32, 128)).astype(np.float32)
     b = rng.standard_normal(32).astype(np.float32)
     x = rng.standard_normal((6, 128)).astype(np.float32)
-    lin = bnb.nn.Linear4bit(128, 32, bias=True, compute_dtype=torch.float32, quant_type=qt)
+    lin = bnb.nn.Linear4bit(128, 32, bias=True, compute_dtype=torch.float32, quant_type=qt,
+                            compress_statistics=compress)
     lin.weight = bnb.nn.Params4bit(torch.from_numpy(W), requires_grad=False, quant_type=qt,
-                                   blocksize=64, compress_statistics=False)
+                                   blocksize=64, compress_statistics=compress)
     lin.bias = torch.nn.Parameter(torch.from_numpy(b))
     lin = lin.to(CPU)
-    ql = Q.QuantLinear(W, b, weight_dtype=qt, blocksize=64)
-    Wb = F.dequantize_4bit(lin.weight.data, lin.weight.quant_state).numpy()
-    np.testing.assert_array_equal(Wb.reshape(W.shape), ql.dequantized_weight())
+    ql = Q.QuantLinear(W, b, weight_dtype=qt, blocksize=64, compress_statistics=compress)
+    Wb = F.dequantize_4bit(lin.weight.data, lin.weight.quant_state).numpy().reshape(W.shape)
     with torch.no_grad():
         yb = lin(torch.from_numpy(x)).float().numpy()
-    np.testing.assert_allclose(ql(x).data, yb, rtol=1e-5, atol=1e-5)
+    if not compress:
+        np.testing.assert_array_equal(bits(Wb), bits(ql.dequantized_weight()))
+        np.testing.assert_allclose(ql(x).data, yb, rtol=1e-5, atol=1e-5)
+    else:
+        # the same 4-bit code values (fp4: either zero code); the scales went through
+        # bitsandbytes' C 8-bit kernel
+        code = Q.get_4bit_type(qt)
+        np.testing.assert_array_equal(code[Q.unpack_4bit(lin.weight.data.numpy(), W.size)],
+                                      code[Q.unpack_4bit(ql.weight_packed, W.size)])
+        np.testing.assert_allclose(ql.dequantized_weight(), Wb, rtol=1e-2, atol=1e-3)
+        np.testing.assert_allclose(ql(x).data, yb, rtol=1e-2, atol=5e-2)
