@@ -46,8 +46,10 @@ class QuantState:
     """What dequantization needs besides the codes (bitsandbytes' ``QuantState``).
 
     Attributes:
-        absmax: (blocks,) float32, one absmax per block; int8 codes when
-            ``nested`` (double quantization), to be decoded with ``state2``.
+        absmax: (blocks,) float32, one absmax per block; 8-bit codes when
+            ``nested`` (double quantization: uint8 indices into bitsandbytes'
+            dynamic map, or int8 for ``quantize_blockwise_linear``), decoded
+            with ``state2``.
         shape: the original tensor's shape.
         dtype: the original tensor's dtype (dequantization returns it).
         blocksize: values per block.
@@ -237,9 +239,12 @@ def quantize_blockwise(x, code=None, blocksize: int = 4096, compress_statistics:
     """Blockwise quantization with a code book, as ``bitsandbytes.functional.quantize_blockwise``.
 
     Each block of ``blocksize`` values is divided by its absmax and every value
-    replaced by the index of the nearest entry of ``code``. A value exactly
-    halfway between two entries gets the lower one, as bitsandbytes' CPU lookup
-    (``lookup_code_index``) and its ``argmin`` fallback do.
+    replaced by the index of the nearest entry of ``code``: x * (1 / absmax)
+    compared with the float32 midpoints between entries, a value exactly on a
+    midpoint taking the lower one. That is bitsandbytes' PyTorch kernel
+    (``torch.bucketize`` over the midpoints), bit for bit; bitsandbytes 0.50's
+    CPU C kernel divides instead and its search misplaces values below about
+    1e-4 of the absmax (tests/test_bnb_oracle.py).
 
     Args:
         x: float array of any shape (computed in float32; float64 values beyond
@@ -249,7 +254,9 @@ def quantize_blockwise(x, code=None, blocksize: int = 4096, compress_statistics:
             gives evenly spaced codes (see also :func:`quantize_blockwise_linear`).
         blocksize: values per block, >= 1 (bitsandbytes' default 4096; its 8-bit
             optimizers use 256).
-        compress_statistics: double-quantize the absmax (``nested`` in bitsandbytes).
+        compress_statistics: double-quantize the absmax (``nested`` in bitsandbytes:
+            the mean removed, then this function with the dynamic map and the
+            same ``blocksize``).
     Returns:
         (q, state): ``q`` uint8 indices into ``code``, of ``x``'s shape; ``state`` a
         :class:`QuantState` with ``quant_type="code"``.
@@ -274,14 +281,15 @@ def quantize_blockwise(x, code=None, blocksize: int = 4096, compress_statistics:
         q[:] = nearest_code(kernels.scale_blocks(flat, absmax, blocksize, 1.0), code)
     state = QuantState(absmax=absmax, shape=orig.shape, dtype=orig.dtype, blocksize=blocksize,
                        code=code, quant_type="code")
-    return q.reshape(orig.shape), _maybe_compress(state, compress_statistics)
+    return q.reshape(orig.shape), _maybe_compress(state, compress_statistics, blocksize, "dynamic")
 
 
-def _maybe_compress(state: QuantState, compress: bool) -> QuantState:
+def _maybe_compress(state: QuantState, compress: bool, blocksize2: int,
+                    second_level: str) -> QuantState:
     if not compress:
         return state
     from .double import compress_statistics
-    return compress_statistics(state)
+    return compress_statistics(state, blocksize2, second_level)
 
 
 def quantize_blockwise_linear(x, blocksize: int = 64, bits: int = 8,
@@ -295,7 +303,8 @@ def quantize_blockwise_linear(x, blocksize: int = 64, bits: int = 8,
         x: float array of any shape and size (the last block may be partial).
         blocksize: values per block, >= 1 (bitsandbytes uses 64 .. 4096).
         bits: 2..8; codes in [-Q, Q], Q = 2^(bits-1) - 1, stored as int8.
-        compress_statistics: double-quantize the absmax (8-bit, blocks of 256).
+        compress_statistics: double-quantize the absmax (the 8-bit integer grid,
+            blocks of 256: see :func:`minigrad.quant.double.compress_statistics`).
     Returns:
         (q, state): ``q`` int8 of ``x``'s shape; ``state`` a :class:`QuantState`.
         An all-zero block has absmax 0 and dequantizes to zeros.
@@ -317,7 +326,7 @@ def quantize_blockwise_linear(x, blocksize: int = 64, bits: int = 8,
         q[:] = np.clip(np.rint(kernels.scale_blocks(flat, absmax, blocksize, Q)), -Q, Q)
     state = QuantState(absmax=absmax, shape=orig.shape, dtype=orig.dtype, blocksize=blocksize,
                        code=linear_map(bits), quant_type=f"int{bits}")
-    return q.reshape(orig.shape), _maybe_compress(state, compress_statistics)
+    return q.reshape(orig.shape), _maybe_compress(state, compress_statistics, 256, "int8")
 
 
 _INT_TYPES = tuple(f"int{b}" for b in range(2, 9))

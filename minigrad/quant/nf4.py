@@ -39,9 +39,10 @@ __all__ = ["create_normal_map", "get_4bit_type", "NF4_OFFSET", "nearest_code", "
 NF4_OFFSET = 0.9677083
 
 # bitsandbytes' FP4 table before normalization (bitsandbytes/functional.py,
-# get_4bit_type("fp4")): index bit 3 is the sign; codes 0 and 8 are +0 and -0.
+# get_4bit_type("fp4")): index bit 3 is the sign. Codes 0 and 8 both decode to +0.0:
+# bitsandbytes writes the integer -0 (which is 0), and its C decoder returns 0.0f for both.
 _FP4_RAW = [0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0,
-            -0.0, -0.0625, -8.0, -12.0, -4.0, -6.0, -2.0, -3.0]
+            0.0, -0.0625, -8.0, -12.0, -4.0, -6.0, -2.0, -3.0]
 
 
 def _linspace32(start: float, stop: float, n: int, fused: bool = False) -> np.ndarray:
@@ -165,7 +166,8 @@ def quantize_4bit(x, blocksize: int = 64, compress_statistics: bool = False,
     Args:
         x: float array of any shape.
         blocksize: values per absmax block, >= 1 (QLoRA uses 64).
-        compress_statistics: double-quantize the absmax (8 bits, blocks of 256).
+        compress_statistics: double-quantize the absmax as bitsandbytes does: the
+            mean removed, then 8-bit dynamic-map codes in blocks of 256.
         quant_type: "fp4" (the default, as in bitsandbytes) or "nf4" (QLoRA's
             choice for normally distributed weights: pass it explicitly, as
             ``bnb_4bit_quant_type="nf4"`` is passed to bitsandbytes).
@@ -197,7 +199,7 @@ def quantize_4bit(x, blocksize: int = 64, compress_statistics: bool = False,
                        code=code, quant_type=quant_type)
     if compress_statistics:
         from .double import compress_statistics as _compress
-        state = _compress(state)
+        state = _compress(state, 256, "dynamic")
     return packed, state
 
 
