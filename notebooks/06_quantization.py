@@ -166,7 +166,8 @@ fig  # noqa: B018  (shows the figure in the notebook)
 # ## 4. Double quantization: quantize the scales
 # Blockwise 4-bit with one float32 absmax per 64 values costs $4 + 32/64 = 4.5$
 # bits per weight. QLoRA's double quantization stores the absmax values as 8-bit
-# codes (after subtracting their mean), in blocks of 256 with one float32 each:
+# codes of the dynamic code book (after subtracting their mean), in blocks of 256
+# with one float32 each:
 # $8/64 + 32/(64 \cdot 256) \approx 0.127$ bits instead of 0.5.
 
 # %%

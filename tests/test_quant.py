@@ -23,7 +23,7 @@ BNB_NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
            0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0]
 # bitsandbytes' FP4 table before normalization (same function, "fp4")
 BNB_FP4_RAW = [0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0,
-               -0.0, -0.0625, -8.0, -12.0, -4.0, -6.0, -2.0, -3.0]
+               0.0, -0.0625, -8.0, -12.0, -4.0, -6.0, -2.0, -3.0]  # the table's "-0" is an int
 
 ODD_SIZES = [(1, 1), (7, 3), (129, 7), (1000, 64), (1001, 64), (5, 64)]
 
@@ -228,6 +228,7 @@ def test_fp4_code_book_is_bitsandbytes_table_normalized_and_sign_symmetric():
     c = Q.get_4bit_type("fp4")
     raw = np.array(BNB_FP4_RAW, np.float32)
     np.testing.assert_array_equal(c, raw / 12)
+    assert not np.signbit(c[8])                    # code 8 decodes to +0.0, as bitsandbytes'
     np.testing.assert_array_equal(c[8:], -c[:8])
     assert np.abs(c).max() == 1
 
