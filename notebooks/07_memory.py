@@ -242,7 +242,7 @@ qbase = TinyGPT(config)
 fp32_bytes = sum(m.weight.data.nbytes for n_, m in qbase.named_modules()
                  if isinstance(m, nn.Linear) and n_ != "lm_head")
 qpeft = get_qlora_model(qbase, LoraConfig(r=4, lora_alpha=8, target_modules=[
-    "q_proj", "k_proj", "v_proj", "o_proj", "0", "2"]))
+    "q_proj", "k_proj", "v_proj", "o_proj", "mlp.0", "mlp.2"]))
 nf4_bytes = sum(layer.base_layer.weight_nbytes() for layer in qpeft.lora_layers())
 print(f"targeted base weights: {fp32_bytes:,d} B in fp32 -> {nf4_bytes:,d} B in NF4 "
       f"({fp32_bytes / nf4_bytes:.1f}x smaller)")
