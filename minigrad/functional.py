@@ -622,6 +622,7 @@ def binary_cross_entropy(input: Tensor, target, weight=None, *, reduction: str =
     fn = "binary_cross_entropy"
     x, y = _t(input), _t(target)
     _check_float(x, fn)
+    _check_float(y, fn, "target")       # torch refuses integer targets too (probabilities)
     _check_same_shape(x, y, fn)
     xd, yd = x.data, y.data.astype(x.dtype, copy=False)
     if xd.size and not (np.all(xd >= 0) and np.all(xd <= 1)):
@@ -662,6 +663,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, *,
     fn = "binary_cross_entropy_with_logits"
     x, y = _t(input), _t(target)
     _check_float(x, fn)
+    _check_float(y, fn, "target")       # torch refuses integer targets too (probabilities)
     _check_same_shape(x, y, fn)
     xd, yd = x.data, y.data.astype(x.dtype, copy=False)
     e = np.exp(-np.abs(xd))

@@ -456,3 +456,15 @@ def test_view_shares_memory_or_raises_and_contiguous_copies_as_torch():
         x.view(-1).data[0] = 100.0
     assert x.data[0, 0, 0] == 100.0
     assert mg.zeros(0, 3).transpose(0, 1).view(0).shape == (0,)    # nothing to copy
+
+
+@pytest.mark.parametrize("fn", ["binary_cross_entropy", "binary_cross_entropy_with_logits"])
+def test_binary_cross_entropy_refuses_integer_targets_as_torch(fn):
+    p, y = np.full(3, 0.5, np.float32), np.array([1, 0, 1])
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn.functional, fn)(torch.from_numpy(p), torch.from_numpy(y))
+    with pytest.raises(TypeError, match=f"{fn}: target must be a floating-point tensor"):
+        getattr(F, fn)(mg.tensor(p), mg.tensor(y))
+    ours = getattr(F, fn)(mg.tensor(p), mg.tensor(y.astype(np.float32)))
+    assert ours.item() == pytest.approx(
+        getattr(torch.nn.functional, fn)(torch.from_numpy(p), torch.from_numpy(y).float()).item())
