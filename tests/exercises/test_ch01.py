@@ -33,6 +33,7 @@ def _gradcheck_leaving_inputs(fn, inputs):
     """gradcheck, and the inputs' values afterwards are the ones it started from: gradcheck's
     finite differences run after backward, at whatever point backward left the inputs, so a
     backward that moved them could make both sides agree on the wrong point."""
+    inputs = (inputs,) if isinstance(inputs, minigrad.Tensor) else tuple(inputs)
     before = [t.data.copy() for t in inputs]
     ok = minigrad.gradcheck(fn, inputs)
     for i, (t, b) in enumerate(zip(inputs, before)):
