@@ -29,15 +29,30 @@ def _scatter_reference(grad, shape):
                        minlength=int(np.prod(shape))).reshape(shape)
 
 
+def _gradcheck_leaving_inputs(fn, inputs):
+    """gradcheck, and the inputs' values afterwards are the ones it started from: gradcheck's
+    finite differences run after backward, at whatever point backward left the inputs, so a
+    backward that moved them could make both sides agree on the wrong point."""
+    inputs = (inputs,) if isinstance(inputs, minigrad.Tensor) else tuple(inputs)
+    before = [t.data.copy() for t in inputs]
+    ok = minigrad.gradcheck(fn, inputs)
+    for i, (t, b) in enumerate(zip(inputs, before)):
+        np.testing.assert_array_equal(t.data, b, err_msg=f"input {i} changed during gradcheck")
+    return ok
+
+
 @pytest.mark.exercise("ch1.unbroadcast", points=1)
 def test_unbroadcast_matches_scatter_add():
     rng = minigrad.get_rng()
     for _ in range(30):
         S, B = _random_broadcast_pair(rng)
         g = rng.standard_normal(B)
-        out = unbroadcast(g, S)
+        want = _scatter_reference(g, S)             # before the call, from a pristine g
+        g_in = g.copy()
+        out = unbroadcast(g_in, S)
+        np.testing.assert_array_equal(g_in, g, err_msg="unbroadcast must not change its input")
         assert out.shape == S, f"unbroadcast to {S} from {B} returned shape {out.shape}"
-        np.testing.assert_allclose(out, _scatter_reference(g, S), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.exercise("ch1.unbroadcast", points=1)
@@ -47,8 +62,9 @@ def test_unbroadcast_gives_broadcast_add_its_gradient():
     a = minigrad.tensor(rng.standard_normal((6, 4, 3)), requires_grad=True)
     b = minigrad.tensor(rng.standard_normal((4, 1)), requires_grad=True)
     R = rng.standard_normal((6, 4, 3))
+    want_b = R.sum(axis=(0, 2))[:, None]
     ((a + b) * minigrad.tensor(R)).sum().backward()
-    np.testing.assert_allclose(b.grad, R.sum(axis=(0, 2))[:, None], rtol=1e-10)
+    np.testing.assert_allclose(b.grad, want_b, rtol=1e-10)
     np.testing.assert_allclose(a.grad, R, rtol=1e-12)
 
 
@@ -59,10 +75,13 @@ def test_matmul_backward_2d_closed_form():
     A = rng.standard_normal((5, 7))
     B = rng.standard_normal((7, 3))
     G = rng.standard_normal((5, 3))
+    want_a, want_b = np.einsum("nm,km->nk", G, B), np.einsum("nk,nm->km", A, G)
     a, b = minigrad.tensor(A, requires_grad=True), minigrad.tensor(B, requires_grad=True)
-    (a @ b).backward(G)
-    np.testing.assert_allclose(a.grad, np.einsum("nm,km->nk", G, B), rtol=1e-10)
-    np.testing.assert_allclose(b.grad, np.einsum("nk,nm->km", A, G), rtol=1e-10)
+    (a @ b).backward(G.copy())
+    np.testing.assert_array_equal(a.data, A, err_msg="the backward must not change A")
+    np.testing.assert_array_equal(b.data, B, err_msg="the backward must not change B")
+    np.testing.assert_allclose(a.grad, want_a, rtol=1e-10)
+    np.testing.assert_allclose(b.grad, want_b, rtol=1e-10)
 
 
 @pytest.mark.exercise("ch1.matmul_backward", points=1)
@@ -70,7 +89,7 @@ def test_matmul_backward_batched_passes_gradcheck():
     rng = minigrad.get_rng()
     a = minigrad.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
     b = minigrad.tensor(rng.standard_normal((2, 4, 5)), requires_grad=True)
-    assert minigrad.gradcheck(lambda x, y: x @ y, (a, b))
+    assert _gradcheck_leaving_inputs(lambda x, y: x @ y, (a, b))
 
 
 # BEGIN HIDDEN TESTS
@@ -82,13 +101,15 @@ def test_broadcasting_ops_pass_gradcheck_and_size_one_axes_survive():
     a = minigrad.tensor(rng.standard_normal((3, 1, 4)), requires_grad=True)
     b = minigrad.tensor(rng.standard_normal((2, 1)), requires_grad=True)
     c = minigrad.tensor(rng.uniform(1, 2, 4), requires_grad=True)
-    assert minigrad.gradcheck(lambda a, b, c: (a * b - c) / c, (a, b, c))
+    assert _gradcheck_leaving_inputs(lambda a, b, c: (a * b - c) / c, (a, b, c))
     cond = rng.random((3, 2, 4)) < 0.5
-    assert minigrad.gradcheck(lambda a, b: minigrad.where(cond, a, b), (a, b))
+    assert _gradcheck_leaving_inputs(lambda a, b: minigrad.where(cond, a, b), (a, b))
     g = rng.standard_normal((5, 1, 3))
+    g0, want = g.copy(), g.sum(axis=0)
     assert unbroadcast(g, (1, 3)).shape == (1, 3)
-    np.testing.assert_allclose(unbroadcast(g, (1, 3)), g.sum(axis=0), rtol=1e-12)
-    np.testing.assert_array_equal(unbroadcast(g, (5, 1, 3)), g)
+    np.testing.assert_allclose(unbroadcast(g, (1, 3)), want, rtol=1e-12)
+    np.testing.assert_array_equal(unbroadcast(g, (5, 1, 3)), g0)
+    np.testing.assert_array_equal(g, g0, err_msg="unbroadcast must not change its input")
 
 
 @pytest.mark.exercise("ch1.matmul_backward", points=1)
@@ -99,7 +120,7 @@ def test_matmul_backward_broadcast_batch_and_vectors():
     a = minigrad.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
     w = minigrad.tensor(rng.standard_normal((4, 5)), requires_grad=True)
     v = minigrad.tensor(rng.standard_normal(4), requires_grad=True)
-    assert minigrad.gradcheck(lambda x, y: x @ y, (a, w))
-    assert minigrad.gradcheck(lambda x, y: x @ y, (a, v))
-    assert minigrad.gradcheck(lambda x, y: x @ y, (v, w))
+    assert _gradcheck_leaving_inputs(lambda x, y: x @ y, (a, w))
+    assert _gradcheck_leaving_inputs(lambda x, y: x @ y, (a, v))
+    assert _gradcheck_leaving_inputs(lambda x, y: x @ y, (v, w))
 # END HIDDEN TESTS

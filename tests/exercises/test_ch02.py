@@ -21,6 +21,18 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _gradcheck_leaving_inputs(fn, inputs):
+    """gradcheck, and the inputs' values afterwards are the ones it started from: gradcheck's
+    finite differences run after backward, at whatever point backward left the inputs, so a
+    backward that moved them could make both sides agree on the wrong point."""
+    inputs = (inputs,) if isinstance(inputs, minigrad.Tensor) else tuple(inputs)
+    before = [t.data.copy() for t in inputs]
+    ok = minigrad.gradcheck(fn, inputs)
+    for i, (t, b) in enumerate(zip(inputs, before)):
+        np.testing.assert_array_equal(t.data, b, err_msg=f"input {i} changed during gradcheck")
+    return ok
+
+
 # ----------------------------------------------------------------------------- cross-entropy
 @pytest.mark.exercise("ch2.cross_entropy_backward", points=1)
 def test_cross_entropy_grad_is_softmax_minus_onehot():
@@ -28,9 +40,9 @@ def test_cross_entropy_grad_is_softmax_minus_onehot():
     N, C = 7, 5
     z = rng.standard_normal((N, C)) * 3
     t = rng.integers(0, C, N)
-    x = minigrad.tensor(z, requires_grad=True)
-    F.cross_entropy(x, t).backward()
     expected = (_softmax(z) - np.eye(C)[t]) / N
+    x = minigrad.tensor(z, requires_grad=True)
+    F.cross_entropy(x, t.copy()).backward()
     np.testing.assert_allclose(x.grad, expected, rtol=1e-9, atol=1e-12)
 
 
@@ -39,8 +51,8 @@ def test_cross_entropy_sum_and_none_pass_gradcheck():
     rng = minigrad.get_rng()
     x = minigrad.tensor(rng.standard_normal((4, 6)), requires_grad=True)
     t = rng.integers(0, 6, 4)
-    assert minigrad.gradcheck(lambda v: F.cross_entropy(v, t, reduction="sum"), x)
-    assert minigrad.gradcheck(lambda v: F.cross_entropy(v, t, reduction="none"), x)
+    assert _gradcheck_leaving_inputs(lambda v: F.cross_entropy(v, t, reduction="sum"), x)
+    assert _gradcheck_leaving_inputs(lambda v: F.cross_entropy(v, t, reduction="none"), x)
 
 
 # ----------------------------------------------------------------------------- layer norm
@@ -50,7 +62,7 @@ def test_layer_norm_backward_passes_gradcheck():
     x = minigrad.tensor(rng.standard_normal((2, 3, 6)), requires_grad=True)
     w = minigrad.tensor(1 + 0.3 * rng.standard_normal(6), requires_grad=True)
     b = minigrad.tensor(rng.standard_normal(6), requires_grad=True)
-    assert minigrad.gradcheck(lambda x, w, b: F.layer_norm(x, (6,), w, b), (x, w, b))
+    assert _gradcheck_leaving_inputs(lambda x, w, b: F.layer_norm(x, (6,), w, b), (x, w, b))
 
 
 @pytest.mark.exercise("ch2.layer_norm_backward", points=1)
@@ -59,9 +71,11 @@ def test_layer_norm_input_grad_is_orthogonal_to_shifts_and_scales():
     scaled, so dx sums to zero along each row and is orthogonal to the centred row."""
     rng = minigrad.get_rng()
     x = minigrad.tensor(rng.standard_normal((5, 8)), requires_grad=True)
+    x0 = x.data.copy()
+    centred = x0 - x0.mean(axis=1, keepdims=True)       # from the input before the call
     F.layer_norm(x, (8,), eps=1e-12).backward(rng.standard_normal((5, 8)))
+    np.testing.assert_array_equal(x.data, x0, err_msg="the backward must not change its input")
     np.testing.assert_allclose(x.grad.sum(axis=1), 0, atol=1e-10)
-    centred = x.data - x.data.mean(axis=1, keepdims=True)
     np.testing.assert_allclose((x.grad * centred).sum(axis=1), 0, atol=1e-8)
 
 
@@ -101,8 +115,9 @@ def test_adam_first_step_moves_lr_against_the_gradient_sign():
     rng = minigrad.get_rng()
     g = rng.standard_normal(20)
     p0 = rng.standard_normal(20)
-    p, m, v = p0.copy(), np.zeros(20), np.zeros(20)
-    adam_update(p, g, m, v, 1, 0.01, 0.9, 0.999, 1e-8)
+    p, m, v, g_in = p0.copy(), np.zeros(20), np.zeros(20), g.copy()
+    adam_update(p, g_in, m, v, 1, 0.01, 0.9, 0.999, 1e-8)
+    np.testing.assert_array_equal(g_in, g, err_msg="adam_update must not change the gradient")
     np.testing.assert_allclose(p, p0 - 0.01 * g / (np.abs(g) + 1e-8), rtol=1e-10)
     np.testing.assert_allclose(m, 0.1 * g, rtol=1e-12)
     np.testing.assert_allclose(v, 0.001 * g * g, rtol=1e-12)
@@ -149,8 +164,8 @@ def test_cross_entropy_ignore_index_and_label_smoothing_gradcheck():
     x = minigrad.tensor(rng.standard_normal((6, 4)), requires_grad=True)
     t = rng.integers(0, 4, 6)
     t[[1, 4]] = -100
-    assert minigrad.gradcheck(lambda v: F.cross_entropy(v, t), x)
-    assert minigrad.gradcheck(lambda v: F.cross_entropy(v, t, label_smoothing=0.2), x)
+    assert _gradcheck_leaving_inputs(lambda v: F.cross_entropy(v, t), x)
+    assert _gradcheck_leaving_inputs(lambda v: F.cross_entropy(v, t, label_smoothing=0.2), x)
     F.cross_entropy(x, t).backward()
     assert np.all(x.grad[[1, 4]] == 0), "ignored rows must get no gradient"
 
@@ -160,8 +175,8 @@ def test_layer_norm_backward_two_normalized_dims_without_affine():
     rng = minigrad.get_rng()
     x = minigrad.tensor(rng.standard_normal((3, 2, 4)), requires_grad=True)
     w = minigrad.tensor(rng.standard_normal((2, 4)), requires_grad=True)
-    assert minigrad.gradcheck(lambda x: F.layer_norm(x, (2, 4)), x)
-    assert minigrad.gradcheck(lambda x, w: F.layer_norm(x, (2, 4), w), (x, w))
+    assert _gradcheck_leaving_inputs(lambda x: F.layer_norm(x, (2, 4)), x)
+    assert _gradcheck_leaving_inputs(lambda x, w: F.layer_norm(x, (2, 4), w), (x, w))
 
 
 @pytest.mark.exercise("ch2.sgd_momentum", points=1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import minigrad
-from minigrad import Tensor, gradcheck
+from minigrad import Tensor
 from minigrad import functional as F
 from minigrad.sampling import top_p_filter
 
@@ -35,6 +35,18 @@ def _attention_loop(q, k, v, allowed):
             w = np.exp(s - s.max())
             out[idx][i] = (w / w.sum()) @ v[idx]
     return out
+
+
+def _gradcheck_leaving_inputs(fn, inputs):
+    """gradcheck, and the inputs' values afterwards are the ones it started from: gradcheck's
+    finite differences run after backward, at whatever point backward left the inputs, so a
+    backward that moved them could make both sides agree on the wrong point."""
+    inputs = (inputs,) if isinstance(inputs, minigrad.Tensor) else tuple(inputs)
+    before = [t.data.copy() for t in inputs]
+    ok = minigrad.gradcheck(fn, inputs)
+    for i, (t, b) in enumerate(zip(inputs, before)):
+        np.testing.assert_array_equal(t.data, b, err_msg=f"input {i} changed during gradcheck")
+    return ok
 
 
 # ----------------------------------------------------------------------------- causal mask
@@ -66,7 +78,9 @@ def test_causal_sdpa_ignores_the_future():
 def test_repeat_kv_copies_each_head_n_rep_times():
     x = _rand(2, 3, 5, 4)
     for n_rep in (2, 4):
-        out = F.repeat_kv(Tensor(x), n_rep).data
+        x_in = x.copy()                                 # Tensor(x) would share x's memory
+        out = F.repeat_kv(Tensor(x_in), n_rep).data
+        np.testing.assert_array_equal(x_in, x, err_msg="repeat_kv must not change its input")
         assert out.shape == (2, 3 * n_rep, 5, 4)
         for h in range(3 * n_rep):                      # query head h reads kv head h // n_rep
             np.testing.assert_array_equal(out[:, h], x[:, h // n_rep])
@@ -76,11 +90,12 @@ def test_repeat_kv_copies_each_head_n_rep_times():
 @pytest.mark.exercise("ch3.repeat_kv", points=1)
 def test_gqa_sdpa_matches_a_per_head_loop():
     q, k, v = _rand(2, 6, 4, 8), _rand(2, 2, 5, 8), _rand(2, 2, 5, 3)
-    out = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), enable_gqa=True).data
+    out = F.scaled_dot_product_attention(Tensor(q.copy()), Tensor(k.copy()), Tensor(v.copy()),
+                                         enable_gqa=True).data
     for h in range(6):                                    # 3 query heads per kv head
         ref = _attention_loop(q[:, h], k[:, h // 3], v[:, h // 3], np.ones((4, 5), bool))
         np.testing.assert_allclose(out[:, h], ref, atol=1e-12)
-    assert gradcheck(lambda t: F.repeat_kv(t, 3), (_t64(_rand(1, 2, 3, 2)),))
+    assert _gradcheck_leaving_inputs(lambda t: F.repeat_kv(t, 3), (_t64(_rand(1, 2, 3, 2)),))
 # END HIDDEN TESTS
 
 
@@ -88,13 +103,13 @@ def test_gqa_sdpa_matches_a_per_head_loop():
 @pytest.mark.exercise("ch3.sdpa_backward", points=1)
 def test_sdpa_backward_gradcheck():
     q, k, v = _t64(_rand(2, 4, 5)), _t64(_rand(2, 6, 5)), _t64(_rand(2, 6, 3))
-    assert gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), (q, k, v))
+    assert _gradcheck_leaving_inputs(lambda q, k, v: F.scaled_dot_product_attention(q, k, v), (q, k, v))
 
 
 @pytest.mark.exercise("ch3.sdpa_backward", points=1)
 def test_sdpa_backward_gradcheck_causal_and_scale():
     q, k, v = _t64(_rand(1, 2, 5, 4)), _t64(_rand(1, 2, 5, 4)), _t64(_rand(1, 2, 5, 4))
-    assert gradcheck(lambda q, k, v: F.scaled_dot_product_attention(
+    assert _gradcheck_leaving_inputs(lambda q, k, v: F.scaled_dot_product_attention(
         q, k, v, is_causal=True, scale=0.37), (q, k, v))
 
 
@@ -103,7 +118,7 @@ def test_sdpa_backward_gradcheck_causal_and_scale():
 def test_sdpa_backward_gqa_and_float_mask_gradient():
     q, k, v = _t64(_rand(1, 4, 3, 4)), _t64(_rand(1, 2, 5, 4)), _t64(_rand(1, 2, 5, 2))
     bias = _t64(_rand(3, 5))
-    assert gradcheck(lambda q, k, v, b: F.scaled_dot_product_attention(
+    assert _gradcheck_leaving_inputs(lambda q, k, v, b: F.scaled_dot_product_attention(
         q, k, v, attn_mask=b, enable_gqa=True), (q, k, v, bias))
 
 
@@ -119,7 +134,7 @@ def test_sdpa_backward_fully_masked_row_gets_zero_gradient():
         assert np.all(np.isfinite(t.grad))
     np.testing.assert_array_equal(q.grad[1], 0.0)
     q.grad = k.grad = v.grad = None
-    assert gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=allowed),
+    assert _gradcheck_leaving_inputs(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=allowed),
                      (q, k, v))
 # END HIDDEN TESTS
 
@@ -139,7 +154,9 @@ def _nucleus(probs, p):
 def test_top_p_keeps_the_nucleus():
     for p in (0.1, 0.5, 0.85, 0.99):
         z = _rand(12) * 2
-        out = top_p_filter(z, p)
+        z_in = z.copy()
+        out = top_p_filter(z_in, p)
+        np.testing.assert_array_equal(z_in, z, err_msg="top_p_filter must not change its input")
         probs = np.exp(z - z.max())
         probs /= probs.sum()
         kept = np.isfinite(out)
@@ -151,10 +168,10 @@ def test_top_p_keeps_the_nucleus():
 @pytest.mark.exercise("ch3.top_p", points=1)
 def test_top_p_rows_independent_and_edge_cases():
     z = _rand(5, 9) * 3
-    out = top_p_filter(z, 0.6)
+    out = top_p_filter(z.copy(), 0.6)
     for row, o in zip(z, out):
-        np.testing.assert_array_equal(o, top_p_filter(row, 0.6))
-    assert np.all(np.isfinite(top_p_filter(z, 1.0)))
-    tiny = top_p_filter(z, 1e-9)                            # only the top token survives
+        np.testing.assert_array_equal(o, top_p_filter(row.copy(), 0.6))
+    assert np.all(np.isfinite(top_p_filter(z.copy(), 1.0)))
+    tiny = top_p_filter(z.copy(), 1e-9)                     # only the top token survives
     np.testing.assert_array_equal(np.isfinite(tiny), z == z.max(axis=1, keepdims=True))
 # END HIDDEN TESTS

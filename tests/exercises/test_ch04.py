@@ -19,11 +19,14 @@ def rng():
 
 
 def _streamed_stats(x, block):
-    """(m, l) after feeding x block by block through the student's update."""
+    """(m, l) after feeding x block by block through the student's update (each block a
+    copy, and x checked unchanged: the expected stats are computed from x)."""
+    x0 = x.copy()
     m = np.full(x.shape[:-1], -np.inf)
     l = np.zeros(x.shape[:-1])
     for j0 in range(0, x.shape[-1], block):
-        m, l = R.online_softmax_update(m, l, x[..., j0:j0 + block])
+        m, l = R.online_softmax_update(m, l, x[..., j0:j0 + block].copy())
+    np.testing.assert_array_equal(x, x0)
     return m, l
 
 
@@ -33,9 +36,9 @@ def _run_forward_tiles(q, k, v, scale, bk, mask_fn=None):
     m, l = np.full(q.shape[:-1], -np.inf), np.zeros(q.shape[:-1])
     acc = np.zeros(q.shape[:-1] + (v.shape[-1],))
     for j0 in range(0, S, bk):
-        mask = None if mask_fn is None else mask_fn(j0, min(j0 + bk, S))
-        m, l, acc = R.forward_tile(q, k[..., j0:j0 + bk, :], v[..., j0:j0 + bk, :], m, l, acc,
-                                   scale, mask)
+        mask = None if mask_fn is None else np.array(mask_fn(j0, min(j0 + bk, S)), copy=True)
+        m, l, acc = R.forward_tile(q.copy(), k[..., j0:j0 + bk, :].copy(),
+                                   v[..., j0:j0 + bk, :].copy(), m, l, acc, scale, mask)
     return m, l, acc
 
 

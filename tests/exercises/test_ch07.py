@@ -73,8 +73,11 @@ def test_checkpoint_leaves_grads_accumulating_and_generator_in_place():
     lin = nn.Linear(4, 4)
     x = minigrad.randn(3, 4, requires_grad=True)
     lin.weight.grad = np.ones((4, 4), np.float32)            # an earlier backward's gradient
+    before = [t.data.copy() for t in (x, lin.weight, lin.bias)]
     minigrad.manual_seed(2)
     M.checkpoint(lambda a: F.dropout(lin(a), 0.5), x).sum().backward()
+    for t, b in zip((x, lin.weight, lin.bias), before):     # the reference below reuses them
+        np.testing.assert_array_equal(t.data, b, err_msg="checkpoint changed an input's values")
     after = minigrad.get_rng().random()
     got = lin.weight.grad.copy()
     lin.weight.grad = np.ones((4, 4), np.float32)
@@ -157,7 +160,8 @@ def _explicit(layer, x):
 def test_lora_forward_matches_the_formula():
     layer = _lora()
     x = rng().standard_normal((4, 7)).astype(np.float32)
-    np.testing.assert_allclose(layer(Tensor(x)).data, _explicit(layer, x), rtol=1e-5, atol=1e-6)
+    want = _explicit(layer, x)
+    np.testing.assert_allclose(layer(Tensor(x.copy())).data, want, rtol=1e-5, atol=1e-6)
 
 
 # BEGIN HIDDEN TESTS
@@ -165,11 +169,12 @@ def test_lora_forward_matches_the_formula():
 def test_lora_forward_batched_dropout_and_gradients():
     layer = _lora(r=2, alpha=1, dropout=0.5)
     x = rng().standard_normal((2, 3, 7)).astype(np.float32)
+    want = _explicit(layer, x)
     layer.eval()                                              # no dropout at evaluation
-    np.testing.assert_allclose(layer(Tensor(x)).data, _explicit(layer, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer(Tensor(x.copy())).data, want, rtol=1e-5, atol=1e-6)
     layer.train()
-    y = layer(Tensor(x))
-    assert not np.allclose(y.data, _explicit(layer, x))      # dropout on the LoRA path
+    y = layer(Tensor(x.copy()))
+    assert not np.allclose(y.data, want)                     # dropout on the LoRA path
     y.sum().backward()
     assert layer.base_layer.weight.grad is None and layer.lora_A.weight.grad is not None
 # END HIDDEN TESTS
@@ -189,8 +194,8 @@ def test_merged_weight_gives_the_same_outputs():
 def test_merge_adds_scaled_BA_and_unmerge_undoes_it():
     layer = _lora(in_f=9, out_f=4, r=2, alpha=8)
     W0 = layer.base_layer.weight.data.copy()
+    BA = layer.lora_B.weight.data @ layer.lora_A.weight.data    # before merge can touch A, B
     layer.merge()
-    BA = layer.lora_B.weight.data @ layer.lora_A.weight.data
     np.testing.assert_allclose(layer.base_layer.weight.data - W0, 4.0 * BA, rtol=1e-5, atol=1e-6)
     layer.unmerge()
     np.testing.assert_allclose(layer.base_layer.weight.data, W0, atol=1e-6)
@@ -202,8 +207,8 @@ def test_projection_keeps_the_top_singular_energy():
     for shape in ((30, 12), (12, 30)):
         G = rng().standard_normal(shape).astype(np.float32)
         proj = M.GaLoreProjector(rank=4)
-        low = proj.project(G, 0)
         s = np.linalg.svd(G.astype(np.float64), compute_uv=False)
+        low = proj.project(G.copy(), 0)
         assert low.shape == ((30, 4) if shape[0] >= shape[1] else (4, 30))
         assert np.linalg.norm(low) == pytest.approx(np.sqrt((s[:4] ** 2).sum()), rel=1e-4)
 
@@ -216,7 +221,7 @@ def test_projection_is_orthonormal_and_low_rank_gradients_are_recovered():
     G = (U @ np.diag([5.0, 3.0, 2.0]) @ V.T).astype(np.float32)   # rank 3
     for g in (G, G.T):
         proj = M.GaLoreProjector(rank=3, scale=1.0)
-        back = proj.project_back(proj.project(g, 0))
+        back = proj.project_back(proj.project(g.copy(), 0))
         np.testing.assert_allclose(back, g, atol=1e-5)
         P = proj.matrix()
         PtP = P @ P.T if proj.side == "right" else P.T @ P

@@ -156,10 +156,12 @@ def test_zero_memory_closed_forms():
 @pytest.mark.exercise("ch8.split_linear", points=1)
 def test_column_split_uneven_and_without_bias():
     w = np.arange(7 * 3, dtype=np.float64).reshape(7, 3)
+    w0 = w.copy()
     shards = split_linear_columns(w, None, 3)
+    np.testing.assert_array_equal(w, w0, err_msg="split_linear_columns must not change the weight")
     b = chunk_bounds(7, 3)
     for i, (wi, bi) in enumerate(shards):
-        np.testing.assert_array_equal(wi, w[b[i]:b[i + 1]])
+        np.testing.assert_array_equal(wi, w0[b[i]:b[i + 1]])
         assert bi is None
         assert not np.shares_memory(wi, w)
 

@@ -24,8 +24,10 @@ def rng():
 @pytest.mark.exercise("ch10.magnitude_mask", points=1)
 def test_magnitude_mask_removes_the_k_smallest():
     w = rng().standard_normal((6, 7)).astype(np.float32)
+    w0 = w.copy()
     for s in (0.0, 0.3, 0.5, 0.9):
         m = C.magnitude_mask(w, s)
+        np.testing.assert_array_equal(w, w0, err_msg="magnitude_mask must not change the weight")
         k = int(s * w.size)
         assert m.shape == w.shape and m.dtype == bool and (~m).sum() == k
         if k:
@@ -36,7 +38,7 @@ def test_magnitude_mask_removes_the_k_smallest():
 @pytest.mark.exercise("ch10.magnitude_mask", points=1)
 def test_magnitude_mask_with_ties_and_a_3d_weight():
     w = np.round(rng().standard_normal((3, 4, 5))).astype(np.float32)   # many ties and zeros
-    m = C.magnitude_mask(w, 0.55)
+    m = C.magnitude_mask(w.copy(), 0.55)
     assert (~m).sum() == int(0.55 * w.size)
     assert np.abs(w[~m]).max() <= np.abs(w[m]).min()
 # END HIDDEN TESTS
@@ -54,17 +56,20 @@ def brute_force_nm(w, n, m):
 @pytest.mark.exercise("ch10.semi_structured_mask", points=1)
 def test_two_four_mask_matches_a_brute_force_search():
     w = rng().standard_normal((5, 12)).astype(np.float32)
-    m = C.semi_structured_mask(w)
+    want = brute_force_nm(w, 2, 4)
+    w_in = w.copy()
+    m = C.semi_structured_mask(w_in)
+    np.testing.assert_array_equal(w_in, w, err_msg="semi_structured_mask must not change the weight")
     assert (m.reshape(5, 3, 4).sum(-1) == 2).all()
-    np.testing.assert_array_equal(m, brute_force_nm(w, 2, 4))
+    np.testing.assert_array_equal(m, want)
 
 
 # BEGIN HIDDEN TESTS
 @pytest.mark.exercise("ch10.semi_structured_mask", points=1)
 def test_n_m_mask_other_ratios_and_ties():
     w = rng().standard_normal((4, 16)).astype(np.float32)
-    np.testing.assert_array_equal(C.semi_structured_mask(w, 1, 4), brute_force_nm(w, 1, 4))
-    np.testing.assert_array_equal(C.semi_structured_mask(w, 3, 8), brute_force_nm(w, 3, 8))
+    np.testing.assert_array_equal(C.semi_structured_mask(w.copy(), 1, 4), brute_force_nm(w, 1, 4))
+    np.testing.assert_array_equal(C.semi_structured_mask(w.copy(), 3, 8), brute_force_nm(w, 3, 8))
     t = np.array([[1.0, -1.0, 1.0, 0.5]], np.float32)                  # a tie: earlier wins
     np.testing.assert_array_equal(C.semi_structured_mask(t), [[True, True, False, False]])
 # END HIDDEN TESTS
@@ -83,7 +88,7 @@ def test_column_step_is_the_obs_update():
     W, U, Hd = obs_setup()
     rnd = lambda w: np.round(w * 4) / 4                                # noqa: E731
     work = W.copy()
-    q, err = C.column_step(work, U, 0, rnd)
+    q, err = C.column_step(work, U.copy(), 0, rnd)
     Hinv = np.linalg.inv(Hd)
     for r in range(W.shape[0]):
         np.testing.assert_allclose(work[r], C.obs_update(W[r], Hinv, 0, rnd(W[r, 0])), rtol=1e-9)
@@ -97,9 +102,9 @@ def test_later_column_steps_use_the_free_columns_only():
     W, U, Hd = obs_setup(d=6)
     zero = lambda w: np.zeros_like(w)                                  # noqa: E731  prune all
     work = W.copy()
-    C.column_step(work, U, 0, zero)
+    C.column_step(work, U.copy(), 0, zero)
     mid = work.copy()
-    C.column_step(work, U, 2, zero)
+    C.column_step(work, U.copy(), 2, zero)
     np.testing.assert_array_equal(work[:, :2], mid[:, :2])
     Hinv = np.linalg.inv(Hd[2:, 2:])
     for r in range(W.shape[0]):
@@ -124,10 +129,12 @@ def test_distillation_loss_value_and_gradient():
     zt = rng().standard_normal((7, 4)) * 3
     y = rng().integers(0, 4, 7)
     for T, alpha in ((1.0, 0.5), (4.0, 0.9), (2.0, 0.0)):
-        got = C.distillation_loss(minigrad.tensor(zs), zt, y, T=T, alpha=alpha).item()
+        got = C.distillation_loss(minigrad.tensor(zs), zt.copy(), y.copy(), T=T, alpha=alpha).item()
         assert got == pytest.approx(reference_kd(zs, zt, y, T, alpha), rel=1e-10)
     x = minigrad.tensor(zs, requires_grad=True)
+    x0 = x.data.copy()
     minigrad.gradcheck(lambda z: C.distillation_loss(z, zt, y, T=3.0, alpha=0.7), [x])
+    np.testing.assert_array_equal(x.data, x0, err_msg="the input changed during gradcheck")
 
 
 # BEGIN HIDDEN TESTS
@@ -136,7 +143,7 @@ def test_distillation_loss_ignores_rows_and_extreme_logits():
     zs = rng().standard_normal((5, 3))
     zt = np.array([[80.0, -80.0, 0.0]] * 5)                             # near one-hot soft labels
     y = np.array([0, -100, 2, 1, -100])
-    got = C.distillation_loss(minigrad.tensor(zs), zt, y, T=2.0, alpha=0.5).item()
+    got = C.distillation_loss(minigrad.tensor(zs), zt.copy(), y.copy(), T=2.0, alpha=0.5).item()
     keep = y != -100
     assert np.isfinite(got)
     assert got == pytest.approx(reference_kd(zs[keep], zt[keep], y[keep], 2.0, 0.5), rel=1e-8)
@@ -164,10 +171,10 @@ def manual_forward(base, prompt, idx):
 def test_soft_prompt_forward_matches_the_frozen_model_on_the_concatenation():
     base, pt = prompt_model()
     idx = rng().integers(0, 12, (2, 5))
-    out = pt(idx).data
+    want = manual_forward(base, pt.prompt_encoder.embedding.weight.data, idx)   # before the call
+    out = pt(idx.copy()).data
     assert out.shape == (2, 3 + 5, 12)
-    np.testing.assert_allclose(out, manual_forward(base, pt.prompt_encoder.embedding.weight.data,
-                                                   idx), rtol=1e-10)
+    np.testing.assert_allclose(out, want, rtol=1e-10)
 
 
 # BEGIN HIDDEN TESTS
