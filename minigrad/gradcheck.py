@@ -75,7 +75,9 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         True when every element agrees.
     Raises:
         TypeError: an input that requires grad is not float64.
-        GradcheckError: naming the input, the worst element and both values.
+        GradcheckError: naming the input, the worst element and both values; or an
+            input whose values ``fn`` or its backward changed (the differences would
+            then be taken at another point than the gradient, and could agree with it).
     """
     if isinstance(inputs, Tensor):
         inputs = (inputs,)
@@ -90,6 +92,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
                 f"float64 (in float32 rounding error swamps the eps={eps} step)"
             )
 
+    before = [np.array(t.data, copy=True) if isinstance(t, Tensor) else None for t in inputs]
     out = fn(*inputs)
     if not isinstance(out, Tensor):
         raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
@@ -100,6 +103,13 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     out.backward(R.astype(out.dtype))
     analytic = [inputs[i].grad if inputs[i].grad is not None else np.zeros_like(inputs[i].data)
                 for i in checked]
+    for i, (t, b) in enumerate(zip(inputs, before)):
+        if b is not None and not np.array_equal(t.data, b, equal_nan=t.dtype.kind in "fc"):
+            msg = (f"gradcheck: input {i} changed while fn and its backward ran; finite "
+                   f"differences need the inputs where the gradient was taken")
+            if raise_exception:
+                raise GradcheckError(msg)
+            return False
     for slot, i in enumerate(checked):
         if analytic[slot].shape != inputs[i].shape:
             raise GradcheckError(f"gradcheck: input {i} has shape {inputs[i].shape} but its "

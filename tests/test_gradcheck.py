@@ -86,3 +86,30 @@ def test_numerical_gradient_error_is_truncation_then_rounding():
     assert err(1e-1, np.float64) > 100 * err(1e-3, np.float64)   # truncation shrinks as eps^2
     assert err(1e-11, np.float64) > 100 * err(1e-5, np.float64)  # rounding grows as 1/eps
     assert err(1e-6, np.float32) > 1e3 * err(1e-6, np.float64)
+
+
+class ZeroingSquare(Function):
+    """x^2 whose backward also zeroes the input (saved by reference) and returns 0:
+    finite differences taken afterwards, at x = 0, agree with that 0."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        x[...] = 0.0
+        return np.zeros_like(grad)
+
+
+def test_an_input_moved_by_the_backward_is_caught():
+    x = mg.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    with pytest.raises(GradcheckError, match="input 0 changed while fn and its backward ran"):
+        gradcheck(ZeroingSquare.apply, x)
+    x = mg.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    assert gradcheck(ZeroingSquare.apply, x, raise_exception=False) is False
+    nan = mg.tensor(np.array([np.nan, 1.0]))                 # a NaN equals itself here
+    assert gradcheck(lambda a, b: a * a, (mg.tensor(np.array([1.0, 2.0]), requires_grad=True),
+                                          nan))
