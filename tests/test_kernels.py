@@ -1,5 +1,7 @@
 """The library-wide kernel switch, and the fused functional kernels against their references."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -8,18 +10,20 @@ from minigrad import kernels
 
 
 def test_switch_sets_and_restores_the_backend():
-    assert kernels.backend() == "numba"
-    with kernels.use("reference"):
-        assert kernels.backend() == "reference" and not kernels.fast()
-        with kernels.use("numba"):
-            assert kernels.fast()
-        assert kernels.backend() == "reference"
-    assert kernels.backend() == "numba"
-    kernels.use("reference")
+    start = kernels.backend()           # "numba", unless MINIGRAD_KERNELS says otherwise
+    assert start == os.environ.get("MINIGRAD_KERNELS", "numba")
+    other = "reference" if start == "numba" else "numba"
+    with kernels.use(other):
+        assert kernels.backend() == other and kernels.fast() == (other == "numba")
+        with kernels.use(start):
+            assert kernels.backend() == start
+        assert kernels.backend() == other
+    assert kernels.backend() == start
+    kernels.use(other)
     try:
-        assert kernels.backend() == "reference"
+        assert kernels.backend() == other
     finally:
-        kernels.use("numba")
+        kernels.use(start)
 
 
 def test_every_package_follows_the_one_switch(monkeypatch):
@@ -49,9 +53,10 @@ def test_every_package_follows_the_one_switch(monkeypatch):
 
 
 def test_switch_rejects_unknown_backends_by_name():
+    start = kernels.backend()
     with pytest.raises(ValueError, match="backend must be one of"):
         kernels.use("cuda")
-    assert kernels.backend() == "numba"
+    assert kernels.backend() == start
 
 
 def test_environment_variable_sets_the_default(monkeypatch):
