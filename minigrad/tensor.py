@@ -914,7 +914,7 @@ class Tensor:
         """log(sum(exp(x))) over ``dim``, as m + log(sum(exp(x - m))) with m the max
         (so no exp overflows); an infinite m is replaced by 0, as torch does, so
         a row of -inf gives -inf. Backward: dx = g * exp(x - out) (= softmax(x))."""
-        if not isinstance(dim, numbers.Integral) and not tuple(dim):
+        if _names_no_dim(dim):
             raise ValueError("logsumexp: dim must name at least one dimension, got ()")
         dims = self._dims(dim)
         x = self._float_data()
@@ -1002,7 +1002,7 @@ class Tensor:
         s = self.data.shape
         if dim is None:
             return self.reshape(tuple(n for n in s if n != 1))
-        if not isinstance(dim, numbers.Integral) and not tuple(dim):
+        if _names_no_dim(dim):
             return self  # squeeze(()) removes nothing, as in torch
         d = set(self._dims(dim))  # IndexError out of range; a 0-d tensor accepts dim 0 or -1
         kept = tuple(n for i, n in enumerate(s) if not (i in d and n == 1))
@@ -1118,6 +1118,11 @@ class Tensor:
         return F.log_softmax(self, dim)
 
 
+def _names_no_dim(dim) -> bool:
+    """``dim=()`` or ``[]``: every dim for a reduction (see ``_dims``), none for ``squeeze``."""
+    return dim is not None and not isinstance(dim, numbers.Integral) and not tuple(dim)
+
+
 def _check_one_dim(dim, op: str) -> None:
     if not isinstance(dim, numbers.Integral):
         raise TypeError(f"{op}: dim must be a single int, got {dim!r} (as in torch; "
@@ -1229,11 +1234,8 @@ def where(condition, input, other) -> Tensor:
     if isinstance(input, Tensor) or isinstance(other, Tensor):
         x = input if isinstance(input, Tensor) else other._wrap(input)
         y = other if isinstance(other, Tensor) else x._wrap(other)
-    else:  # two numbers: float32 if either is a float, else int64 (bool if both are bools)
-        kind = ("f" if any(not isinstance(v, numbers.Integral) for v in (input, other)) else
-                "b" if all(isinstance(v, bool) for v in (input, other)) else "i")
-        dtype = {"f": np.float32, "b": np.bool_, "i": np.int64}[kind]
-        x, y = Tensor(np.asarray(input, dtype=dtype)), Tensor(np.asarray(other, dtype=dtype))
+    else:  # two numbers: torch's defaults (float32, int64, bool), then promoted as below
+        x, y = Tensor(input), Tensor(other)
     dtype = _result_dtype(x, y)
     x, y = _cast(x, dtype), _cast(y, dtype)
     out = np.where(c, x.data, y.data)
@@ -1273,6 +1275,3 @@ def minimum(input, other) -> Tensor:
 def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
     """``torch.logsumexp``: see :meth:`Tensor.logsumexp`."""
     return (input if isinstance(input, Tensor) else Tensor(input)).logsumexp(dim, keepdim)
-
-
-

@@ -60,13 +60,10 @@ def nets(seed=0, **dims):
     return mg, pt
 
 
-def lora_pair(seed=0, dims=None, **config):
-    """PEFT and minigrad LoRA models with equal base and adapter weights (B nonzero)."""
-    mg, pt = nets(seed, **(dims or {}))
-    mg_model = get_peft_model(mg, LoraConfig(**config))
-    pt_model = peft.get_peft_model(pt, peft.LoraConfig(**config))
-    rng = np.random.default_rng(seed + 1)
-    for name, layer in mg.named_modules():
+def copy_adapters(mg_base, pt_model, rng):
+    """Give every minigrad LoRA layer under ``mg_base`` a random nonzero B (so the adapter
+    matters) and copy its A and B into PEFT's layer of the same name."""
+    for name, layer in mg_base.named_modules():
         if isinstance(layer, LoRALinear):
             layer.lora_B.weight.data[...] = rng.standard_normal(layer.lora_B.weight.shape)
             pt_layer = pt_model.base_model.model.get_submodule(name)
@@ -74,6 +71,14 @@ def lora_pair(seed=0, dims=None, **config):
                 for ab in ("lora_A", "lora_B"):
                     getattr(pt_layer, ab)["default"].weight.copy_(
                         torch.from_numpy(getattr(layer, ab).weight.data))
+
+
+def lora_pair(seed=0, dims=None, **config):
+    """PEFT and minigrad LoRA models with equal base and adapter weights (B nonzero)."""
+    mg, pt = nets(seed, **(dims or {}))
+    mg_model = get_peft_model(mg, LoraConfig(**config))
+    pt_model = peft.get_peft_model(pt, peft.LoraConfig(**config))
+    copy_adapters(mg, pt_model, np.random.default_rng(seed + 1))
     return mg_model, pt_model
 
 
@@ -387,14 +392,7 @@ def test_qlora_on_nf4_base_matches_peft_on_bitsandbytes_linear4bit():
     mg_model = get_qlora_model(mg, LoraConfig(**config))
     pt_model = peft.get_peft_model(pt, peft.LoraConfig(**config))
     rng = np.random.default_rng(5)
-    for name, layer in mg_model.base_model.named_modules():
-        if isinstance(layer, LoRALinear):
-            layer.lora_B.weight.data[...] = rng.standard_normal(layer.lora_B.weight.shape)
-            pt_layer = pt_model.base_model.model.get_submodule(name)
-            with torch.no_grad():
-                for ab in ("lora_A", "lora_B"):
-                    getattr(pt_layer, ab)["default"].weight.copy_(
-                        torch.from_numpy(getattr(layer, ab).weight.data))
+    copy_adapters(mg_model.base_model, pt_model, rng)
     assert mg_model.get_nb_trainable_parameters() == pt_model.get_nb_trainable_parameters()
     x = x_in(5, 64).astype(np.float32)
     got = mg_model(Tensor(x))

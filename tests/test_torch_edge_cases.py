@@ -203,7 +203,7 @@ def test_a_scalar_base_to_a_tensor_power():
 # type promotion
 # ----------------------------------------------------------------------------
 
-def _same_dtype_and_values(ours, theirs):
+def assert_same_dtype_and_values(ours, theirs):
     assert str(theirs.dtype) == f"torch.{ours.dtype}", (ours.dtype, theirs.dtype)
     np.testing.assert_array_equal(ours.data, theirs.numpy())
 
@@ -214,7 +214,7 @@ def test_a_zero_dim_operand_does_not_widen_a_tensor_of_its_category():
     for big, zero in pairs:
         a, s = np.array([1, 2], dtype=big), np.array(3, dtype=zero)
         for f in (lambda u, v: u + v, lambda u, v: v * u, lambda u, v: u / v):
-            _same_dtype_and_values(f(mg.tensor(a), mg.tensor(s)),
+            assert_same_dtype_and_values(f(mg.tensor(a), mg.tensor(s)),
                                    f(torch.from_numpy(a), torch.from_numpy(s)))
 
 
@@ -223,7 +223,7 @@ def test_promotion_casts_a_float_operand_through_the_graph():
     x, tx = _pair([1.0, 2.0], np.float16)
     s, ts = _pair(3.0, np.float32)
     out, tout = x * s, tx * ts
-    _same_dtype_and_values(out, tout.detach())
+    assert_same_dtype_and_values(out, tout.detach())
     out.sum().backward(), tout.sum().backward()
     assert s.grad.dtype == np.float32 and x.grad.dtype == np.float16
     np.testing.assert_array_equal(s.grad, ts.grad.numpy())
@@ -246,7 +246,7 @@ def test_where_promotes_as_torch(case):
         "f32_f64": lambda L: (L(f32), L(f32.astype(np.float64))),
         "f16_f32_0d": lambda L: (L(f32.astype(np.float16)), L(np.float32(4.0))),
     }[case]
-    _same_dtype_and_values(mg.where(c, *args(T)), torch.where(t(c), *args(t)))
+    assert_same_dtype_and_values(mg.where(c, *args(T)), torch.where(t(c), *args(t)))
 
 
 def test_cat_and_stack_promote_as_torch():
@@ -255,7 +255,7 @@ def test_cat_and_stack_promote_as_torch():
                  (np.array([True, False]), np.array([4, 5], np.int8)),
                  (np.array([1, 2], np.float16), np.array([0.5, 1.5], np.float32))):
         for mgf, tf in ((mg.cat, torch.cat), (mg.stack, torch.stack)):
-            _same_dtype_and_values(mgf([mg.tensor(a), mg.tensor(b)]),
+            assert_same_dtype_and_values(mgf([mg.tensor(a), mg.tensor(b)]),
                                    tf([torch.from_numpy(a), torch.from_numpy(b)]))
 
 
@@ -285,8 +285,8 @@ def test_linear_of_two_dtypes_raises_as_torch():
 
 def test_clamp_of_integers_to_a_float_bound_is_float32_and_tensor_bounds_raise():
     a = np.array([1, 2, 3])
-    _same_dtype_and_values(mg.tensor(a).clamp(min=1.5), torch.from_numpy(a).clamp(min=1.5))
-    _same_dtype_and_values(mg.tensor(a).clamp(max=2), torch.from_numpy(a).clamp(max=2))
+    assert_same_dtype_and_values(mg.tensor(a).clamp(min=1.5), torch.from_numpy(a).clamp(min=1.5))
+    assert_same_dtype_and_values(mg.tensor(a).clamp(max=2), torch.from_numpy(a).clamp(max=2))
     with pytest.raises(TypeError, match="maximum/minimum"):
         mg.tensor([1.0, 2.0]).clamp(min=mg.tensor([2.0, 2.0]))
 
@@ -375,6 +375,9 @@ def test_a_shared_module_is_in_the_state_dict_under_each_name():
     ours, theirs = _Shared(nn), _TorchShared()
     assert list(ours.state_dict()) == list(theirs.state_dict())
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    for dedup in (True, False):                       # torch's named_modules(remove_duplicate)
+        assert ([n for n, _ in ours.named_modules(remove_duplicate=dedup)]
+                == [n for n, _ in theirs.named_modules(remove_duplicate=dedup)])
     sd = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
     assert ours.load_state_dict(sd) == ([], [])  # a torch state dict loads as it is
     np.testing.assert_array_equal(ours.b.weight.data, sd["b.weight"])

@@ -118,6 +118,7 @@ def release_text(text: str, titles: dict, stubbed: set, path: Path = Path("?")) 
         titles: exercise id -> title, for every exercise of the catalog.
         stubbed: the ids whose solutions the release hides.
     """
+    text = drop_kernels(text, stubbed, path)     # the stubbed ones' kernels, and their exports
     lines = text.splitlines(keepends=True)
     drop, stub_after = set(), {}
     for r in find_regions(text, path):
@@ -129,21 +130,18 @@ def release_text(text: str, titles: dict, stubbed: set, path: Path = Path("?")) 
             drop.update(range(r.begin + 1, r.end))
         else:
             drop.update((r.begin, r.end))
-    gone = set()                                         # names the dropped kernel code defined
-    for ex_id, begin, end in find_kernel_regions(text, path):
+    for ex_id, begin, end in find_kernel_regions(text, path):   # the solved ones': markers go
         if ex_id not in titles:
             raise FenceError(f"{path}:{begin + 1}: kernel region {ex_id} has no Exercise in "
                              f"minigrad/exercises/ch*.py")
-        drop.update(range(begin, end + 1) if ex_id in stubbed else (begin, end))
-        if ex_id in stubbed:
-            gone.update(a or b for a, b in TOP_LEVEL_NAME.findall("".join(lines[begin:end + 1])))
+        drop.update((begin, end))
     out = []
     for i, line in enumerate(lines):
         if i not in drop:
             out.append(line)
         if i in stub_after:
             out.append(stub_after[i])
-    return _without_exports("".join(out), gone)
+    return "".join(out)
 
 
 # a name a module defines at its top level: def f, class C, NAME = ...

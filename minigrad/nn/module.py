@@ -79,15 +79,18 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def named_modules(self, prefix: str = "", memo=None):
-        """Every module below (and including) this one, each once, with its dotted name."""
+    def named_modules(self, prefix: str = "", memo=None, remove_duplicate: bool = True):
+        """Every module below (and including) this one with its dotted name; a module reused
+        in two places once, unless ``remove_duplicate=False`` (state_dict's view: each place)."""
         memo = set() if memo is None else memo
-        if id(self) in memo:  # a module reused in two places is listed once
-            return
-        memo.add(id(self))
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo,
+                                       remove_duplicate)
 
     def modules(self):
         for _, m in self.named_modules():
@@ -132,18 +135,11 @@ class Module:
         return self
 
     # -- state -----------------------------------------------------------------------
-    def _state_modules(self, prefix: str = ""):
-        """Every module with its dotted name, a module reused in two places under both
-        names (unlike ``named_modules``): torch's state_dict lists each place."""
-        yield prefix, self
-        for name, m in self._modules.items():
-            yield from m._state_modules(f"{prefix}.{name}" if prefix else name)
-
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Name -> a copy of every parameter and buffer array (a shared module's
         under each of its names, as in PyTorch)."""
         sd = OrderedDict()
-        for mname, m in self._state_modules():
+        for mname, m in self.named_modules(remove_duplicate=False):
             for kind in (m._parameters, m._buffers):
                 for name, v in kind.items():
                     arr = v.data if isinstance(v, Tensor) else v
@@ -158,7 +154,7 @@ class Module:
         unexpected_keys)`` (empty when ``strict``), as PyTorch does.
         """
         own = {}
-        for mname, m in self._state_modules():
+        for mname, m in self.named_modules(remove_duplicate=False):
             for kind in ("_parameters", "_buffers"):
                 for name in getattr(m, kind):
                     own[f"{mname}.{name}" if mname else name] = (m, kind, name)

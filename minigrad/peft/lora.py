@@ -30,8 +30,6 @@ from ..tensor import Tensor, get_rng
 __all__ = ["LoraConfig", "LoRALinear", "ModulesToSaveWrapper", "PeftModel", "get_peft_model",
            "lora_parameters", "kaiming_uniform_bound"]
 
-INIT_LORA_WEIGHTS = (True, False, "gaussian")
-
 
 @dataclass
 class LoraConfig:
@@ -94,7 +92,7 @@ def kaiming_uniform_bound(fan_in: int, a: float = math.sqrt(5)) -> float:
 
 def check_init_lora_weights(init, who: str) -> None:
     # PEFT's other schemes (pissa, olora, loftq, eva, ...) are not implemented: refuse them
-    if not any(init is v or (isinstance(init, str) and init == v) for v in INIT_LORA_WEIGHTS):
+    if not (init is True or init is False or init == "gaussian"):    # 1 and 0 are not bools
         raise ValueError(f"{who}: init_lora_weights must be True, False or 'gaussian', "
                          f"got {init!r}")
 
@@ -153,8 +151,6 @@ class LoRALinear(Module):
 
     def forward(self, x) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
-        if self.disabled and self.merged:                             # as PEFT: the base alone
-            self.unmerge()
         result = self.base_layer(x)                                   # (..., out), frozen
         if self.merged or self.disabled:
             return result
@@ -226,6 +222,8 @@ class PeftModel(Module):
         unmerged first, ``modules_to_save`` use their originals), as PEFT's."""
         layers = [m for m in self.modules() if isinstance(m, (LoRALinear, ModulesToSaveWrapper))]
         for m in layers:
+            if isinstance(m, LoRALinear) and m.merged:
+                m.unmerge()                            # as PEFT: it stays unmerged afterwards
             m.disabled = True
         try:
             yield
